@@ -1,0 +1,187 @@
+/// The event catalog: the envelope every event shares and the definition of every event type.
+///
+/// The catalog is data. Validation, normalisation, JSON Schema, the docs and the CLI's `catalog`
+/// output are all derived from it, so adding an event type, or a version 1.1 of one, means adding an
+/// ``EventDefinition``: nothing in the pipeline changes.
+public struct Catalog: Sendable {
+    /// The fields every event carries (`event_id`, `event_type`, `timestamp`, …).
+    public let envelope: [FieldDefinition]
+    /// Every event type and version, in catalog order.
+    public let events: [EventDefinition]
+
+    /// The envelope names the validator itself relies on; a catalog must define them.
+    static let structuralEnvelopeFields = ["event_id", "event_type", "timestamp", "tenant_id", "version"]
+
+    // Compiled lookup structures, derived once from the definitions.
+    let names: [String]
+    let nameTable: ByteTable
+    let compiled: [CompiledEvent]
+    let envelopeOnly: CompiledEvent
+    let eventTypeTable: ByteTable
+    let versionsByEventType: [[Int]]
+    let slots: EnvelopeSlots
+
+    /// Creates a catalog, checking that its definitions are consistent.
+    ///
+    /// - Throws: ``CatalogError`` when an event type and version appear twice, a field name
+    ///   appears twice in one event, an alias names two fields, or the envelope lacks one of
+    ///   `event_id`, `event_type`, `timestamp`, `tenant_id`, `version`.
+    public init(envelope: [FieldDefinition], events: [EventDefinition]) throws(CatalogError) {
+        self.envelope = envelope
+        self.events = events
+
+        for name in Self.structuralEnvelopeFields where !envelope.contains(where: { $0.name == name }) {
+            throw CatalogError("missing_envelope_field", "the envelope must define \(name)")
+        }
+
+        // Every distinct name, canonical ones first, then aliases mapping to their canonical id.
+        var names: [String] = []
+        var idByName: [String: Int] = [:]
+        var aliasOf: [String: String] = [:]
+        for field in envelope + events.flatMap(\.fields) {
+            if idByName[field.name] == nil {
+                idByName[field.name] = names.count
+                names.append(field.name)
+            }
+            for alias in field.aliases {
+                if let existing = aliasOf[alias], existing != field.name {
+                    throw CatalogError("conflicting_alias", "\(alias) is an alias of both \(existing) and \(field.name)")
+                }
+                aliasOf[alias] = field.name
+            }
+        }
+        for (alias, _) in aliasOf where idByName[alias] != nil {
+            throw CatalogError("conflicting_alias", "\(alias) is both a field name and an alias")
+        }
+        var entries = names.enumerated().map { (key: Array($0.element.utf8), value: $0.offset) }
+        entries += aliasOf.sorted(by: { $0.key < $1.key }).map { (key: Array($0.key.utf8), value: idByName[$0.value]!) }
+        self.names = names
+        self.nameTable = ByteTable(entries)
+
+        self.envelopeOnly = try CompiledEvent(definition: nil, envelope: envelope, idByName: idByName, nameCount: names.count)
+        var compiled: [CompiledEvent] = []
+        var versions: [[Int]] = []
+        var typeIndex: [String: Int] = [:]
+        var typeEntries: [(key: [UInt8], value: Int)] = []
+        for event in events {
+            let index = compiled.count
+            compiled.append(
+                try CompiledEvent(definition: event, envelope: envelope, idByName: idByName, nameCount: names.count))
+            if let t = typeIndex[event.eventType] {
+                if versions[t].contains(where: { compiled[$0].definition!.version == event.version }) {
+                    throw CatalogError("duplicate_event", "\(event.eventType) version \(event.version) is defined twice")
+                }
+                versions[t].append(index)
+            } else {
+                typeIndex[event.eventType] = versions.count
+                typeEntries.append((key: Array(event.eventType.utf8), value: versions.count))
+                versions.append([index])
+            }
+        }
+        self.compiled = compiled
+        self.versionsByEventType = versions
+        self.eventTypeTable = ByteTable(typeEntries)
+        self.slots = EnvelopeSlots(envelope: envelope)
+    }
+
+    /// The distinct event types, in catalog order.
+    public var eventTypes: [String] {
+        versionsByEventType.map { compiled[$0[0]].definition!.eventType }
+    }
+
+    /// The distinct topics, in catalog order.
+    public var topics: [Topic] {
+        var seen: Set<Topic> = []
+        return events.map(\.topic).filter { seen.insert($0).inserted }
+    }
+
+    /// Every version of `eventType`, oldest first as listed.
+    public func definitions(of eventType: String) -> [EventDefinition] {
+        guard let t = eventTypeTable.lookup(Array(eventType.utf8)) else { return [] }
+        return versionsByEventType[t].map { compiled[$0].definition! }
+    }
+
+    /// The definition of `eventType` at `version`, if the catalog has it.
+    public func definition(of eventType: String, version: String) -> EventDefinition? {
+        definitions(of: eventType).first { $0.version == version }
+    }
+
+    /// The latest (last listed) version of `eventType`, if the catalog has it.
+    public func latest(_ eventType: String) -> EventDefinition? {
+        definitions(of: eventType).last
+    }
+
+    /// All fields of an event: the envelope's, overridden where the event redefines one, then the
+    /// event's own, in that order. This is the list a validated event's values follow.
+    public func allFields(of definition: EventDefinition) -> [FieldDefinition] {
+        CompiledEvent.merge(envelope: envelope, fields: definition.fields)
+    }
+
+    /// Every distinct field name of the catalog (envelope and events), canonical names only.
+    public var fieldNames: [String] { names }
+
+    /// The versions any event type is defined at.
+    public var versions: [String] {
+        var seen: Set<String> = []
+        return events.map(\.version).filter { seen.insert($0).inserted }
+    }
+}
+
+/// Indices of the structural envelope fields; the same in every compiled event because the
+/// envelope always comes first and overrides keep their place.
+struct EnvelopeSlots: Sendable {
+    let eventID: Int
+    let eventType: Int
+    let timestamp: Int
+    let tenantID: Int
+    let version: Int
+
+    init(envelope: [FieldDefinition]) {
+        func slot(_ name: String) -> Int { envelope.firstIndex { $0.name == name }! }
+        eventID = slot("event_id")
+        eventType = slot("event_type")
+        timestamp = slot("timestamp")
+        tenantID = slot("tenant_id")
+        version = slot("version")
+    }
+}
+
+/// An event definition prepared for validation: its merged field list and a slot for every name.
+struct CompiledEvent: Sendable {
+    let definition: EventDefinition?
+    let fields: [FieldDefinition]
+    /// Canonical field bytes by slot, written into the normalised event.
+    let fieldNameBytes: [[UInt8]]
+    /// For each catalog name id, the slot of that field in `fields`, or -1 when the event lacks it.
+    let slotByName: [Int32]
+
+    init(definition: EventDefinition?, envelope: [FieldDefinition], idByName: [String: Int], nameCount: Int)
+        throws(CatalogError)
+    {
+        self.definition = definition
+        var seen: Set<String> = []
+        for field in definition?.fields ?? [] where !seen.insert(field.name).inserted {
+            throw CatalogError("duplicate_field", "\(definition!.eventType) lists \(field.name) twice")
+        }
+        let fields = Self.merge(envelope: envelope, fields: definition?.fields ?? [])
+        self.fields = fields
+        self.fieldNameBytes = fields.map { Array($0.name.utf8) }
+        var slotByName = [Int32](repeating: -1, count: nameCount)
+        for (slot, field) in fields.enumerated() {
+            slotByName[idByName[field.name]!] = Int32(slot)
+        }
+        self.slotByName = slotByName
+    }
+
+    static func merge(envelope: [FieldDefinition], fields: [FieldDefinition]) -> [FieldDefinition] {
+        var merged = envelope
+        for field in fields {
+            if let i = merged.firstIndex(where: { $0.name == field.name }) {
+                merged[i] = field
+            } else {
+                merged.append(field)
+            }
+        }
+        return merged
+    }
+}

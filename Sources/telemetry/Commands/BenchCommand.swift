@@ -1,0 +1,9 @@
+import ArgumentParser
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the system's hot paths against baselines measured in the same run.",
+        subcommands: [ValidationBench.self]
+    )
+}
