@@ -146,10 +146,20 @@ struct EnvelopeSlots: Sendable {
     }
 }
 
+/// What the validator needs of a field, as plain values: checking a field copies no strings.
+struct FieldCheck: Sendable {
+    let kind: FieldType.Kind
+    let isRequired: Bool
+    let minimum: Int64?
+}
+
 /// An event definition prepared for validation: its merged field list and a slot for every name.
-struct CompiledEvent: Sendable {
+///
+/// A class, so that the validator and every ``NormalizedEvent`` share one instance by reference.
+final class CompiledEvent: Sendable {
     let definition: EventDefinition?
     let fields: [FieldDefinition]
+    let checks: [FieldCheck]
     /// Canonical field bytes by slot, written into the normalised event.
     let fieldNameBytes: [[UInt8]]
     /// For each catalog name id, the slot of that field in `fields`, or -1 when the event lacks it.
@@ -165,6 +175,7 @@ struct CompiledEvent: Sendable {
         }
         let fields = Self.merge(envelope: envelope, fields: definition?.fields ?? [])
         self.fields = fields
+        self.checks = fields.map { FieldCheck(kind: $0.type.kind, isRequired: $0.isRequired, minimum: $0.minimum) }
         self.fieldNameBytes = fields.map { Array($0.name.utf8) }
         var slotByName = [Int32](repeating: -1, count: nameCount)
         for (slot, field) in fields.enumerated() {

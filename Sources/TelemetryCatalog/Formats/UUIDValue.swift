@@ -20,23 +20,34 @@ public struct UUIDValue: Hashable, Sendable, Comparable, CustomStringConvertible
 
     /// Parses RFC 9562 text from raw bytes.
     init?(parsing bytes: UnsafeRawBufferPointer) {
-        guard bytes.count == 36 else { return nil }
+        guard bytes.count == 36, let p = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        let dash = UInt8(ascii: "-")
+        guard p[8] == dash, p[13] == dash, p[18] == dash, p[23] == dash else { return nil }
+        // Accumulate nibbles; any non-hex byte sets the table's 0x10 bit, checked once at the end.
         var high: UInt64 = 0
         var low: UInt64 = 0
-        var nibbles = 0
-        for i in 0..<36 {
-            let b = bytes[i]
-            if i == 8 || i == 13 || i == 18 || i == 23 {
-                guard b == UInt8(ascii: "-") else { return nil }
-                continue
+        var bad: UInt8 = 0
+        Self.hexTable.withUnsafeBufferPointer { table in
+            @inline(__always) func run(_ start: Int, _ count: Int, _ word: inout UInt64) {
+                for i in start..<(start + count) {
+                    let v = table[Int(p[i])]
+                    bad |= v
+                    word = word << 4 | UInt64(v & 0x0F)
+                }
             }
-            guard let v = hexValue(b) else { return nil }
-            if nibbles < 16 { high = high << 4 | UInt64(v) } else { low = low << 4 | UInt64(v) }
-            nibbles += 1
+            run(0, 8, &high)
+            run(9, 4, &high)
+            run(14, 4, &high)
+            run(19, 4, &low)
+            run(24, 12, &low)
         }
+        guard bad & 0x10 == 0 else { return nil }
         self.high = high
         self.low = low
     }
+
+    /// Hex digit values; 0x10 marks a byte that is not a hex digit.
+    private static let hexTable: [UInt8] = (0..<256).map { b in hexValue(UInt8(b)) ?? 0x10 }
 
     /// The version nibble (4 for random, 7 for time-ordered).
     public var version: Int { Int(high >> 12 & 0xF) }

@@ -221,7 +221,7 @@ public struct EventValidator: Sendable {
                     to: member.value.end + (member.value.kind == .string ? 1 : 0), to: &out)
                 continue
             }
-            let field = compiled.fields[slot]
+            let field = compiled.checks[slot]
             out.append(UInt8(ascii: "\""))
             out.append(contentsOf: compiled.fieldNameBytes[slot])
             out.append(UInt8(ascii: "\""))
@@ -233,7 +233,7 @@ public struct EventValidator: Sendable {
             let contentStart = Int32(valueStart + (isString ? 1 : 0))
             let contentEnd = Int32(out.count - (isString ? 1 : 0))
             if let stored = checkValue(
-                token, field, scanner, contentStart, contentEnd, &issues, &embedded)
+                token, field, slot, compiled, scanner, contentStart, contentEnd, &issues, &embedded)
             {
                 if case .object = stored, isString {
                     // A JSON object sent as a string: store the object itself.
@@ -247,8 +247,9 @@ public struct EventValidator: Sendable {
         }
         out.append(UInt8(ascii: "}"))
 
-        for (slot, field) in compiled.fields.enumerated() where field.isRequired {
+        for (slot, check) in compiled.checks.enumerated() where check.isRequired {
             if case .absent = values[slot] {
+                let field = compiled.fields[slot]
                 // A field rejected above for its value is reported once, for that reason.
                 if issues.contains(where: { $0.field == field.name }) { continue }
                 issues.append(
@@ -263,7 +264,7 @@ public struct EventValidator: Sendable {
             issues.append(ValidationIssue(field: "event_type", code: .missing, message: "event_type is required"))
         }
 
-        guard issues.isEmpty, let definition = compiled.definition,
+        guard issues.isEmpty, compiled.definition != nil,
             case .uuid(let eventID) = values[catalog.slots.eventID],
             case .uuid(let tenantID) = values[catalog.slots.tenantID],
             case .timestamp(let micros, _, _, _) = values[catalog.slots.timestamp]
@@ -282,7 +283,7 @@ public struct EventValidator: Sendable {
         }
         return .valid(
             NormalizedEvent(
-                definition: definition, fields: compiled.fields, eventID: eventID, tenantID: tenantID,
+                compiled: compiled, eventID: eventID, tenantID: tenantID,
                 timestampMicros: micros, json: out, unknownFields: unknownFields, values: values))
     }
 
@@ -312,12 +313,14 @@ public struct EventValidator: Sendable {
 
     /// Checks one value against its field; returns what to store, or `nil` after recording an issue.
     private func checkValue(
-        _ token: JSONScanner.Token, _ field: FieldDefinition, _ scanner: JSONScanner,
+        _ token: JSONScanner.Token, _ check: FieldCheck, _ slot: Int, _ compiled: CompiledEvent, _ scanner: JSONScanner,
         _ contentStart: Int32, _ contentEnd: Int32,
         _ issues: inout [ValidationIssue], _ embedded: inout [UInt8]
     ) -> StoredValue? {
+        // The field's definition (with its name) is only read to describe a problem.
+        var field: FieldDefinition { compiled.fields[slot] }
         if token.kind == .null {
-            if field.isRequired {
+            if check.isRequired {
                 issues.append(ValidationIssue(field: field.name, code: .missing, message: "\(field.name) is null; it is required"))
                 return nil
             }
@@ -329,7 +332,7 @@ public struct EventValidator: Sendable {
                     field: field.name, code: .wrongType, message: "\(field.name) must be \(expected), got \(token.kind.name)"))
             return nil
         }
-        switch field.type.kind {
+        switch check.kind {
         case .string:
             guard token.kind == .string else { return wrongType("a string") }
             return .text(start: contentStart, end: contentEnd, escaped: token.escaped)
@@ -346,7 +349,7 @@ public struct EventValidator: Sendable {
             let raw = UnsafeRawBufferPointer(start: scanner.base + token.start, count: token.end - token.start)
             switch NumberText.integer(raw, integral: token.integral) {
             case .value(let v):
-                if let minimum = field.minimum, v < minimum {
+                if let minimum = check.minimum, v < minimum {
                     issues.append(
                         ValidationIssue(field: field.name, code: .outOfRange, message: "\(field.name) must be at least \(minimum), got \(v)"))
                     return nil
@@ -376,7 +379,7 @@ public struct EventValidator: Sendable {
                         message: "\(field.name) does not fit a 64-bit float: \(Self.excerpt(String(decoding: raw, as: UTF8.self)))"))
                 return nil
             }
-            if let minimum = field.minimum, v < Double(minimum) {
+            if let minimum = check.minimum, v < Double(minimum) {
                 issues.append(
                     ValidationIssue(field: field.name, code: .outOfRange, message: "\(field.name) must be at least \(minimum), got \(v)"))
                 return nil

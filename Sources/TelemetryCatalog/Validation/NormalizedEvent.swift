@@ -6,10 +6,12 @@
 /// dropped; and the values of catalog fields are available typed (timestamps also as UTC
 /// microseconds). Unknown members are kept verbatim and listed in ``unknownFields``.
 public struct NormalizedEvent: Sendable {
+    let compiled: CompiledEvent
+
     /// The definition the event was checked against.
-    public let definition: EventDefinition
+    public var definition: EventDefinition { compiled.definition! }
     /// All fields of the definition (envelope first), in the order of ``value(at:)``.
-    public let fields: [FieldDefinition]
+    public var fields: [FieldDefinition] { compiled.fields }
     /// `event_id`.
     public let eventID: UUIDValue
     /// `tenant_id`.
@@ -24,11 +26,11 @@ public struct NormalizedEvent: Sendable {
     let values: [StoredValue]
 
     /// The event type, e.g. `xumi.generation.start`.
-    public var eventType: String { definition.eventType }
+    public var eventType: String { compiled.definition!.eventType }
     /// The catalog version the event was checked against.
-    public var version: String { definition.version }
+    public var version: String { compiled.definition!.version }
     /// The topic of the event's type.
-    public var topic: Topic { definition.topic }
+    public var topic: Topic { compiled.definition!.topic }
 
     /// The value of the field at `slot` of ``fields``, or `nil` when absent or `null`.
     public func value(at slot: Int) -> FieldValue? {
