@@ -158,7 +158,9 @@ struct ValidationSummary {
     }
 
     func report(bytes: Int, seconds: Double) -> String {
-        var out = "\(total) events: \(valid) valid, \(invalid) invalid (\(formatBytes(bytes)) in \(String(format1: seconds)) s)\n"
+        var out = "\(total) events: \(valid) valid, \(invalid) invalid (\(formatBytes(bytes)) in \(String(format1: seconds)) s"
+        if let peak = peakResidentBytes() { out += ", peak memory \(formatBytes(peak))" }
+        out += ")\n"
         guard total > 0 else { return out }
         let width = max(10, byType.keys.map(\.count).max() ?? 0)
         out += "by event type:\n"

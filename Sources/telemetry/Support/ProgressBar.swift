@@ -81,3 +81,18 @@ extension String {
         self = "\(tenths / 10).\(abs(tenths % 10))"
     }
 }
+
+/// The process's peak resident memory (VmHWM), where /proc tells it.
+func peakResidentBytes() -> Int? {
+    guard let file = fopen("/proc/self/status", "r") else { return nil }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if text.hasPrefix("VmHWM:") {
+            let digits = text.dropFirst(6).filter { $0.isNumber }
+            return Int(digits).map { $0 * 1024 }
+        }
+    }
+    return nil
+}
