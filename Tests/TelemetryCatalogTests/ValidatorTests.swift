@@ -354,3 +354,37 @@ extension String {
         return replacingCharacters(in: range, with: replacement)
     }
 }
+
+@Suite struct ErrorCodeCoverageTests {
+    /// One input per code; a code added without an input here fails the test.
+    @Test func everyCodeIsProducedAndNamed() {
+        // too_large is produced by `validate` for over-long lines: see the CLI tests.
+        let producedByTheCLI: Set<ValidationIssue.Code> = [.tooLarge]
+        let event = validEvent("assets.access.read")
+        func with(_ field: String, _ value: JSONValue) -> String {
+            var copy = event
+            copy[field] = value
+            return copy.render()
+        }
+        let inputs: [ValidationIssue.Code: String] = [
+            .malformedJSON: "{", .tooDeep: String(repeating: "[", count: 65) + String(repeating: "]", count: 65),
+            .notAnObject: "[]", .duplicateField: String(event.render().dropLast()) + #","result":true}"#,
+            .missing: with("resource_url", .null), .wrongType: with("result", "yes"), .badUUID: with("event_id", "1"),
+            .badTimestamp: with("timestamp", "now"), .badIP: with("IP", "1.2.3"), .outOfRange: with("object_size", -5),
+            .badEmbeddedJSON: {
+                var check = validEvent("pbac.agent.politics.check")
+                check["user"] = "alice"
+                return check.render()
+            }(),
+            .unknownEventType: with("event_type", "assets.access.reed"), .unknownVersion: with("version", "0.9"),
+        ]
+        for code in ValidationIssue.Code.all where !producedByTheCLI.contains(code) {
+            guard let input = inputs[code] else {
+                Issue.record("no input produces \(code)")
+                continue
+            }
+            #expect(check(input).issues.map(\.code) == [code], "\(code)")
+            #expect(!Catalog.codeMeaning(code).isEmpty)
+        }
+    }
+}
