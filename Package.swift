@@ -18,6 +18,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         // The event catalog: envelope, field types, the event types as data, validation,
@@ -26,11 +32,60 @@ let package = Package(
             name: "TelemetryCatalog",
             swiftSettings: swiftSettings
         ),
+        // The emitter side: a small HTTP/1.1 client for the collector's API (the SDK grows here).
+        // Depends only on the catalog, so services can embed it without the collector.
+        .target(
+            name: "TelemetryClient",
+            dependencies: ["TelemetryCatalog"],
+            swiftSettings: swiftSettings
+        ),
+        // The store protocol and the embedded SQLite store (GRDB, WAL). Knows nothing of HTTP.
+        .target(
+            name: "TelemetryStore",
+            dependencies: [
+                "TelemetryCatalog",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Body parsing, validation, group-committed writes, acknowledgements. Knows nothing of HTTP.
+        .target(
+            name: "TelemetryPipeline",
+            dependencies: [
+                "TelemetryCatalog",
+                "TelemetryStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The collector's HTTP API (Hummingbird 2).
+        .target(
+            name: "TelemetryServer",
+            dependencies: [
+                "TelemetryCatalog",
+                "TelemetryStore",
+                "TelemetryPipeline",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "telemetry",
             dependencies: [
                 "TelemetryCatalog",
+                "TelemetryClient",
+                "TelemetryStore",
+                "TelemetryPipeline",
+                "TelemetryServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -40,8 +95,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "TelemetryServerTests",
+            dependencies: ["TelemetryCatalog", "TelemetryClient", "TelemetryStore", "TelemetryPipeline", "TelemetryServer"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "TelemetryCLITests",
-            dependencies: ["telemetry", "TelemetryCatalog"],
+            dependencies: ["telemetry", "TelemetryCatalog", "TelemetryClient"],
             swiftSettings: swiftSettings
         ),
     ]

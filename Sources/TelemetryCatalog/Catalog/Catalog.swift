@@ -15,7 +15,7 @@ public struct Catalog: Sendable {
     // Compiled lookup structures, derived once from the definitions.
     let names: [String]
     let nameTable: ByteTable
-    let compiled: [CompiledEvent]
+    package let compiled: [CompiledEvent]
     let envelopeOnly: CompiledEvent
     let eventTypeTable: ByteTable
     let versionsByEventType: [[Int]]
@@ -32,6 +32,12 @@ public struct Catalog: Sendable {
 
         for name in Self.structuralEnvelopeFields where !envelope.contains(where: { $0.name == name }) {
             throw CatalogError("missing_envelope_field", "the envelope must define \(name)")
+        }
+
+        for field in envelope + events.flatMap(\.fields) {
+            for name in [field.name] + field.aliases where !Self.isValidFieldName(name) {
+                throw CatalogError("bad_field_name", "\(name) is not a valid field name (a letter, then letters, digits or _)")
+            }
         }
 
         // Every distinct name, canonical ones first, then aliases mapping to their canonical id.
@@ -58,7 +64,7 @@ public struct Catalog: Sendable {
         self.names = names
         self.nameTable = ByteTable(entries)
 
-        self.envelopeOnly = try CompiledEvent(definition: nil, envelope: envelope, idByName: idByName, nameCount: names.count)
+        self.envelopeOnly = try CompiledEvent(index: -1, definition: nil, envelope: envelope, idByName: idByName, nameCount: names.count)
         var compiled: [CompiledEvent] = []
         var versions: [[Int]] = []
         var typeIndex: [String: Int] = [:]
@@ -66,7 +72,7 @@ public struct Catalog: Sendable {
         for event in events {
             let index = compiled.count
             compiled.append(
-                try CompiledEvent(definition: event, envelope: envelope, idByName: idByName, nameCount: names.count))
+                try CompiledEvent(index: index, definition: event, envelope: envelope, idByName: idByName, nameCount: names.count))
             if let t = typeIndex[event.eventType] {
                 if versions[t].contains(where: { compiled[$0].definition!.version == event.version }) {
                     throw CatalogError("duplicate_event", "\(event.eventType) version \(event.version) is defined twice")
@@ -82,6 +88,17 @@ public struct Catalog: Sendable {
         self.versionsByEventType = versions
         self.eventTypeTable = ByteTable(typeEntries)
         self.slots = EnvelopeSlots(envelope: envelope)
+    }
+
+    /// Field names start with a letter and hold only ASCII letters, digits and `_`, so that stores
+    /// can use them as column names and keep names starting with `_` for their own columns.
+    static func isValidFieldName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, (first | 0x20) >= UInt8(ascii: "a"), (first | 0x20) <= UInt8(ascii: "z") else {
+            return false
+        }
+        return name.utf8.allSatisfy { b in
+            ((b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z")) || isDigit(b) || b == UInt8(ascii: "_")
+        }
     }
 
     /// The distinct event types, in catalog order.
@@ -115,6 +132,12 @@ public struct Catalog: Sendable {
     /// event's own, in that order. This is the list a validated event's values follow.
     public func allFields(of definition: EventDefinition) -> [FieldDefinition] {
         CompiledEvent.merge(envelope: envelope, fields: definition.fields)
+    }
+
+    /// The canonical name of a field name or alias (`resource_Id` → `resource_id`), or `nil` when the
+    /// catalog has no such field.
+    public func canonicalFieldName(_ name: String) -> String? {
+        nameTable.lookup(Array(name.utf8)).map { names[$0] }
     }
 
     /// Every distinct field name of the catalog (envelope and events), canonical names only.
@@ -156,18 +179,21 @@ struct FieldCheck: Sendable {
 /// An event definition prepared for validation: its merged field list and a slot for every name.
 ///
 /// A class, so that the validator and every ``NormalizedEvent`` share one instance by reference.
-final class CompiledEvent: Sendable {
-    let definition: EventDefinition?
-    let fields: [FieldDefinition]
+package final class CompiledEvent: Sendable {
+    /// The position in `Catalog.compiled`, or -1 for the envelope-only definition.
+    package let index: Int
+    package let definition: EventDefinition?
+    package let fields: [FieldDefinition]
     let checks: [FieldCheck]
     /// Canonical field bytes by slot, written into the normalised event.
     let fieldNameBytes: [[UInt8]]
     /// For each catalog name id, the slot of that field in `fields`, or -1 when the event lacks it.
     let slotByName: [Int32]
 
-    init(definition: EventDefinition?, envelope: [FieldDefinition], idByName: [String: Int], nameCount: Int)
+    init(index: Int, definition: EventDefinition?, envelope: [FieldDefinition], idByName: [String: Int], nameCount: Int)
         throws(CatalogError)
     {
+        self.index = index
         self.definition = definition
         var seen: Set<String> = []
         for field in definition?.fields ?? [] where !seen.insert(field.name).inserted {

@@ -1,3 +1,17 @@
+/// RFC 3339 / ISO 8601 timestamps as the catalog reads them, for code outside the validator.
+public enum ISO8601Timestamp {
+    /// UTC microseconds since the Unix epoch of an RFC 3339 date-time with a zone, or `nil`.
+    public static func microseconds(_ text: String) -> Int64? {
+        var text = text
+        return text.withUTF8 { TimestampText.parseMicroseconds(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for UTC microseconds since the Unix epoch.
+    public static func string(fromMicroseconds micros: Int64) -> String {
+        TimestampText.format(microseconds: micros)
+    }
+}
+
 /// RFC 3339 date-times (the profile of ISO 8601 that JSON Schema's `date-time` means), parsed to
 /// UTC microseconds since the Unix epoch without Foundation's formatters.
 enum TimestampText {

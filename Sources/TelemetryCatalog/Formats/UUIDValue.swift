@@ -52,22 +52,53 @@ public struct UUIDValue: Hashable, Sendable, Comparable, CustomStringConvertible
     /// The version nibble (4 for random, 7 for time-ordered).
     public var version: Int { Int(high >> 12 & 0xF) }
 
-    /// Lower-case 8-4-4-4-12 text.
-    public var description: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        return String(unsafeUninitializedCapacity: 36) { buffer in
-            var n = 0
-            for i in 0..<32 {
-                if i == 8 || i == 12 || i == 16 || i == 20 {
-                    buffer[n] = UInt8(ascii: "-")
-                    n += 1
-                }
-                let word = i < 16 ? high : low
-                let shift = UInt64(60 - (i % 16) * 4)
-                buffer[n] = digits[Int(word >> shift & 0xF)]
+    /// Calls `body` with the lower-case 8-4-4-4-12 text, without allocating.
+    public func withText<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { buffer in
+            write(into: buffer)
+            return try body(UnsafeRawBufferPointer(buffer))
+        }
+    }
+
+    /// The 16 bytes, big-endian.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var bytes = (high.bigEndian, low.bigEndian)
+        return try withUnsafeBytes(of: &bytes) { try body($0) }
+    }
+
+    /// Reads 16 big-endian bytes.
+    public init?(bytes: some Collection<UInt8>) {
+        guard bytes.count == 16 else { return nil }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for (i, b) in bytes.enumerated() {
+            if i < 8 { high = high << 8 | UInt64(b) } else { low = low << 8 | UInt64(b) }
+        }
+        self.high = high
+        self.low = low
+    }
+
+    private func write(into buffer: UnsafeMutableBufferPointer<UInt8>) {
+        let digits: StaticString = "0123456789abcdef"
+        let table = digits.utf8Start
+        var n = 0
+        for i in 0..<32 {
+            if i == 8 || i == 12 || i == 16 || i == 20 {
+                buffer[n] = UInt8(ascii: "-")
                 n += 1
             }
-            return n
+            let word = i < 16 ? high : low
+            let shift = UInt64(60 - (i % 16) * 4)
+            buffer[n] = table[Int(word >> shift & 0xF)]
+            n += 1
+        }
+    }
+
+    /// Lower-case 8-4-4-4-12 text.
+    public var description: String {
+        String(unsafeUninitializedCapacity: 36) { buffer in
+            write(into: buffer)
+            return 36
         }
     }
 

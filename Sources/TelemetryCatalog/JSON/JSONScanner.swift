@@ -8,9 +8,9 @@
 /// Grammar: RFC 8259, strictly. Strings must be valid UTF-8 (no overlong forms, no surrogates), with
 /// no raw control characters and no lone `\u` surrogate escapes; numbers have no leading zeros,
 /// `NaN` or `Infinity`. Nesting deeper than `maxDepth` is an error rather than a deep recursion.
-struct JSONScanner {
+package struct JSONScanner {
     /// The kind of a scanned JSON value.
-    enum Kind: UInt8 {
+    package enum Kind: UInt8 {
         case string, number, object, array, `true`, `false`, null
 
         /// The JSON name of the kind, as used in error messages.
@@ -31,30 +31,30 @@ struct JSONScanner {
     /// For strings the range excludes the quotes. `escaped` is set when a string contains a backslash
     /// escape (so its bytes must be decoded before use); `integral` is set when a number has neither
     /// fraction nor exponent.
-    struct Token {
-        var kind: Kind
-        var start: Int
-        var end: Int
-        var escaped: Bool = false
-        var integral: Bool = false
+    package struct Token {
+        package var kind: Kind
+        package var start: Int
+        package var end: Int
+        package var escaped: Bool = false
+        package var integral: Bool = false
     }
 
     /// Why the bytes are not JSON, and where.
-    struct Failure: Error {
-        enum Reason {
+    package struct Failure: Error {
+        package enum Reason {
             case malformed(String)
             case tooDeep
         }
-        var reason: Reason
-        var offset: Int
+        package var reason: Reason
+        package var offset: Int
     }
 
-    let base: UnsafePointer<UInt8>
-    let count: Int
-    let maxDepth: Int
-    var position: Int = 0
+    package let base: UnsafePointer<UInt8>
+    package let count: Int
+    package let maxDepth: Int
+    package var position: Int = 0
 
-    init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int) {
+    package init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int) {
         // An empty buffer may have no base address; any valid pointer works since count is 0.
         self.base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
         self.count = bytes.count
@@ -65,17 +65,17 @@ struct JSONScanner {
     func byte(at index: Int) -> UInt8 { base[index] }
 
     @inline(__always)
-    var atEnd: Bool { position >= count }
+    package var atEnd: Bool { position >= count }
 
     @inline(__always)
-    var current: UInt8? { position < count ? base[position] : nil }
+    package var current: UInt8? { position < count ? base[position] : nil }
 
-    func fail(_ message: String, at offset: Int? = nil) -> Failure {
+    package func fail(_ message: String, at offset: Int? = nil) -> Failure {
         Failure(reason: .malformed(message), offset: offset ?? position)
     }
 
     @inline(__always)
-    mutating func skipWhitespace() {
+    package mutating func skipWhitespace() {
         while position < count {
             let b = base[position]
             // space, \t, \n, \r
@@ -96,7 +96,7 @@ struct JSONScanner {
         position += 1
     }
 
-    func describeByte(_ b: UInt8) -> String {
+    package func describeByte(_ b: UInt8) -> String {
         if b >= 0x21 && b < 0x7F { return "'\(Character(Unicode.Scalar(b)))'" }
         return "byte 0x\(String(b, radix: 16, uppercase: true))"
     }
@@ -105,7 +105,7 @@ struct JSONScanner {
     ///
     /// - Parameter depth: the nesting depth of the value's container; objects and arrays at a depth
     ///   beyond `maxDepth` fail with `.tooDeep`.
-    mutating func scanValue(depth: Int) throws(Failure) -> Token {
+    package mutating func scanValue(depth: Int) throws(Failure) -> Token {
         skipWhitespace()
         guard position < count else { throw fail("unexpected end of input, expected a value") }
         let start = position

@@ -12,7 +12,7 @@ public enum FieldValue: Hashable, Sendable {
 }
 
 /// A field value inside a normalised event, located in its JSON rather than copied out.
-enum StoredValue: Sendable {
+package enum StoredValue: Sendable {
     case absent
     case null
     /// String content at `start..<end` of the normalised JSON (escapes still in place when `escaped`).

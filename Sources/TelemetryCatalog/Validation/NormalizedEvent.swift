@@ -6,7 +6,7 @@
 /// dropped; and the values of catalog fields are available typed (timestamps also as UTC
 /// microseconds). Unknown members are kept verbatim and listed in ``unknownFields``.
 public struct NormalizedEvent: Sendable {
-    let compiled: CompiledEvent
+    package let compiled: CompiledEvent
 
     /// The definition the event was checked against.
     public var definition: EventDefinition { compiled.definition! }
@@ -23,7 +23,7 @@ public struct NormalizedEvent: Sendable {
     /// Names of members the catalog does not define for this event, as sent, in order.
     public let unknownFields: [String]
 
-    let values: [StoredValue]
+    package let values: [StoredValue]
 
     /// The event type, e.g. `xumi.generation.start`.
     public var eventType: String { compiled.definition!.eventType }

@@ -7,6 +7,9 @@ public struct ValidationIssue: Hashable, Sendable, CustomStringConvertible {
 
         init(_ rawValue: String) { self.rawValue = rawValue }
 
+        /// The code with this text (as read back from a store or a response).
+        public init(rawValue: String) { self.rawValue = rawValue }
+
         /// The event (or line) is larger than the limit that applies to it.
         public static let tooLarge = Code("too_large")
         /// The bytes are not JSON (truncated, invalid UTF-8, bad escapes, trailing data, …).

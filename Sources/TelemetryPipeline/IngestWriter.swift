@@ -1,0 +1,124 @@
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+public import TelemetryStore
+
+/// The single writer of the store: requests submit their batches, and every batch waiting when the
+/// store finishes a transaction goes into the next one together (group commit). Concurrent
+/// requests thus share one commit (and one fsync) instead of queueing for one each, and each
+/// request's acknowledgement waits only for the transaction that holds its events.
+public final class IngestWriter: Service, Sendable {
+    private struct Job {
+        var batch: WriteBatch
+        var continuation: CheckedContinuation<WriteOutcome, any Error>
+    }
+
+    private struct State {
+        var pending: [Job] = []
+        var pendingEvents = 0
+        var stopped = false
+    }
+
+    private let store: any EventStore
+    private let logger: Logger
+    private let maxEventsPerTransaction: Int
+    private let state = Mutex(State())
+    private let doorbell: AsyncStream<Void>
+    private let ring: AsyncStream<Void>.Continuation
+    private let onCommit: @Sendable (Int64) -> Void
+
+    /// Creates the writer.
+    ///
+    /// - Parameters:
+    ///   - store: where batches are written.
+    ///   - maxEventsPerTransaction: a transaction takes waiting batches until it holds this many
+    ///     events (a single larger batch still goes in whole).
+    ///   - onCommit: called after each commit with the newest stored sequence number.
+    public init(
+        store: any EventStore, logger: Logger, maxEventsPerTransaction: Int = 20_000,
+        onCommit: @escaping @Sendable (Int64) -> Void = { _ in }
+    ) {
+        self.store = store
+        self.logger = logger
+        self.maxEventsPerTransaction = maxEventsPerTransaction
+        self.onCommit = onCommit
+        (doorbell, ring) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Writes `batch` in the next transaction and returns once that transaction has committed.
+    ///
+    /// - Throws: ``StoreError`` when the transaction failed (nothing of the batch was stored), or
+    ///   when the writer has stopped.
+    public func submit(_ batch: WriteBatch) async throws -> WriteOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            let accepted = state.withLock { state -> Bool in
+                guard !state.stopped else { return false }
+                state.pending.append(Job(batch: batch, continuation: continuation))
+                state.pendingEvents += batch.events.count
+                return true
+            }
+            if accepted {
+                ring.yield()
+            } else {
+                continuation.resume(throwing: StoreError(.unavailable, "the collector is shutting down"))
+            }
+        }
+    }
+
+    /// Events waiting for a transaction (a queue-depth gauge).
+    public var pendingEvents: Int { state.withLock { $0.pendingEvents } }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            for await _ in doorbell {
+                await drain()
+                if state.withLock({ $0.stopped }) { break }
+            }
+        } onGracefulShutdown: {
+            self.state.withLock { $0.stopped = true }
+            self.ring.yield()
+        }
+        // Whatever was accepted before the stop is still written.
+        await drain()
+        ring.finish()
+    }
+
+    private func drain() async {
+        while true {
+            let jobs = state.withLock { state -> [Job] in
+                var taken: [Job] = []
+                var events = 0
+                while let job = state.pending.first, taken.isEmpty || events + job.batch.events.count <= maxEventsPerTransaction {
+                    state.pending.removeFirst()
+                    events += job.batch.events.count
+                    taken.append(job)
+                }
+                state.pendingEvents -= events
+                return taken
+            }
+            if jobs.isEmpty { return }
+            await write(jobs)
+        }
+    }
+
+    private func write(_ jobs: [Job]) async {
+        var merged = WriteBatch()
+        for job in jobs {
+            merged.events += job.batch.events
+            merged.rejected += job.batch.rejected
+        }
+        do {
+            let outcome = try await store.write(merged)
+            var offset = 0
+            for job in jobs {
+                let count = job.batch.events.count
+                job.continuation.resume(returning: WriteOutcome(sequences: Array(outcome.sequences[offset..<(offset + count)])))
+                offset += count
+            }
+            if let newest = outcome.sequences.compactMap({ $0 }).max() { onCommit(newest) }
+        } catch {
+            logger.warning("ingest.transaction.failed", metadata: ["batch.count": "\(jobs.count)", "error": "\(error)"])
+            for job in jobs { job.continuation.resume(throwing: error) }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+public import TelemetryCatalog
+public import TelemetryStore
+
+/// Limits on what one request may carry.
+public struct IngestLimits: Sendable {
+    /// Events per request.
+    public var maxEventsPerRequest: Int = 10_000
+    /// Nesting depth of an event.
+    public var maxDepth: Int = 64
+
+    public init(maxEventsPerRequest: Int = 10_000, maxDepth: Int = 64) {
+        self.maxEventsPerRequest = maxEventsPerRequest
+        self.maxDepth = maxDepth
+    }
+}
+
+/// What became of a request's events.
+public struct IngestResult: Sendable {
+    /// Events stored now.
+    public var accepted: Int
+    /// Events whose `event_id` was already stored (or repeated in the request).
+    public var duplicates: Int
+    /// Events refused, with every reason; `index` is the event's position in the request.
+    public var rejected: [RejectedEvent]
+}
+
+/// Validates a request's events and hands them to the writer: the pipeline from body to ack.
+///
+/// Knows nothing of HTTP: the server gives it bytes and turns its result (or error) into a response.
+public struct Ingestor: Sendable {
+    public let catalog: Catalog
+    public let limits: IngestLimits
+    public let writer: IngestWriter
+
+    public init(catalog: Catalog = .builtin, limits: IngestLimits = IngestLimits(), writer: IngestWriter) {
+        self.catalog = catalog
+        self.limits = limits
+        self.writer = writer
+    }
+
+    /// Validates the events of `body`, stores the valid ones and the rejections in one transaction,
+    /// and returns once they are durable.
+    ///
+    /// - Parameters:
+    ///   - body: the request body (already decompressed).
+    ///   - ndjson: whether the sender declared NDJSON.
+    ///   - requestID: recorded with every stored and rejected event.
+    ///   - receivedMicros: when the request arrived, UTC microseconds.
+    /// - Throws: ``EventBody/Failure`` when the body is not JSON at all or carries too many events
+    ///   (nothing is stored except the rejection of a non-JSON body); ``StoreError`` when the store
+    ///   could not write (nothing is stored).
+    public func ingest(_ body: [UInt8], ndjson: Bool, requestID: String, receivedMicros: Int64) async throws -> IngestResult {
+        var batch = WriteBatch()
+        var notJSON: EventBody.Failure? = nil
+        body.withUnsafeBytes { bytes in
+            let ranges: [Range<Int>]
+            do throws(EventBody.Failure) {
+                ranges = try EventBody.split(bytes, ndjson: ndjson, maxEvents: limits.maxEventsPerRequest, maxDepth: limits.maxDepth)
+            } catch {
+                notJSON = error
+                return
+            }
+            var validator = EventValidator(catalog: catalog, limits: ValidationLimits(maxDepth: limits.maxDepth))
+            batch.events.reserveCapacity(ranges.count)
+            for (index, range) in ranges.enumerated() {
+                switch validator.validate(UnsafeRawBufferPointer(rebasing: bytes[range])) {
+                case .valid(let event):
+                    batch.events.append(IncomingEvent(event: event, receivedMicros: receivedMicros, requestID: requestID))
+                case .invalid(let invalid):
+                    batch.rejected.append(
+                        RejectedEvent(
+                            raw: Array(bytes[range]), issues: invalid.issues, eventType: invalid.eventType, eventID: invalid.eventID,
+                            index: index, receivedMicros: receivedMicros, requestID: requestID))
+                }
+            }
+            // Nothing in the body was JSON: refuse it whole, as not JSON.
+            if batch.events.isEmpty, !batch.rejected.isEmpty,
+                batch.rejected.allSatisfy({ $0.issues.first?.code == .malformedJSON })
+            {
+                notJSON = EventBody.Failure(code: "not_json", message: "the body is not JSON: \(batch.rejected[0].issues[0].message)")
+            }
+        }
+        if let notJSON {
+            if notJSON.code == "not_json" {
+                // Not lost either: the bytes are kept in the rejected store with the reason.
+                let rejection = RejectedEvent(
+                    raw: Array(body.prefix(1 << 16)),
+                    issues: [ValidationIssue(field: "", code: .malformedJSON, message: notJSON.message)], eventType: nil,
+                    eventID: nil, index: 0, receivedMicros: receivedMicros, requestID: requestID)
+                _ = try await writer.submit(WriteBatch(rejected: [rejection]))
+            }
+            throw notJSON
+        }
+        let outcome = try await writer.submit(batch)
+        return IngestResult(accepted: outcome.stored, duplicates: outcome.duplicates, rejected: batch.rejected)
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import GRDB
+public import TelemetryCatalog
+
+extension SQLiteStore {
+    public func events(_ query: EventQuery) async throws -> EventPage {
+        var conditions: [String] = []
+        var arguments: [DatabaseValue] = []
+        func add(_ condition: String, _ value: any DatabaseValueConvertible) {
+            conditions.append(condition)
+            arguments.append(value.databaseValue)
+        }
+        if let eventType = query.eventType { add("event_type = ?", eventType) }
+        if let topic = query.topic { add("_topic = ?", topic) }
+        if let tenant = query.tenantID { add("tenant_id = ?", Self.canonicalUUIDText(tenant)) }
+        if let source = query.source { add("source = ?", source) }
+        if let since = query.since { add("\"timestamp\" >= ?", since) }
+        if let until = query.until { add("\"timestamp\" < ?", until) }
+        for filter in query.fields {
+            let (column, value) = try columnValue(filter)
+            add("\(column) = ?", value)
+        }
+        if let before = query.before { add("_seq < ?", before) }
+        if let after = query.after { add("_seq > ?", after) }
+        let limit = max(1, min(query.limit, 10_000))
+        let ascending = query.after != nil
+        let sql = """
+            SELECT _seq, _json FROM events
+            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+            ORDER BY _seq \(ascending ? "ASC" : "DESC") LIMIT \(limit + 1)
+            """
+        let finalArguments = arguments
+        let rows = try await read { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(finalArguments)).map {
+                StoredEvent(sequence: $0[0], json: $0[1])
+            }
+        }
+        let events = Array(rows.prefix(limit))
+        let more = rows.count > limit
+        return EventPage(events: events, nextBefore: more && !ascending ? events.last?.sequence : nil)
+    }
+
+    public func event(id: UUIDValue, tenant: UUIDValue?) async throws -> StoredEvent? {
+        let blob = id.withBytes { Data($0) }
+        let found = try await read { db -> (StoredEvent, String)? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT _seq, _json, tenant_id FROM events WHERE event_id = ?", arguments: [blob])
+            else { return nil }
+            return (StoredEvent(sequence: row[0], json: row[1]), row[2])
+        }
+        guard let found else { return nil }
+        if let tenant, found.1 != tenant.description { return nil }
+        return found.0
+    }
+
+    public func rejected(_ query: RejectedQuery) async throws -> RejectedPage {
+        var conditions: [String] = []
+        var arguments: [DatabaseValue] = []
+        if let tenant = query.tenantID {
+            conditions.append("tenant_id = ?")
+            arguments.append(Self.canonicalUUIDText(tenant).databaseValue)
+        }
+        if let eventType = query.eventType {
+            conditions.append("event_type = ?")
+            arguments.append(eventType.databaseValue)
+        }
+        if let code = query.code {
+            conditions.append("instr(codes, ?) > 0")
+            arguments.append(("," + code + ",").databaseValue)
+        }
+        if let before = query.before {
+            conditions.append("_seq < ?")
+            arguments.append(before.databaseValue)
+        }
+        let limit = max(1, min(query.limit, 10_000))
+        let sql = """
+            SELECT _seq, _received_us, _request_id, _index, tenant_id, event_type, event_id, errors, raw FROM rejected
+            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+            ORDER BY _seq DESC LIMIT \(limit + 1)
+            """
+        let finalArguments = arguments
+        let rows = try await read { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(finalArguments)).map { row -> RejectedEvent in
+                let errors: String = row[7]
+                var event = RejectedEvent(
+                    raw: [UInt8](row[8] as Data), issues: Self.parseIssues(errors), eventType: row[5], eventID: row[6],
+                    tenantID: row[4], index: row[3], receivedMicros: row[1], requestID: row[2])
+                event.sequence = row[0]
+                return event
+            }
+        }
+        let rejected = Array(rows.prefix(limit))
+        return RejectedPage(rejected: rejected, nextBefore: rows.count > limit ? rejected.last?.sequence : nil)
+    }
+
+    public func deleteEvents(before micros: Int64, limit: Int) async throws -> Int {
+        do {
+            return try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        DELETE FROM events WHERE _seq IN
+                        (SELECT _seq FROM events WHERE "timestamp" < ? ORDER BY "timestamp" LIMIT ?)
+                        """, arguments: [micros, limit])
+                return db.changesCount
+            }
+        } catch {
+            throw mapError(error)
+        }
+    }
+
+    public func latestSequence() async throws -> Int64 {
+        try await read { db in try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0 }
+    }
+
+    /// Counts stored events and rejections (for tests and status).
+    public func counts() async throws -> (events: Int, rejected: Int) {
+        let counts = try await read { db in
+            [try Int.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0,
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM rejected") ?? 0]
+        }
+        return (counts[0], counts[1])
+    }
+
+    private func read<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.read(body)
+        } catch {
+            throw mapError(error)
+        }
+    }
+
+    /// The column and typed value for a `field=value` filter.
+    func columnValue(_ filter: FieldFilter) throws -> (String, any DatabaseValueConvertible) {
+        let name = catalog.canonicalFieldName(filter.field) ?? filter.field
+        guard let type = layout.typeByName[name] else {
+            throw StoreError(.badQuery, "\(filter.field) is not a catalog field; `telemetry catalog` lists them")
+        }
+        let text = filter.value
+        let column = "\"\(name)\""
+        if name == "event_id" {
+            guard let id = UUIDValue(text) else { throw StoreError(.badQuery, "event_id must be a UUID") }
+            return (column, id.withBytes { Data($0) })
+        }
+        switch type {
+        case .integer:
+            guard let v = Int64(text) else { throw StoreError(.badQuery, "\(name) is an integer; got \"\(text)\"") }
+            return (column, v)
+        case .number:
+            guard let v = Double(text) else { throw StoreError(.badQuery, "\(name) is a number; got \"\(text)\"") }
+            return (column, v)
+        case .bool:
+            switch text {
+            case "true", "1": return (column, 1)
+            case "false", "0": return (column, 0)
+            default: throw StoreError(.badQuery, "\(name) is true or false; got \"\(text)\"")
+            }
+        case .timestamp:
+            guard let micros = ISO8601Timestamp.microseconds(text) else {
+                throw StoreError(.badQuery, "\(name) is an ISO 8601 timestamp with a zone; got \"\(text)\"")
+            }
+            return (column, micros)
+        case .uuid:
+            return (column, Self.canonicalUUIDText(text))
+        default:
+            return (column, text)
+        }
+    }
+
+    /// Lower-case canonical text for a UUID, or the text unchanged when it is none.
+    static func canonicalUUIDText(_ text: String) -> String {
+        UUIDValue(text)?.description ?? text
+    }
+
+    static func parseIssues(_ json: String) -> [ValidationIssue] {
+        guard let array = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: String]] else { return [] }
+        return array.map { entry in
+            ValidationIssue(
+                field: entry["field"] ?? "", code: ValidationIssue.Code(rawValue: entry["code"] ?? ""), message: entry["message"] ?? "")
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import GRDB
+import GRDBSQLite
+import Logging
+import TelemetryCatalog
+import Foundation
+
+/// SQLite's "copy the bytes now" destructor.
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+extension SQLiteStore {
+    public func write(_ batch: WriteBatch) async throws -> WriteOutcome {
+        // Insert in event_id order: the unique index is then walked forwards once per batch.
+        // Ties keep arrival order, so the first copy of an id in a batch is the one stored.
+        let order = batch.events.indices.sorted { a, b in
+            let (x, y) = (batch.events[a].event.eventID, batch.events[b].event.eventID)
+            return x == y ? a < b : x < y
+        }
+        let layout = self.layout
+        do {
+            return try await pool.write { db in
+                var sequences = [Int64?](repeating: nil, count: batch.events.count)
+                if !batch.events.isEmpty {
+                    let statement = try db.cachedStatement(sql: layout.insertSQL)
+                    let connection = db.sqliteConnection
+                    for index in order {
+                        if try Self.insert(batch.events[index], statement.sqliteStatement, layout) {
+                            sequences[index] = sqlite3_last_insert_rowid(connection)
+                        }
+                        _ = connection
+                    }
+                }
+                if !batch.rejected.isEmpty {
+                    let statement = try db.cachedStatement(
+                        sql: """
+                            INSERT INTO rejected (_received_us, _request_id, _index, tenant_id, event_type, event_id, codes, errors, raw)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            """)
+                    for rejected in batch.rejected {
+                        let codes = "," + rejected.issues.map(\.code.rawValue).joined(separator: ",") + ","
+                        try statement.execute(arguments: [
+                            rejected.receivedMicros, rejected.requestID, rejected.index, rejected.tenantID, rejected.eventType,
+                            rejected.eventID, codes, Self.issuesJSON(rejected.issues), Data(rejected.raw),
+                        ])
+                    }
+                }
+                return WriteOutcome(sequences: sequences)
+            }
+        } catch {
+            let mapped = mapError(error)
+            logger.error("store.write.failed", metadata: ["error.code": "\(mapped.code)", "error.message": "\(mapped.message)"])
+            throw mapped
+        }
+    }
+
+    static func issuesJSON(_ issues: [ValidationIssue]) -> String {
+        JSONValue.array(
+            issues.map { ["field": .string($0.field), "code": .string($0.code.rawValue), "message": .string($0.message)] }
+        ).render()
+    }
+
+    /// Binds and steps one event; returns whether it was inserted (false: a duplicate id).
+    private static func insert(_ incoming: IncomingEvent, _ stmt: SQLiteStatement, _ layout: ColumnLayout) throws -> Bool {
+        let event = incoming.event
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+        let parameters = layout.parameters[event.compiled.index]
+        let rc: Int32 = event.json.withUnsafeBufferPointer { json -> Int32 in
+            let base = json.baseAddress!
+            event.compiled.definition!.topic.name.withCString { topic in
+                _ = sqlite3_bind_text(stmt, 1, topic, -1, transient)
+            }
+            sqlite3_bind_int64(stmt, 2, incoming.receivedMicros)
+            incoming.requestID.withCString { _ = sqlite3_bind_text(stmt, 3, $0, -1, transient) }
+            sqlite3_bind_text(stmt, 4, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
+            if !event.unknownFields.isEmpty {
+                let list = JSONValue.array(event.unknownFields.map { .string($0) }).render()
+                list.withCString { _ = sqlite3_bind_text(stmt, 5, $0, -1, transient) }
+            }
+            event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, 6, $0.baseAddress, 16, transient) }
+            for (slot, value) in event.values.enumerated() {
+                let parameter = parameters[slot]
+                guard parameter > 0 else { continue }
+                switch value {
+                case .absent, .null:
+                    continue
+                case .integer(let v):
+                    sqlite3_bind_int64(stmt, parameter, v)
+                case .number(let v):
+                    sqlite3_bind_double(stmt, parameter, v)
+                case .bool(let v):
+                    sqlite3_bind_int64(stmt, parameter, v ? 1 : 0)
+                case .timestamp(let micros, _, _, _):
+                    sqlite3_bind_int64(stmt, parameter, micros)
+                case .uuid(let uuid):
+                    uuid.withText { text in
+                        _ = sqlite3_bind_text(
+                            stmt, parameter, text.baseAddress!.assumingMemoryBound(to: CChar.self), 36, transient)
+                    }
+                case .object(let start, let end):
+                    sqlite3_bind_text(
+                        stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self),
+                        end - start, nil)
+                case .text(let start, let end, let escaped):
+                    if escaped {
+                        guard case .string(let text)? = event.value(at: slot) else { continue }
+                        text.withCString { _ = sqlite3_bind_text(stmt, parameter, $0, -1, transient) }
+                    } else {
+                        sqlite3_bind_text(
+                            stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self),
+                            end - start, nil)
+                    }
+                }
+            }
+            return sqlite3_step(stmt)
+        }
+        // The JSON buffer is only valid inside the closure above; drop the static bindings now.
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+        guard rc == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errstr(rc)))
+        }
+        return sqlite3_changes(sqlite3_db_handle(stmt)) == 1
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+public import Logging
+public import TelemetryCatalog
+
+/// How hard a commit works to survive a crash.
+public struct Durability: Hashable, Sendable, CustomStringConvertible {
+    let pragma: String
+    /// The option's name on the command line.
+    public let name: String
+
+    /// Every commit is fsynced before it is acknowledged: survives power loss. The default.
+    public static let full = Durability(pragma: "FULL", name: "full")
+    /// Commits reach the OS before they are acknowledged and are fsynced at checkpoints: survives a
+    /// crash of the collector (`kill -9`), may lose the last commits on power loss.
+    public static let normal = Durability(pragma: "NORMAL", name: "normal")
+
+    /// All options.
+    public static let all: [Durability] = [.full, .normal]
+
+    /// The option named `name`.
+    public init?(name: String) {
+        guard let found = Self.all.first(where: { $0.name == name }) else { return nil }
+        self = found
+    }
+
+    private init(pragma: String, name: String) {
+        self.pragma = pragma
+        self.name = name
+    }
+
+    public var description: String { name }
+}
+
+/// Configuration of the embedded store.
+public struct SQLiteStoreConfiguration: Sendable {
+    /// The database file; its folder is created when missing.
+    public var path: String
+    /// When commits are durable; see ``Durability``.
+    public var durability: Durability = .full
+    /// Page cache of the writer connection, MiB. The dedupe index is the part that must stay hot.
+    public var cacheMiB: Int = 64
+    /// The most the database file may grow to, bytes; `nil` for no limit beyond the disk's.
+    public var maxBytes: Int64? = nil
+
+    /// Creates a configuration for the database at `path`.
+    public init(path: String) {
+        self.path = path
+    }
+}
+
+/// The embedded store: one SQLite file in WAL mode, one writer, many readers (GRDB's `DatabasePool`).
+///
+/// Events are rows with the catalog's fields as typed columns (added as the catalog grows),
+/// the normalised JSON, the received time and the request id. `event_id` is a 16-byte blob under a
+/// unique index, which is the dedupe: a batch is inserted in `event_id` order (`INSERT OR IGNORE`),
+/// so that the index is walked forwards once per batch instead of at random.
+public final class SQLiteStore: EventStore {
+    let pool: DatabasePool
+    let layout: ColumnLayout
+    let catalog: Catalog
+    let logger: Logger
+    public let configuration: SQLiteStoreConfiguration
+
+    /// Opens (creating and migrating when needed) the store at `configuration.path`.
+    ///
+    /// - Throws: ``StoreError`` when the file cannot be opened or migrated.
+    public init(configuration: SQLiteStoreConfiguration, catalog: Catalog = .builtin, logger: Logger) throws {
+        self.configuration = configuration
+        self.catalog = catalog
+        self.logger = logger
+        self.layout = ColumnLayout(catalog: catalog)
+        let directory = (configuration.path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        let durability = configuration.durability
+        let cacheKiB = configuration.cacheMiB * 1024
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(durability.pragma)")
+            try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
+        }
+        do {
+            pool = try DatabasePool(path: configuration.path, configuration: config)
+            try migrate()
+            if let maxBytes = configuration.maxBytes { try setMaxBytes(maxBytes) }
+        } catch {
+            throw StoreError(.unavailable, "cannot open the store at \(configuration.path): \(error)", cause: error)
+        }
+    }
+
+    /// Caps the database file at about `bytes` (SQLite's `max_page_count`); writes beyond it fail
+    /// with ``StoreError/Code/full`` and store nothing.
+    public func setMaxBytes(_ bytes: Int64) throws {
+        try pool.writeWithoutTransaction { db in
+            let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+            _ = try Int64.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, bytes / pageSize))")
+        }
+    }
+
+    /// The database file's size in bytes (pages in use × page size).
+    public func sizeBytes() async throws -> Int64 {
+        try await pool.read { db in
+            let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            let size = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 0
+            return pages * size
+        }
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check`; returns its answer (`ok` when sound).
+    public func integrityCheck() async throws -> String {
+        try await pool.read { db in
+            try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
+        }
+    }
+
+    /// Closes the database; the store must not be used afterwards.
+    public func close() throws {
+        try pool.close()
+    }
+
+    // MARK: schema
+
+    private func migrate() throws {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: events and rejected") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE events (
+                        _seq INTEGER PRIMARY KEY,
+                        event_id BLOB NOT NULL,
+                        _topic TEXT NOT NULL,
+                        _received_us INTEGER NOT NULL,
+                        _request_id TEXT NOT NULL,
+                        _json TEXT NOT NULL,
+                        _unknown TEXT,
+                        event_type TEXT NOT NULL,
+                        version TEXT NOT NULL,
+                        tenant_id TEXT NOT NULL,
+                        source TEXT,
+                        "timestamp" INTEGER NOT NULL
+                    );
+                    CREATE UNIQUE INDEX events_by_id ON events(event_id);
+                    CREATE INDEX events_by_tenant_type ON events(tenant_id, event_type, _seq);
+                    CREATE INDEX events_by_time ON events("timestamp", event_type);
+                    CREATE TABLE rejected (
+                        _seq INTEGER PRIMARY KEY,
+                        _received_us INTEGER NOT NULL,
+                        _request_id TEXT NOT NULL,
+                        _index INTEGER NOT NULL,
+                        tenant_id TEXT,
+                        event_type TEXT,
+                        event_id TEXT,
+                        codes TEXT NOT NULL,
+                        errors TEXT NOT NULL,
+                        raw BLOB NOT NULL
+                    );
+                    CREATE INDEX rejected_by_tenant ON rejected(tenant_id, _seq);
+                    """)
+        }
+        try migrator.migrate(pool)
+        // Catalog fields become typed columns; a field added to the catalog is a column added here.
+        let layout = self.layout
+        try pool.write { db in
+            let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(events)").map { $0["name"] as String })
+            for column in layout.columns where !existing.contains(column.name) {
+                try db.execute(sql: "ALTER TABLE events ADD COLUMN \(column.quoted) \(column.sqlType)")
+            }
+        }
+    }
+
+    func mapError(_ error: any Error) -> StoreError {
+        if let error = error as? StoreError { return error }
+        if let error = error as? DatabaseError {
+            if error.resultCode == .SQLITE_FULL {
+                return StoreError(.full, "the store is full: \(error.message ?? "SQLITE_FULL")", cause: error)
+            }
+            return StoreError(.unavailable, "the store failed: \(error.message ?? error.description)", cause: error)
+        }
+        return StoreError(.unavailable, "the store failed: \(error)", cause: error)
+    }
+}
+
+/// The typed columns of the events table, derived from the catalog, and for every event
+/// definition the insert parameter each of its fields binds to.
+struct ColumnLayout: Sendable {
+    struct Column: Sendable {
+        let name: String
+        let sqlType: String
+        var quoted: String { "\"\(name)\"" }
+    }
+
+    /// Catalog columns in parameter order (after the fixed ones).
+    let columns: [Column]
+    /// For each compiled event index, for each field slot: the 1-based insert parameter, or 0 for
+    /// none (event_id is bound separately as a blob).
+    let parameters: [[Int32]]
+    /// The declared type of every catalog field name, for filters.
+    let typeByName: [String: FieldType]
+    let insertSQL: String
+
+    /// `_topic, _received_us, _request_id, _json, _unknown, event_id` come first.
+    static let fixedParameters: Int32 = 6
+
+    init(catalog: Catalog) {
+        var typeByName: [String: FieldType] = [:]
+        for field in catalog.envelope + catalog.events.flatMap(\.fields) where typeByName[field.name] == nil {
+            typeByName[field.name] = field.type
+        }
+        self.typeByName = typeByName
+        let columns = catalog.fieldNames.filter { $0 != "event_id" }.map { name in
+            Column(name: name, sqlType: Self.sqlType(typeByName[name]!))
+        }
+        self.columns = columns
+        var position: [String: Int32] = [:]
+        for (i, column) in columns.enumerated() { position[column.name] = Self.fixedParameters + 1 + Int32(i) }
+        self.parameters = catalog.compiled.map { compiled in compiled.fields.map { position[$0.name] ?? 0 } }
+        let names = ["_topic", "_received_us", "_request_id", "_json", "_unknown", "event_id"] + columns.map(\.quoted)
+        insertSQL =
+            "INSERT OR IGNORE INTO events (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", ")))"
+    }
+
+    static func sqlType(_ type: FieldType) -> String {
+        switch type {
+        case .integer, .bool, .timestamp: "INTEGER"
+        case .number: "REAL"
+        default: "TEXT"
+        }
+    }
+}
