@@ -1,0 +1,204 @@
+import CompressNIO
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TelemetryCatalog
+import TelemetryPipeline
+import TelemetryStore
+
+extension Collector {
+    // MARK: POST /v1/events
+
+    func postEvents(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let requestID = UUID().uuidString.lowercased()
+        let received = Self.nowMicros()
+        let idHeader: HTTPFields = [.init("X-Request-ID")!: requestID]
+        var buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        } catch {
+            return Self.error(
+                .contentTooLarge, "too_large", "the body is larger than \(configuration.maxBodyBytes) bytes; send smaller batches",
+                headers: idHeader)
+        }
+        if let encoding = request.headers[.contentEncoding]?.lowercased(), encoding != "identity" {
+            guard encoding == "gzip" else {
+                return Self.error(
+                    .unsupportedMediaType, "unsupported_encoding", "Content-Encoding \(encoding) is not supported; use gzip or none",
+                    headers: idHeader)
+            }
+            do {
+                buffer = try buffer.decompress(with: .gzip(), maxSize: configuration.maxBodyBytes)
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                return Self.error(
+                    .contentTooLarge, "too_large", "the body inflates to more than \(configuration.maxBodyBytes) bytes",
+                    headers: idHeader)
+            } catch {
+                return Self.error(.badRequest, "bad_gzip", "the body is not valid gzip: \(error)", headers: idHeader)
+            }
+        }
+        let body = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let ndjson = request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true
+        do {
+            let result = try await ingestor.ingest(body, ndjson: ndjson, requestID: requestID, receivedMicros: received)
+            return Self.json(.ok, Self.ingestResponse(result), headers: idHeader)
+        } catch let failure as EventBody.Failure {
+            let status: HTTPResponse.Status = failure.code == "too_many_events" ? .contentTooLarge : .badRequest
+            return Self.error(status, failure.code, failure.message, headers: idHeader)
+        } catch let error as StoreError {
+            logger.warning("ingest.unavailable", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
+            var headers = idHeader
+            headers[.retryAfter] = "1"
+            return Self.error(
+                .serviceUnavailable, error.code.rawValue, "nothing was stored; retry later (\(error.message))", headers: headers)
+        }
+    }
+
+    static func ingestResponse(_ result: IngestResult) -> String {
+        let rejected: [JSONValue] = result.rejected.map { event in
+            [
+                "index": .integer(Int64(event.index)),
+                "event_id": event.eventID.map { .string($0) } ?? .null,
+                "errors": .array(
+                    event.issues.map { ["field": .string($0.field), "code": .string($0.code.rawValue), "message": .string($0.message)] }
+                ),
+            ]
+        }
+        return JSONValue.object([
+            ("accepted", .integer(Int64(result.accepted))), ("duplicates", .integer(Int64(result.duplicates))),
+            ("rejected", .array(rejected)),
+        ]).render()
+    }
+
+    // MARK: GET /v1/events
+
+    static let reservedParameters: Set<String> = ["event_type", "topic", "tenant_id", "source", "since", "until", "limit", "cursor"]
+
+    /// Reads the filters shared by `GET /v1/events` and `GET /v1/stream`.
+    func eventQuery(_ request: Request) throws(QueryError) -> EventQuery {
+        let parameters = request.uri.queryParameters
+        var query = EventQuery()
+        query.eventType = parameters.get("event_type")
+        query.topic = parameters.get("topic")
+        query.tenantID = parameters.get("tenant_id")
+        query.source = parameters.get("source")
+        if let since = parameters.get("since") {
+            guard let micros = ISO8601Timestamp.microseconds(since) else {
+                throw QueryError("since must be an ISO 8601 timestamp with a zone, e.g. 2026-11-29T00:00:00Z")
+            }
+            query.since = micros
+        }
+        if let until = parameters.get("until") {
+            guard let micros = ISO8601Timestamp.microseconds(until) else {
+                throw QueryError("until must be an ISO 8601 timestamp with a zone, e.g. 2026-11-29T00:00:00Z")
+            }
+            query.until = micros
+        }
+        if let limit = parameters.get("limit") {
+            guard let n = Int(limit), (1...1000).contains(n) else { throw QueryError("limit must be a whole number from 1 to 1000") }
+            query.limit = n
+        }
+        if let cursor = parameters.get("cursor") {
+            guard let before = Int64(cursor), before > 0 else { throw QueryError("cursor is not one this API returned") }
+            query.before = before
+        }
+        for (key, value) in parameters where !Self.reservedParameters.contains(String(key)) {
+            guard catalog.canonicalFieldName(String(key)) != nil else {
+                throw QueryError("\(key) is neither a filter of this endpoint nor a catalog field; GET /v1/catalog lists the fields")
+            }
+            query.fields.append(FieldFilter(field: String(key), value: String(value)))
+        }
+        return query
+    }
+
+    func listEvents(_ request: Request) async throws -> Response {
+        let query: EventQuery
+        do {
+            query = try eventQuery(request)
+        } catch {
+            return Self.error(.badRequest, "bad_query", error.message)
+        }
+        do {
+            let page = try await store.events(query)
+            var text = #"{"events":["#
+            for (i, event) in page.events.enumerated() {
+                if i > 0 { text += "," }
+                text += event.json
+            }
+            text += #"],"next_cursor":"# + (page.nextBefore.map { "\"\($0)\"" } ?? "null") + "}"
+            return Self.json(.ok, text)
+        } catch let error as StoreError {
+            return Self.storeError(error)
+        }
+    }
+
+    func getEvent(_ context: BasicRequestContext) async throws -> Response {
+        let text = try context.parameters.require("id")
+        guard let id = UUIDValue(text) else {
+            return Self.error(.badRequest, "bad_uuid", "\(text) is not a UUID (8-4-4-4-12 hex digits)")
+        }
+        do {
+            guard let event = try await store.event(id: id, tenant: nil) else {
+                return Self.error(.notFound, "not_found", "no event \(id)")
+            }
+            return Self.json(.ok, event.json)
+        } catch let error as StoreError {
+            return Self.storeError(error)
+        }
+    }
+
+    // MARK: GET /v1/rejected
+
+    func listRejected(_ request: Request) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        var query = RejectedQuery()
+        query.tenantID = parameters.get("tenant_id")
+        query.eventType = parameters.get("event_type")
+        query.code = parameters.get("code")
+        if let limit = parameters.get("limit") {
+            guard let n = Int(limit), (1...1000).contains(n) else {
+                return Self.error(.badRequest, "bad_query", "limit must be a whole number from 1 to 1000")
+            }
+            query.limit = n
+        }
+        if let cursor = parameters.get("cursor") {
+            guard let before = Int64(cursor), before > 0 else {
+                return Self.error(.badRequest, "bad_query", "cursor is not one this API returned")
+            }
+            query.before = before
+        }
+        do {
+            let page = try await store.rejected(query)
+            let items: [JSONValue] = page.rejected.map { event in
+                [
+                    "received_at": .string(ISO8601Timestamp.string(fromMicroseconds: event.receivedMicros)),
+                    "request_id": .string(event.requestID),
+                    "index": .integer(Int64(event.index)),
+                    "event_type": event.eventType.map { .string($0) } ?? .null,
+                    "event_id": event.eventID.map { .string($0) } ?? .null,
+                    "errors": .array(
+                        event.issues.map { ["field": .string($0.field), "code": .string($0.code.rawValue), "message": .string($0.message)] }),
+                    "raw": .string(String(decoding: event.raw, as: UTF8.self)),
+                ]
+            }
+            let body: JSONValue = [
+                "rejected": .array(items), "next_cursor": page.nextBefore.map { .string(String($0)) } ?? .null,
+            ]
+            return Self.json(.ok, body.render())
+        } catch let error as StoreError {
+            return Self.storeError(error)
+        }
+    }
+
+    static func storeError(_ error: StoreError) -> Response {
+        if error.code == .badQuery { return Self.error(.badRequest, "bad_query", error.message) }
+        return Self.error(.serviceUnavailable, error.code.rawValue, error.message, headers: [.retryAfter: "1"])
+    }
+}
+
+/// A query parameter the API cannot use.
+struct QueryError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}

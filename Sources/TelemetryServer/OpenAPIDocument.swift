@@ -1,0 +1,231 @@
+import TelemetryCatalog
+
+/// The OpenAPI 3.1 description of the HTTP API v1, served at `/openapi.json`.
+enum OpenAPIDocument {
+    static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
+
+    static func jsonContent(_ schema: JSONValue) -> JSONValue { ["application/json": ["schema": schema]] }
+
+    static func response(_ description: String, _ schema: JSONValue? = nil) -> JSONValue {
+        var r: JSONValue = ["description": .string(description)]
+        if let schema { r["content"] = jsonContent(schema) }
+        return r
+    }
+
+    static func errorResponse(_ description: String) -> JSONValue { response(description, ref("Error")) }
+
+    static func query(_ name: String, _ description: String, _ schema: JSONValue = ["type": "string"]) -> JSONValue {
+        ["name": .string(name), "in": "query", "required": false, "description": .string(description), "schema": schema]
+    }
+
+    static let eventFilters: [JSONValue] = [
+        query("event_type", "Only this event type, e.g. xumi.generation.start."),
+        query("topic", "Only events of this topic, e.g. xumi_task."),
+        query("tenant_id", "Only this tenant's events.", ["type": "string", "format": "uuid"]),
+        query("source", "Only events from this emitting service."),
+        query("since", "Events whose timestamp is at or after this instant (ISO 8601 with a zone).", ["type": "string", "format": "date-time"]),
+        query("until", "Events whose timestamp is before this instant (ISO 8601 with a zone).", ["type": "string", "format": "date-time"]),
+        [
+            "name": "filters", "in": "query", "required": false, "style": "form", "explode": true,
+            "description": "Any catalog field as field=value (e.g. model=sdxl-1.0, result=false); the value is read per the field's type.",
+            "schema": ["type": "object", "additionalProperties": ["type": "string"]],
+        ],
+    ]
+
+    static let paging: [JSONValue] = [
+        query("limit", "Page size, 1-1000 (default 100).", ["type": "integer", "minimum": 1, "maximum": 1000]),
+        query("cursor", "next_cursor of the previous page."),
+    ]
+
+    static let document: JSONValue = [
+        "openapi": "3.1.0",
+        "info": [
+            "title": "xumi telemetry collector",
+            "version": "1.0.0",
+            "description": "Ingest, validation and query of the xumi platform's telemetry events. Events are flat JSON objects: the envelope plus the fields of their event_type (GET /v1/catalog).",
+        ],
+        "paths": [
+            "/v1/events": [
+                "post": [
+                    "summary": "Ingest events",
+                    "description": "A JSON object, a JSON array of objects, or NDJSON (application/x-ndjson), optionally gzip-encoded. Valid events are stored; invalid ones are rejected with every reason and kept in the rejected store. The 200 is sent only after the accepted events are durable.",
+                    "operationId": "ingestEvents",
+                    "parameters": [
+                        ["name": "Content-Encoding", "in": "header", "required": false, "schema": ["type": "string", "enum": ["gzip", "identity"]]]
+                    ],
+                    "requestBody": [
+                        "required": true,
+                        "content": [
+                            "application/json": ["schema": ["oneOf": [ref("Event"), ["type": "array", "items": ref("Event")]]]],
+                            "application/x-ndjson": ["schema": ["type": "string", "description": "One event object per line."]],
+                        ],
+                    ],
+                    "responses": [
+                        "200": response("What became of each event.", ref("IngestResponse")),
+                        "400": errorResponse("The body is not JSON at all, or not valid gzip."),
+                        "413": errorResponse("The body, or its number of events, is over the limit."),
+                        "415": errorResponse("An unsupported Content-Encoding."),
+                        "503": errorResponse("Nothing could be made durable; nothing was stored. Retry after Retry-After seconds."),
+                    ],
+                ],
+                "get": [
+                    "summary": "List events, newest first",
+                    "operationId": "listEvents",
+                    "parameters": .array(eventFilters + paging),
+                    "responses": [
+                        "200": response("A page of events.", ref("EventPage")),
+                        "400": errorResponse("A filter the API cannot use."),
+                        "503": errorResponse("The store cannot be read."),
+                    ],
+                ],
+            ],
+            "/v1/events/{event_id}": [
+                "get": [
+                    "summary": "One event by id",
+                    "operationId": "getEvent",
+                    "parameters": [["name": "event_id", "in": "path", "required": true, "schema": ["type": "string", "format": "uuid"]]],
+                    "responses": [
+                        "200": response("The stored (normalised) event.", ref("Event")),
+                        "400": errorResponse("The id is not a UUID."),
+                        "404": errorResponse("No such event."),
+                    ],
+                ]
+            ],
+            "/v1/rejected": [
+                "get": [
+                    "summary": "List rejected events, newest first",
+                    "operationId": "listRejected",
+                    "parameters": .array([
+                        query("tenant_id", "Only this tenant's rejections."), query("event_type", "Only this event type."),
+                        query("code", "Only rejections with this error code, e.g. bad_uuid."),
+                    ] + paging),
+                    "responses": [
+                        "200": response("A page of rejected events.", ref("RejectedPage")),
+                        "400": errorResponse("A filter the API cannot use."),
+                    ],
+                ]
+            ],
+            "/v1/stream": [
+                "get": [
+                    "summary": "Follow new events (server-sent events)",
+                    "description": "Each event is sent as `id: <sequence>`, `event: event`, `data: <event JSON>`. Reconnect with Last-Event-ID to miss nothing.",
+                    "operationId": "streamEvents",
+                    "parameters": .array(
+                        eventFilters + [
+                            ["name": "Last-Event-ID", "in": "header", "required": false, "schema": ["type": "string"]]
+                        ]),
+                    "responses": [
+                        "200": ["description": "An endless text/event-stream.", "content": ["text/event-stream": ["schema": ["type": "string"]]]],
+                        "400": errorResponse("A filter the API cannot use."),
+                    ],
+                ]
+            ],
+            "/v1/catalog": [
+                "get": [
+                    "summary": "The event catalog",
+                    "operationId": "getCatalog",
+                    "responses": ["200": response("Every event type with its topic, version and fields.", ["type": "object"])],
+                ]
+            ],
+            "/v1/catalog/{event_type}": [
+                "get": [
+                    "summary": "The JSON Schema of one event type",
+                    "operationId": "getEventSchema",
+                    "parameters": [["name": "event_type", "in": "path", "required": true, "schema": ["type": "string"]]],
+                    "responses": [
+                        "200": response("A JSON Schema (draft 2020-12).", ["type": "object"]),
+                        "404": errorResponse("No such event type."),
+                    ],
+                ]
+            ],
+            "/healthz": [
+                "get": ["summary": "Liveness", "operationId": "healthz", "responses": ["200": response("Alive.", ref("Status"))]]
+            ],
+            "/readyz": [
+                "get": [
+                    "summary": "Readiness: the store can be read",
+                    "operationId": "readyz",
+                    "responses": ["200": response("Ready.", ref("Status")), "503": errorResponse("The store cannot be read.")],
+                ]
+            ],
+            "/openapi.json": [
+                "get": ["summary": "This document", "operationId": "openapi", "responses": ["200": response("OpenAPI 3.1.", ["type": "object"])]]
+            ],
+        ],
+        "components": [
+            "schemas": [
+                "Event": [
+                    "type": "object",
+                    "description": "A telemetry event: envelope plus the fields of its event_type, flat. Per-type schemas: GET /v1/catalog/{event_type}.",
+                    "required": ["event_id", "event_type", "timestamp", "tenant_id", "source", "version"],
+                    "properties": [
+                        "event_id": ["type": "string", "format": "uuid"], "event_type": ["type": "string"],
+                        "timestamp": ["type": "string", "format": "date-time"], "tenant_id": ["type": "string", "format": "uuid"],
+                        "user_id": ["type": ["string", "null"]], "session_id": ["type": ["string", "null"], "format": "uuid"],
+                        "source": ["type": "string"], "version": ["type": "string"],
+                        "metadata": ["type": ["object", "null"]],
+                        "tags": ["type": ["object", "null"], "additionalProperties": ["type": "string"]],
+                    ],
+                    "additionalProperties": true,
+                ],
+                "ValidationIssue": [
+                    "type": "object", "required": ["field", "code", "message"],
+                    "properties": [
+                        "field": ["type": "string"],
+                        "code": ["type": "string", "enum": .array(ValidationIssue.Code.all.map { .string($0.rawValue) })],
+                        "message": ["type": "string"],
+                    ],
+                ],
+                "IngestResponse": [
+                    "type": "object", "required": ["accepted", "duplicates", "rejected"],
+                    "properties": [
+                        "accepted": ["type": "integer", "minimum": 0],
+                        "duplicates": ["type": "integer", "minimum": 0],
+                        "rejected": [
+                            "type": "array",
+                            "items": [
+                                "type": "object", "required": ["index", "event_id", "errors"],
+                                "properties": [
+                                    "index": ["type": "integer", "minimum": 0],
+                                    "event_id": ["type": ["string", "null"]],
+                                    "errors": ["type": "array", "items": ref("ValidationIssue")],
+                                ],
+                            ],
+                        ],
+                    ],
+                ],
+                "EventPage": [
+                    "type": "object", "required": ["events", "next_cursor"],
+                    "properties": [
+                        "events": ["type": "array", "items": ref("Event")], "next_cursor": ["type": ["string", "null"]],
+                    ],
+                ],
+                "RejectedEvent": [
+                    "type": "object", "required": ["received_at", "request_id", "index", "event_type", "event_id", "errors", "raw"],
+                    "properties": [
+                        "received_at": ["type": "string", "format": "date-time"], "request_id": ["type": "string"],
+                        "index": ["type": "integer"], "event_type": ["type": ["string", "null"]],
+                        "event_id": ["type": ["string", "null"]], "errors": ["type": "array", "items": ref("ValidationIssue")],
+                        "raw": ["type": "string", "description": "The bytes as received (UTF-8, invalid sequences replaced)."],
+                    ],
+                ],
+                "RejectedPage": [
+                    "type": "object", "required": ["rejected", "next_cursor"],
+                    "properties": [
+                        "rejected": ["type": "array", "items": ref("RejectedEvent")], "next_cursor": ["type": ["string", "null"]],
+                    ],
+                ],
+                "Status": ["type": "object", "required": ["status"], "properties": ["status": ["type": "string"]]],
+                "Error": [
+                    "type": "object", "required": ["error"],
+                    "properties": [
+                        "error": [
+                            "type": "object", "required": ["code", "message"],
+                            "properties": ["code": ["type": "string"], "message": ["type": "string"]],
+                        ]
+                    ],
+                ],
+            ]
+        ],
+    ]
+}

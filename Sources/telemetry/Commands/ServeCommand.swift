@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+import TelemetryCatalog
+import TelemetryPipeline
+import TelemetryServer
+import TelemetryStore
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the collector: the HTTP API v1 over the embedded store.",
+        discussion: """
+            Services POST events to /v1/events; the collector validates them, stores the valid ones \
+            in one SQLite file (WAL) and the invalid ones, with every reason, in its rejected store, \
+            and answers only once the accepted events are durable. Concurrent requests share \
+            commits (group commit). GET /openapi.json describes the whole API.
+
+            Until API keys exist (a later release) the collector only listens on loopback.
+
+            Examples:
+              telemetry serve
+              telemetry serve --port 9000 --data /var/lib/telemetry --retention 30d
+              telemetry serve --store sqlite:/tmp/t.sqlite --fsync normal
+            """
+    )
+
+    @Option(help: "Address to listen on (loopback only, for now).")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on; 0 picks a free one (printed at start).")
+    var port: Int = 8080
+
+    @Option(help: "Data folder; the store is DIR/telemetry.sqlite unless --store says otherwise.")
+    var data: String = "./telemetry-data"
+
+    @Option(help: "The store: sqlite:PATH (default DIR/telemetry.sqlite).")
+    var store: String?
+
+    @Option(help: "When a commit is durable: full (fsync every commit; survives power loss) or normal (survives a crash of the collector; an fsync per checkpoint).")
+    var fsync: String = "full"
+
+    @Option(help: "Keep events this long by their timestamp, e.g. 30d, 12h, 90m; unset keeps everything.")
+    var retention: String?
+
+    @Option(help: "Largest request body, bytes, before and after gzip.")
+    var maxBody: Int = 16 << 20
+
+    @Option(help: "Most events in one request.")
+    var maxEvents: Int = 10_000
+
+    @Option(help: "Deepest nesting of an event's JSON.")
+    var maxDepth: Int = 64
+
+    @Option(help: "Cap the store's file size, bytes; past it ingest answers 503 until room is made.")
+    var maxStoreBytes: Int64?
+
+    @Option(help: "Writer page cache, MiB.")
+    var cacheMib: Int = 64
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Durability(name: fsync) != nil else { throw ValidationError("--fsync must be full or normal") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
+        if let retention { guard Self.parseDuration(retention) != nil else { throw ValidationError("--retention takes a number and d, h, m or s, e.g. 30d") } }
+        guard maxBody > 0, maxEvents > 0, maxDepth > 1 else { throw ValidationError("--max-body, --max-events and --max-depth must be positive") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard ["127.0.0.1", "localhost", "::1"].contains(host) || host.hasPrefix("127.") else {
+            throw ValidationError(
+                "the collector only listens on loopback until API keys exist; use --host 127.0.0.1 (or put a proxy that authenticates in front of it)")
+        }
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        guard let unit = text.last, let value = Int64(text.dropLast()), value > 0 else { return nil }
+        switch unit {
+        case "d": return .seconds(value * 86_400)
+        case "h": return .seconds(value * 3600)
+        case "m": return .seconds(value * 60)
+        case "s": return .seconds(value)
+        default: return nil
+        }
+    }
+
+    func storePath() throws -> String {
+        guard let store else { return (data as NSString).appendingPathComponent("telemetry.sqlite") }
+        if store.hasPrefix("sqlite:") { return String(store.dropFirst("sqlite:".count)) }
+        if store.hasPrefix("clickhouse:") {
+            throw ValidationError("the ClickHouse store is not in this release yet; use sqlite:PATH")
+        }
+        throw ValidationError("--store must be sqlite:PATH")
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "telemetry.serve")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        var storeConfiguration = SQLiteStoreConfiguration(path: try storePath())
+        storeConfiguration.durability = Durability(name: fsync)!
+        storeConfiguration.maxBytes = maxStoreBytes
+        storeConfiguration.cacheMiB = cacheMib
+        let store: SQLiteStore
+        do {
+            store = try SQLiteStore(configuration: storeConfiguration, logger: logger)
+        } catch {
+            CommandFailure.exit("\(error)")
+        }
+        let broadcaster = SequenceBroadcaster()
+        let writer = IngestWriter(store: store, logger: logger, onCommit: { broadcaster.publish($0) })
+        let ingestor = Ingestor(limits: IngestLimits(maxEventsPerRequest: maxEvents, maxDepth: maxDepth), writer: writer)
+        var configuration = CollectorConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.maxBodyBytes = maxBody
+        let collector = Collector(configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, logger: logger)
+        let host = self.host
+        let storePath = storeConfiguration.path
+        let app = collector.application { port in
+            // Scripts read this line to find the port (with --port 0).
+            print("telemetry: collector listening on http://\(host):\(port) (store sqlite:\(storePath))")
+            fflush(nil)
+        }
+        var services: [any Service] = [writer]
+        if let retention, let duration = Self.parseDuration(retention) {
+            services.append(
+                RetentionService(store: store, retention: duration, logger: logger, now: { Int64(Date().timeIntervalSince1970 * 1_000_000) }))
+        }
+        services.append(app)
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        try? store.close()
+    }
+}
