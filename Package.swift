@@ -100,7 +100,13 @@ let package = Package(
         ),
         .testTarget(
             name: "TelemetryServerTests",
-            dependencies: ["TelemetryCatalog", "TelemetryClient", "TelemetryStore", "TelemetryPipeline", "TelemetryServer"],
+            dependencies: [
+                "TelemetryCatalog", "TelemetryClient", "TelemetryStore", "TelemetryPipeline", "TelemetryServer",
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

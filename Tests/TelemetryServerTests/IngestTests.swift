@@ -1,0 +1,194 @@
+import CompressNIO
+import Foundation
+import NIOCore
+import TelemetryCatalog
+import TelemetryClient
+import TelemetryStore
+import TelemetryPipeline
+import TelemetryServer
+import Testing
+
+@Suite struct IngestTests {
+    @Test func everyBodyFormIsAccepted() async throws {
+        try await TestCollector.run { collector in
+            let http = collector.connection()
+            let lines = sampleLines(9, seed: 11)
+            let one = try await http.post(lines[0])
+            #expect(one.status == 200)
+            #expect(one.json["accepted"] as? Int == 1)
+            let array = try await http.post("[" + lines[1...3].joined(separator: ",") + "]")
+            #expect(array.json["accepted"] as? Int == 3)
+            let ndjson = try await http.post(lines[4...6].joined(separator: "\n") + "\n", headers: [("Content-Type", "application/x-ndjson")])
+            #expect(ndjson.json["accepted"] as? Int == 3)
+            // NDJSON without the content type, CRLF line ends and blank lines.
+            let loose = try await http.post("\r\n" + lines[7] + "\r\n\r\n" + lines[8] + "\r\n")
+            #expect(loose.json["accepted"] as? Int == 2)
+            let counts = try await collector.store.counts()
+            #expect(counts.events == 9)
+        }
+    }
+
+    @Test func gzipBodies() async throws {
+        try await TestCollector.run { collector in
+            let http = collector.connection()
+            let body = sampleLines(50, seed: 12).joined(separator: "\n")
+            var buffer = ByteBuffer(string: body)
+            var compressed = try buffer.compress(with: .gzip())
+            let bytes = compressed.readBytes(length: compressed.readableBytes)!
+            let response = try await http.request("POST", "/v1/events", headers: [("Content-Encoding", "gzip")], body: bytes)
+            #expect(response.status == 200)
+            #expect(response.text.contains(#""accepted":50"#))
+            let bad = try await http.request("POST", "/v1/events", headers: [("Content-Encoding", "gzip")], body: Array("not gzip".utf8))
+            #expect(bad.status == 400)
+            #expect(bad.text.contains("bad_gzip"))
+            let brotli = try await http.request("POST", "/v1/events", headers: [("Content-Encoding", "br")], body: Array(body.utf8))
+            #expect(brotli.status == 415)
+        }
+    }
+
+    @Test func gzipBombIs413() async throws {
+        try await TestCollector.run(configure: { $0.maxBodyBytes = 1 << 20 }) { collector in
+            // 16 MiB of spaces compresses to ~16 KiB: inflating it must stop at the 1 MiB limit.
+            var buffer = ByteBuffer(repeating: UInt8(ascii: " "), count: 16 << 20)
+            var compressed = try buffer.compress(with: .gzip())
+            let bytes = compressed.readBytes(length: compressed.readableBytes)!
+            #expect(bytes.count < 1 << 20)
+            let response = try await collector.connection().request("POST", "/v1/events", headers: [("Content-Encoding", "gzip")], body: bytes)
+            #expect(response.status == 413)
+            #expect(try await collector.connection().request("GET", "/healthz").status == 200)
+        }
+    }
+
+    @Test func partialAcceptanceReportsEveryRejection() async throws {
+        try await TestCollector.run { collector in
+            let http = collector.connection()
+            var lines = sampleLines(4, seed: 13)
+            lines.insert(#"{"event_type":"xumi.generation.start","event_id":"e-1"}"#, at: 1)
+            lines.insert("{not json", at: 3)
+            let result = try await http.post(lines.joined(separator: "\n"))
+            #expect(result.status == 200)
+            #expect(result.json["accepted"] as? Int == 4)
+            let rejected = try #require(result.json["rejected"] as? [[String: Any]])
+            #expect(rejected.map { $0["index"] as? Int } == [1, 3])
+            #expect(rejected[0]["event_id"] as? String == "e-1")
+            let codes = (rejected[0]["errors"] as? [[String: String]])?.map { $0["code"]! } ?? []
+            #expect(codes.contains("bad_uuid") && codes.contains("missing"))
+            #expect((rejected[1]["errors"] as? [[String: String]])?.first?["code"] == "malformed_json")
+            // Kept in the rejected store, raw bytes and reasons.
+            let stored = try await http.getJSON("/v1/rejected")
+            let items = try #require(stored.json["rejected"] as? [[String: Any]])
+            #expect(items.count == 2)
+            #expect(items.contains { $0["raw"] as? String == "{not json" })
+            let byCode = try await http.getJSON("/v1/rejected?code=bad_uuid")
+            #expect((byCode.json["rejected"] as? [[String: Any]])?.count == 1)
+        }
+    }
+
+    @Test func dedupeWithinAcrossBatchesAndAcrossRestarts() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dedupe-\(UUID().uuidString)")
+        let path = directory.appendingPathComponent("t.sqlite").path
+        let lines = sampleLines(20, seed: 14)
+        try await TestCollector.run(path: path) { collector in
+            let http = collector.connection()
+            let first = try await http.post((lines[0..<10] + lines[0..<3]).joined(separator: "\n"))
+            #expect(first.json["accepted"] as? Int == 10)
+            #expect(first.json["duplicates"] as? Int == 3)
+            let second = try await http.post(lines[5..<15].joined(separator: "\n"))
+            #expect(second.json["accepted"] as? Int == 5)
+            #expect(second.json["duplicates"] as? Int == 5)
+        }
+        try await TestCollector.run(path: path) { collector in
+            let third = try await collector.connection().post(lines.joined(separator: "\n"))
+            #expect(third.json["accepted"] as? Int == 5)
+            #expect(third.json["duplicates"] as? Int == 15)
+            #expect(try await collector.store.counts().events == 20)
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    @Test func concurrentRequestsAreGroupCommittedWithoutLossOrDoubles() async throws {
+        try await TestCollector.run { collector in
+            let lines = sampleLines(2_000, seed: 15)
+            let totals = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                for client in 0..<8 {
+                    group.addTask {
+                        let http = collector.connection()
+                        var accepted = 0
+                        var duplicates = 0
+                        // Every client sends its own quarter twice over, overlapping its neighbour's.
+                        for batch in 0..<10 {
+                            let start = (client * 250 + batch * 50) % 2_000
+                            let result = try await http.post(lines[start..<(start + 50)].joined(separator: "\n"))
+                            accepted += result.json["accepted"] as? Int ?? 0
+                            duplicates += result.json["duplicates"] as? Int ?? 0
+                        }
+                        return (accepted, duplicates)
+                    }
+                }
+                return try await group.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
+            }
+            let distinct = Set((0..<8).flatMap { client in (0..<10).flatMap { batch -> [Int] in
+                let start = (client * 250 + batch * 50) % 2_000
+                return Array(start..<(start + 50))
+            } })
+            #expect(totals.0 == distinct.count)
+            #expect(totals.0 + totals.1 == 8 * 10 * 50)
+            #expect(try await collector.store.counts().events == distinct.count)
+        }
+    }
+
+    @Test func statusesOfTheContract() async throws {
+        try await TestCollector.run(configure: { $0.maxBodyBytes = 64 << 10 }, limits: .init(maxEventsPerRequest: 5)) { collector in
+            let http = collector.connection()
+            #expect(try await http.post("").status == 400)
+            #expect(try await http.post("<xml/>").status == 400)
+            #expect(try await http.post("[1, 2").status == 400)
+            #expect(try await http.post("{{{{").status == 400, "nothing in it is JSON")
+            let big = String(repeating: " ", count: 100 << 10) + "{}"
+            #expect(try await http.post(big).status == 413)
+            let many = try await http.post(sampleLines(6, seed: 16).joined(separator: "\n"))
+            #expect(many.status == 413)
+            #expect((many.json["error"] as? [String: String])?["code"] == "too_many_events")
+            let deep = #"{"metadata":"# + String(repeating: "[", count: 20_000) + "}"
+            let deepResult = try await http.post(deep)
+            #expect(deepResult.status == 200)
+            let deepErrors = (deepResult.json["rejected"] as? [[String: Any]])?.first?["errors"] as? [[String: String]]
+            #expect(deepErrors?.first?["code"] == "too_deep")
+            #expect(try await http.request("GET", "/healthz").status == 200)
+            #expect(try await http.request("GET", "/readyz").status == 200)
+            #expect(try await http.request("GET", "/v1/events/not-a-uuid").status == 400)
+            #expect(try await http.request("GET", "/v1/events/0b6b2a3e-8a55-4c9e-9f8e-3d1f0f2b9c11").status == 404)
+            #expect(try await http.request("GET", "/v1/events?limit=0").status == 400)
+            #expect(try await http.request("GET", "/v1/events?no_such_field=1").status == 400)
+            #expect(try await http.request("GET", "/v1/catalog/xumi.generation.start").status == 200)
+            #expect(try await http.request("GET", "/v1/catalog/nope").status == 404)
+        }
+    }
+
+    @Test func storeFullIs503WithNothingStoredAndRecovers() async throws {
+        try await TestCollector.run(maxBytes: 256 << 10) { collector in
+            let http = collector.connection()
+            var acknowledged: Set<String> = []
+            var sawFull = false
+            for batch in 0..<200 {
+                let lines = sampleLines(100, seed: 1000 + UInt64(batch))
+                let result = try await http.post(lines.joined(separator: "\n"))
+                if result.status == 503 {
+                    sawFull = true
+                    #expect((result.json["error"] as? [String: String])?["code"] == "store_full")
+                    break
+                }
+                #expect(result.status == 200)
+                acknowledged.formUnion(lines.map(eventID))
+            }
+            #expect(sawFull, "the store never filled")
+            #expect(try await collector.store.counts().events == acknowledged.count, "nothing unacknowledged was stored")
+            // Room again: ingest resumes by itself.
+            try collector.store.setMaxBytes(64 << 20)
+            let after = try await http.post(sampleLines(10, seed: 99).joined(separator: "\n"))
+            #expect(after.status == 200)
+            #expect(after.json["accepted"] as? Int == 10)
+            #expect(try await collector.store.integrityCheck() == "ok")
+        }
+    }
+}
