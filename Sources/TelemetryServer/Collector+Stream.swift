@@ -1,6 +1,7 @@
 import Hummingbird
 import HTTPTypes
 import NIOCore
+import ServiceLifecycle
 import TelemetryPipeline
 import TelemetryStore
 
@@ -8,6 +9,7 @@ extension Collector {
     private enum Wakeup: Sendable {
         case commit
         case heartbeat
+        case shutdown
     }
 
     /// `GET /v1/stream`: server-sent events with the filters of `GET /v1/events`.
@@ -43,6 +45,9 @@ extension Collector {
         let fixedQuery = query
         let body = ResponseBody { writer in
             let (wakeups, wake) = AsyncStream.makeStream(of: Wakeup.self, bufferingPolicy: .bufferingNewest(4))
+            // A stream never ends by itself: end it when the collector shuts down, so that shutdown
+            // does not wait for every follower to go away.
+            try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await _ in updates { wake.yield(.commit) }
@@ -73,15 +78,20 @@ extension Collector {
                             if events.count < fixedQuery.limit { break }
                         }
                     }
-                    guard let wakeup = await iterator.next() else { break }
+                    guard let wakeup = await iterator.next(), wakeup != .shutdown else { break }
                     switch wakeup {
                     case .commit: pending = true
                     case .heartbeat:
                         pending = false
                         try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    case .shutdown:
+                        break
                     }
                 }
                 group.cancelAll()
+            }
+            } onGracefulShutdown: {
+                wake.yield(.shutdown)
             }
             try await writer.finish(nil)
         }

@@ -1,0 +1,128 @@
+import Foundation
+import TelemetryCatalog
+import TelemetryClient
+import Testing
+
+@Suite struct CollectorProcessTests {
+    /// Another process ingests under load; the collector is killed with SIGKILL mid-stream and
+    /// restarted on the same data: every acknowledged event is there exactly once, and SQLite's
+    /// integrity check passes.
+    @Test func killNineLosesNothingAcknowledged() async throws {
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let server = try ServerProcess(data: data)
+        var sampler = EventSampler(seed: 31)
+        let batches = (0..<400).map { _ in (0..<100).map { _ in sampler.sample().render() } }
+        let acknowledged = AcknowledgedIDs()
+        let port = server.port
+        // Four connections post concurrently until the server dies under them.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<4 {
+                group.addTask {
+                    try await offThePool {
+                        let connection = HTTPConnection(host: "127.0.0.1", port: port)
+                        for batch in stride(from: client, to: batches.count, by: 4) {
+                            let body = Array(batches[batch].joined(separator: "\n").utf8)
+                            guard let response = try? connection.request("POST", "/v1/events", body: body), response.status == 200
+                            else { return }
+                            acknowledged.add(batches[batch].map(Self.id))
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                // Kill once a fair amount is acknowledged, while requests are in flight.
+                while acknowledged.count < 3_000 { try await Task.sleep(for: .milliseconds(5)) }
+                server.stop(signal: SIGKILL)
+            }
+            try await group.waitForAll()
+        }
+        let acked = acknowledged.ids
+        #expect(acked.count >= 3_000)
+        #expect(acked.count < 40_000, "the kill came before everything was sent")
+
+        let restarted = try ServerProcess(data: data)
+        let connection = HTTPConnection(host: "127.0.0.1", port: restarted.port)
+        var stored: [String] = []
+        var cursor: String? = nil
+        repeat {
+            let page = try await connection.request("GET", "/v1/events?limit=1000" + (cursor.map { "&cursor=\($0)" } ?? ""))
+            let object = try #require(JSONSerialization.jsonObject(with: Data(page.body)) as? [String: Any])
+            stored += (object["events"] as? [[String: Any]] ?? []).compactMap { $0["event_id"] as? String }
+            cursor = object["next_cursor"] as? String
+        } while cursor != nil
+        restarted.stop()
+        #expect(Set(stored).count == stored.count, "no event stored twice")
+        let missing = acked.subtracting(stored)
+        #expect(missing.isEmpty, "\(missing.count) acknowledged events lost")
+
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        check.arguments = ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0])", data.appendingPathComponent("telemetry.sqlite").path]
+        let out = Pipe()
+        check.standardOutput = out
+        try check.run()
+        let verdict = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        #expect(verdict.trimmingCharacters(in: .whitespacesAndNewlines) == "ok")
+    }
+
+    @Test func sendQueryAndTailAgainstARunningCollector() async throws {
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let server = try ServerProcess(data: data)
+        defer { server.stop() }
+        var sampler = EventSampler(seed: 32)
+        var lines = (0..<250).map { _ in sampler.sample().render() }
+        lines.insert(#"{"event_type":"xumi.generation.start","event_id":"nope"}"#, at: 10)
+        let file = data.appendingPathComponent("events.ndjson")
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+
+        let sent = try CLI.run(["send", file.path, "--url", server.url, "--batch-size", "100"])
+        #expect(sent.status == 1, "one event is invalid")
+        #expect(sent.stdout.contains("251 events: 250 accepted, 0 duplicate, 1 rejected"), "\(sent.stdout)")
+        #expect(sent.stdout.contains("line 11: event_id: bad_uuid"))
+        let again = try CLI.run(["send", file.path, "--url", server.url, "--no-gzip"])
+        #expect(again.stdout.contains("250 duplicate"), "\(again.stdout)")
+
+        let query = try CLI.run(["query", "--url", server.url, "--event-type", "pbac.agent.start", "--all", "--format", "json"])
+        #expect(query.status == 0)
+        let expected = lines.filter { $0.contains(#""event_type":"pbac.agent.start""#) }.count
+        #expect(query.stdout.split(separator: "\n").count == expected)
+        let table = try CLI.run(["query", "--url", server.url, "--limit", "5"])
+        #expect(table.stdout.contains("EVENT TYPE"))
+        #expect(table.stdout.split(separator: "\n").count == 6)
+
+        // tail prints what arrives after it connects.
+        let fresh = (0..<30).map { _ in sampler.sample().render() }
+        async let tailed = Task.detached { try CLI.run(["tail", "--url", server.url, "--topic", "pbac_service", "--count", "2"]) }.value
+        try await Task.sleep(for: .milliseconds(800))
+        let post = try await HTTPConnection(host: "127.0.0.1", port: server.port)
+            .request("POST", "/v1/events", body: Array(fresh.joined(separator: "\n").utf8))
+        #expect(post.status == 200)
+        let tail = try await tailed
+        #expect(tail.status == 0, "\(tail.stderr)")
+        let printed = tail.stdout.split(separator: "\n")
+        #expect(printed.count == 2)
+        #expect(printed.allSatisfy { $0.contains(#""event_type":"pbac.agent."#) })
+    }
+
+    static func id(_ line: String) -> String {
+        let object = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+        return object["event_id"] as! String
+    }
+}
+
+final class AcknowledgedIDs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set: Set<String> = []
+    func add(_ ids: [String]) { lock.withLock { set.formUnion(ids) } }
+    var count: Int { lock.withLock { set.count } }
+    var ids: Set<String> { lock.withLock { set } }
+}
+
+func offThePool(_ work: @escaping @Sendable () throws -> Void) async throws {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// `telemetry serve` as a child process on a loopback port, stopped by its PID.
+final class ServerProcess: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    private let output = Pipe()
+
+    /// Starts the collector on `data` with a free port and waits until it listens.
+    init(data: URL, extraArguments: [String] = []) throws {
+        process.executableURL = CLI.executable
+        process.arguments = ["serve", "--port", "0", "--data", data.path, "--log-level", "error"] + extraArguments
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // The collector prints "telemetry: collector listening on http://127.0.0.1:PORT …" once bound.
+        var seen = Data()
+        let handle = output.fileHandleForReading
+        let deadline = Date().addingTimeInterval(30)
+        var found: Int? = nil
+        while found == nil && Date() < deadline {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            seen.append(chunk)
+            let text = String(decoding: seen, as: UTF8.self)
+            if let match = text.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) { found = Int(match.1) }
+        }
+        guard let found else {
+            process.terminate()
+            throw CLIError("the collector did not start: \(String(decoding: seen, as: UTF8.self))")
+        }
+        port = found
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    /// Sends `signal` to the server and waits for it to exit.
+    func stop(signal: Int32 = SIGTERM) {
+        guard process.isRunning else { return }
+        kill(pid, signal)
+        process.waitUntilExit()
+    }
+
+    deinit { stop(signal: SIGKILL) }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
