@@ -24,7 +24,7 @@ struct CLI {
 
     /// Runs `telemetry` with `arguments`, feeding `stdin` (written from another thread, so large
     /// inputs do not dead-lock against a full output pipe).
-    static func run(_ arguments: [String], stdin: Data? = nil, executable: URL = executable) throws -> Result {
+    static func run(_ arguments: [String], stdin: Data? = nil, executable: URL = executable, timeoutSeconds: Int = 300) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -36,6 +36,11 @@ struct CLI {
         let input = Pipe()
         process.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try process.run()
+        // A command that hangs fails its test instead of the whole run.
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(timeoutSeconds), execute: watchdog)
+        defer { watchdog.cancel() }
         if let stdin {
             Thread.detachNewThread {
                 input.fileHandleForWriting.write(stdin)

@@ -93,14 +93,23 @@ import Testing
         #expect(table.stdout.contains("EVENT TYPE"))
         #expect(table.stdout.split(separator: "\n").count == 6)
 
-        // tail prints what arrives after it connects.
-        let fresh = (0..<30).map { _ in sampler.sample().render() }
-        async let tailed = Task.detached { try CLI.run(["tail", "--url", server.url, "--topic", "pbac_service", "--count", "2"]) }.value
-        try await Task.sleep(for: .milliseconds(800))
-        let post = try await HTTPConnection(host: "127.0.0.1", port: server.port)
-            .request("POST", "/v1/events", body: Array(fresh.joined(separator: "\n").utf8))
-        #expect(post.status == 200)
-        let tail = try await tailed
+        // tail prints what arrives after it connects: keep posting fresh events until it has two.
+        let finished = Flag()
+        let url = server.url
+        let tailing = Task.detached {
+            defer { finished.set() }
+            return try CLI.run(["tail", "--url", url, "--topic", "pbac_service", "--count", "2"], timeoutSeconds: 60)
+        }
+        let poster = HTTPConnection(host: "127.0.0.1", port: server.port)
+        var rounds = 0
+        while rounds < 100 && !finished.isSet {
+            try await Task.sleep(for: .milliseconds(300))
+            let fresh = (0..<20).map { _ in sampler.sample().render() }
+            let post = try await poster.request("POST", "/v1/events", body: Array(fresh.joined(separator: "\n").utf8))
+            #expect(post.status == 200)
+            rounds += 1
+        }
+        let tail = try await tailing.value
         #expect(tail.status == 0, "\(tail.stderr)")
         let printed = tail.stdout.split(separator: "\n")
         #expect(printed.count == 2)
@@ -125,4 +134,12 @@ func offThePool(_ work: @escaping @Sendable () throws -> Void) async throws {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
         DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
     }
+}
+
+/// A flag set from another thread.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }
