@@ -11,8 +11,13 @@ extension SQLiteStore {
             arguments.append(value.databaseValue)
         }
         if let eventType = query.eventType { add("event_type = ?", eventType) }
-        if let topic = query.topic { add("_topic = ?", topic) }
-        if let tenant = query.tenantID { add("tenant_id = ?", Self.canonicalUUIDText(tenant)) }
+        if let topic = query.topic {
+            // The topic follows from the event type; the store keeps only the type.
+            let types = catalog.events.filter { $0.topic.name == topic }.map(\.eventType)
+            conditions.append(types.isEmpty ? "0" : "event_type IN (\(Array(repeating: "?", count: types.count).joined(separator: ", ")))")
+            arguments += types.map(\.databaseValue)
+        }
+        if let tenant = query.tenantID { add("tenant_id = ?", Self.uuidValue(tenant)) }
         if let source = query.source { add("source = ?", source) }
         if let since = query.since { add("\"timestamp\" >= ?", since) }
         if let until = query.until { add("\"timestamp\" < ?", until) }
@@ -42,13 +47,13 @@ extension SQLiteStore {
 
     public func event(id: UUIDValue, tenant: UUIDValue?) async throws -> StoredEvent? {
         let blob = id.withBytes { Data($0) }
-        let found = try await read { db -> (StoredEvent, String)? in
+        let found = try await read { db -> (StoredEvent, Data)? in
             guard let row = try Row.fetchOne(db, sql: "SELECT _seq, _json, tenant_id FROM events WHERE event_id = ?", arguments: [blob])
             else { return nil }
-            return (StoredEvent(sequence: row[0], json: row[1]), row[2])
+            return (StoredEvent(sequence: row[0], json: row[1]), row[2] as Data)
         }
         guard let found else { return nil }
-        if let tenant, found.1 != tenant.description { return nil }
+        if let tenant, UUIDValue(bytes: found.1) != tenant { return nil }
         return found.0
     }
 
@@ -159,7 +164,7 @@ extension SQLiteStore {
             }
             return (column, micros)
         case .uuid:
-            return (column, Self.canonicalUUIDText(text))
+            return (column, Self.uuidValue(text))
         default:
             return (column, text)
         }
@@ -168,6 +173,12 @@ extension SQLiteStore {
     /// Lower-case canonical text for a UUID, or the text unchanged when it is none.
     static func canonicalUUIDText(_ text: String) -> String {
         UUIDValue(text)?.description ?? text
+    }
+
+    /// How a UUID field's value is stored: 16 bytes when it is a UUID, else the text as sent.
+    static func uuidValue(_ text: String) -> any DatabaseValueConvertible {
+        guard let uuid = UUIDValue(text) else { return text }
+        return uuid.withBytes { Data($0) }
     }
 
     static func parseIssues(_ json: String) -> [ValidationIssue] {

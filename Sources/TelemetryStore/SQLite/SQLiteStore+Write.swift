@@ -66,17 +66,18 @@ extension SQLiteStore {
         let parameters = layout.parameters[event.compiled.index]
         let rc: Int32 = event.json.withUnsafeBufferPointer { json -> Int32 in
             let base = json.baseAddress!
-            event.compiled.definition!.topic.name.withCString { topic in
-                _ = sqlite3_bind_text(stmt, 1, topic, -1, transient)
+            sqlite3_bind_int64(stmt, 1, incoming.receivedMicros)
+            if let requestID = incoming.requestUUID {
+                requestID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
+            } else {
+                incoming.requestID.withCString { _ = sqlite3_bind_text(stmt, 2, $0, -1, transient) }
             }
-            sqlite3_bind_int64(stmt, 2, incoming.receivedMicros)
-            incoming.requestID.withCString { _ = sqlite3_bind_text(stmt, 3, $0, -1, transient) }
-            sqlite3_bind_text(stmt, 4, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
+            sqlite3_bind_text(stmt, 3, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
             if !event.unknownFields.isEmpty {
                 let list = JSONValue.array(event.unknownFields.map { .string($0) }).render()
-                list.withCString { _ = sqlite3_bind_text(stmt, 5, $0, -1, transient) }
+                list.withCString { _ = sqlite3_bind_text(stmt, 4, $0, -1, transient) }
             }
-            event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, 6, $0.baseAddress, 16, transient) }
+            event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, 5, $0.baseAddress, 16, transient) }
             for (slot, value) in event.values.enumerated() {
                 let parameter = parameters[slot]
                 guard parameter > 0 else { continue }
@@ -92,16 +93,18 @@ extension SQLiteStore {
                 case .timestamp(let micros, _, _, _):
                     sqlite3_bind_int64(stmt, parameter, micros)
                 case .uuid(let uuid):
-                    uuid.withText { text in
-                        _ = sqlite3_bind_text(
-                            stmt, parameter, text.baseAddress!.assumingMemoryBound(to: CChar.self), 36, transient)
-                    }
+                    uuid.withBytes { _ = sqlite3_bind_blob(stmt, parameter, $0.baseAddress, 16, transient) }
                 case .object(let start, let end):
                     sqlite3_bind_text(
                         stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self),
                         end - start, nil)
                 case .text(let start, let end, let escaped):
-                    if escaped {
+                    if layout.isUUIDParameter[Int(parameter)], case .string(let text)? = event.value(at: slot),
+                        let uuid = UUIDValue(text)
+                    {
+                        // A UUID sent where this event types the field as a string: stored like every other UUID.
+                        uuid.withBytes { _ = sqlite3_bind_blob(stmt, parameter, $0.baseAddress, 16, transient) }
+                    } else if escaped {
                         guard case .string(let text)? = event.value(at: slot) else { continue }
                         text.withCString { _ = sqlite3_bind_text(stmt, parameter, $0, -1, transient) }
                     } else {

@@ -56,6 +56,10 @@ public struct SQLiteStoreConfiguration: Sendable {
 /// the normalised JSON, the received time and the request id. `event_id` is a 16-byte blob under a
 /// unique index, which is the dedupe: a batch is inserted in `event_id` order (`INSERT OR IGNORE`),
 /// so that the index is walked forwards once per batch instead of at random.
+///
+/// Rows are kept narrow, since every byte is written to the WAL and again at checkpoint: UUIDs are
+/// 16-byte blobs (a string that is no UUID, such as a workflow's `user_id`, stays text), and
+/// object-valued fields (`metadata`, `tags`, `user`, `resource`) live only in the JSON.
 public final class SQLiteStore: EventStore {
     let pool: DatabasePool
     let layout: ColumnLayout
@@ -133,14 +137,13 @@ public final class SQLiteStore: EventStore {
                     CREATE TABLE events (
                         _seq INTEGER PRIMARY KEY,
                         event_id BLOB NOT NULL,
-                        _topic TEXT NOT NULL,
                         _received_us INTEGER NOT NULL,
-                        _request_id TEXT NOT NULL,
+                        _request_id BLOB NOT NULL,
                         _json TEXT NOT NULL,
                         _unknown TEXT,
                         event_type TEXT NOT NULL,
                         version TEXT NOT NULL,
-                        tenant_id TEXT NOT NULL,
+                        tenant_id BLOB NOT NULL,
                         source TEXT,
                         "timestamp" INTEGER NOT NULL
                     );
@@ -201,10 +204,12 @@ struct ColumnLayout: Sendable {
     let parameters: [[Int32]]
     /// The declared type of every catalog field name, for filters.
     let typeByName: [String: FieldType]
+    /// For each insert parameter, whether its column holds UUIDs (as 16-byte blobs).
+    let isUUIDParameter: [Bool]
     let insertSQL: String
 
-    /// `_topic, _received_us, _request_id, _json, _unknown, event_id` come first.
-    static let fixedParameters: Int32 = 6
+    /// `_received_us, _request_id, _json, _unknown, event_id` come first.
+    static let fixedParameters: Int32 = 5
 
     init(catalog: Catalog) {
         var typeByName: [String: FieldType] = [:]
@@ -212,14 +217,16 @@ struct ColumnLayout: Sendable {
             typeByName[field.name] = field.type
         }
         self.typeByName = typeByName
-        let columns = catalog.fieldNames.filter { $0 != "event_id" }.map { name in
+        let columns = catalog.fieldNames.filter { $0 != "event_id" && Self.isColumn(typeByName[$0]!) }.map { name in
             Column(name: name, sqlType: Self.sqlType(typeByName[name]!))
         }
         self.columns = columns
         var position: [String: Int32] = [:]
         for (i, column) in columns.enumerated() { position[column.name] = Self.fixedParameters + 1 + Int32(i) }
         self.parameters = catalog.compiled.map { compiled in compiled.fields.map { position[$0.name] ?? 0 } }
-        let names = ["_topic", "_received_us", "_request_id", "_json", "_unknown", "event_id"] + columns.map(\.quoted)
+        self.isUUIDParameter = Array(repeating: false, count: Int(Self.fixedParameters) + 1)
+            + columns.map { typeByName[$0.name] == .uuid }
+        let names = ["_received_us", "_request_id", "_json", "_unknown", "event_id"] + columns.map(\.quoted)
         insertSQL =
             "INSERT OR IGNORE INTO events (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", ")))"
     }
@@ -228,7 +235,13 @@ struct ColumnLayout: Sendable {
         switch type {
         case .integer, .bool, .timestamp: "INTEGER"
         case .number: "REAL"
+        case .uuid: "BLOB"
         default: "TEXT"
         }
+    }
+
+    /// Whether a field of this type gets a column; objects are only in the JSON.
+    static func isColumn(_ type: FieldType) -> Bool {
+        type != .object && type != .stringMap && type != .jsonObject
     }
 }

@@ -1,0 +1,186 @@
+import ArgumentParser
+import Foundation
+import GRDBSQLite
+import TelemetryCatalog
+import TelemetryClient
+
+struct IngestBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest",
+        abstract: "Collector ingest over loopback, against plain SQLite appends in the same run.",
+        discussion: """
+            Generates distinct, realistic events and measures, in one run on this machine:
+              baseline   the same NDJSON lines appended into a plain SQLite table (rowid, blob) in WAL
+                         mode, 1000 a transaction, with the collector's fsync setting
+              collector  a `telemetry serve` child process on loopback, fed batches of 1000 events
+                         from N connections: HTTP, validation, dedupe, typed columns, durable commit, ack
+            and prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, and
+            the ratio collector/baseline. The load generator runs on the same machine.
+            """
+    )
+
+    @Option(help: "Distinct events to send.")
+    var events: Int = 200_000
+
+    @Option(help: "Events per request.")
+    var batchSize: Int = 1000
+
+    @Option(help: "Concurrent connections.")
+    var connections: Int = 4
+
+    @Option(help: "The collector's --fsync setting (and the baseline's synchronous mode): full or normal.")
+    var fsync: String = "full"
+
+    @Option(help: "Seed of the generated events.")
+    var seed: UInt64 = 1
+
+    func validate() throws {
+        guard events > 0, batchSize > 0, connections > 0 else { throw ValidationError("counts must be positive") }
+        guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
+    }
+
+    func run() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        var sampler = EventSampler(seed: seed)
+        var batches: [[UInt8]] = []
+        var payloadBytes = 0
+        var produced = 0
+        while produced < events {
+            let count = min(batchSize, events - produced)
+            let body = sampler.ndjson(count: count)
+            payloadBytes += body.count
+            batches.append(body)
+            produced += count
+        }
+        print("events: \(events) in \(batches.count) requests of \(batchSize), \(formatBytes(payloadBytes)); \(connections) connections; fsync \(fsync)")
+
+        let baseline = try measureBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path)
+        let collector = try measureCollector(batches, data: directory.appendingPathComponent("collector"))
+
+        func describe(_ name: String, _ seconds: Double) -> String {
+            name.padding(to: 40)
+                + String(format: "%9.0f events/s  %7.1f MiB/s", Double(events) / seconds, Double(payloadBytes) / seconds / 1_048_576)
+        }
+        print(describe("baseline: SQLite append (rowid, blob)", baseline))
+        print(describe("collector: HTTP ingest, durable ack", collector.seconds))
+        let latencies = collector.latencies.sorted()
+        func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000 }
+        print(String(format: "request latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms", percentile(0.5), percentile(0.99), (latencies.last ?? 0) * 1000))
+        print("collector peak RSS: \(collector.peakRSS.map(formatBytes) ?? "unknown")")
+        print(String(format: "ratio: collector at %.0f%% of the baseline", 100 * baseline / collector.seconds))
+    }
+
+    /// Appends every line into a (rowid, blob) table, one transaction per batch; returns seconds.
+    private func measureBaseline(_ batches: [[UInt8]], path: String) throws -> Double {
+        var db: OpaquePointer?
+        guard sqlite3_open(path, &db) == SQLITE_OK, let db else { throw CommandFailure("cannot open \(path)") }
+        defer { sqlite3_close(db) }
+        func exec(_ sql: String) throws {
+            guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
+                throw CommandFailure("baseline: \(String(cString: sqlite3_errmsg(db)))")
+            }
+        }
+        try exec("PRAGMA journal_mode = WAL")
+        try exec("PRAGMA synchronous = \(fsync.uppercased())")
+        try exec("CREATE TABLE events (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        var statement: OpaquePointer?
+        sqlite3_prepare_v2(db, "INSERT INTO events (body) VALUES (?)", -1, &statement, nil)
+        defer { sqlite3_finalize(statement) }
+        let started = MonotonicClock.now()
+        for batch in batches {
+            try exec("BEGIN")
+            batch.withUnsafeBytes { raw in
+                var start = 0
+                for i in 0..<raw.count where raw[i] == UInt8(ascii: "\n") {
+                    sqlite3_bind_blob(statement, 1, raw.baseAddress! + start, Int32(i - start), nil)
+                    sqlite3_step(statement)
+                    sqlite3_reset(statement)
+                    start = i + 1
+                }
+            }
+            try exec("COMMIT")
+        }
+        return Double(MonotonicClock.now() - started) / 1e9
+    }
+
+    private struct CollectorRun {
+        var seconds: Double
+        var latencies: [Double]
+        var peakRSS: Int?
+    }
+
+    private func measureCollector(_ batches: [[UInt8]], data: URL) throws -> CollectorRun {
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        server.arguments = ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"]
+        let output = Pipe()
+        server.standardOutput = output
+        try server.run()
+        defer {
+            if server.isRunning {
+                kill(server.processIdentifier, SIGTERM)
+                server.waitUntilExit()
+            }
+        }
+        var seen = ""
+        var port: Int? = nil
+        while port == nil {
+            let chunk = output.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { throw CommandFailure("the collector did not start") }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let match = seen.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) { port = Int(match.1) }
+        }
+
+        let results = LatencyLog()
+        let group = DispatchGroup()
+        let started = MonotonicClock.now()
+        for client in 0..<connections {
+            group.enter()
+            let mine = stride(from: client, to: batches.count, by: connections).map { batches[$0] }
+            Thread.detachNewThread { [port] in
+                defer { group.leave() }
+                let connection = HTTPConnection(host: "127.0.0.1", port: port!)
+                for body in mine {
+                    let sent = MonotonicClock.now()
+                    do {
+                        let response = try connection.request("POST", "/v1/events", headers: [("Content-Type", "application/x-ndjson")], body: body)
+                        guard response.status == 200 else {
+                            results.fail("HTTP \(response.status): \(response.text.prefix(200))")
+                            return
+                        }
+                    } catch {
+                        results.fail("\(error)")
+                        return
+                    }
+                    results.record(Double(MonotonicClock.now() - sent) / 1e9)
+                }
+            }
+        }
+        group.wait()
+        let seconds = Double(MonotonicClock.now() - started) / 1e9
+        if let failure = results.failure { throw CommandFailure("a request failed: \(failure)") }
+        return CollectorRun(seconds: seconds, latencies: results.latencies, peakRSS: Self.peakRSS(of: server.processIdentifier))
+    }
+
+    static func peakRSS(of pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return nil }
+        return Int(line.filter(\.isNumber)).map { $0 * 1024 }
+    }
+}
+
+/// Request latencies recorded from several threads.
+private final class LatencyLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Double] = []
+    private var firstFailure: String?
+
+    func record(_ seconds: Double) { lock.withLock { values.append(seconds) } }
+    func fail(_ message: String) { lock.withLock { if firstFailure == nil { firstFailure = message } } }
+    var latencies: [Double] { lock.withLock { values } }
+    var failure: String? { lock.withLock { firstFailure } }
+}
