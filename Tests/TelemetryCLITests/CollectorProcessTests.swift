@@ -116,6 +116,25 @@ import Testing
         #expect(printed.allSatisfy { $0.contains(#""event_type":"pbac.agent."#) })
     }
 
+    /// The collector is down when `send` starts: it retries with backoff until the collector is up.
+    @Test func sendRetriesUntilTheCollectorIsUp() async throws {
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let port = try freePort()
+        let file = data.appendingPathComponent("events.ndjson")
+        var sampler = EventSampler(seed: 33)
+        try ((0..<50).map { _ in sampler.sample().render() }.joined(separator: "\n")).write(to: file, atomically: true, encoding: .utf8)
+        let sending = Task.detached { try CLI.run(["send", file.path, "--url", "http://127.0.0.1:\(port)", "--max-attempts", "12"], timeoutSeconds: 120) }
+        try await Task.sleep(for: .milliseconds(1500))
+        let server = try ServerProcess(data: data, port: port)
+        defer { server.stop() }
+        let result = try await sending.value
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        #expect(result.stdout.contains("50 events: 50 accepted"))
+        #expect(result.stdout.contains("retries"))
+        #expect(result.stderr.contains("retrying in"))
+    }
+
     static func id(_ line: String) -> String {
         let object = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
         return object["event_id"] as! String

@@ -7,9 +7,9 @@ final class ServerProcess: @unchecked Sendable {
     private let output = Pipe()
 
     /// Starts the collector on `data` with a free port and waits until it listens.
-    init(data: URL, extraArguments: [String] = []) throws {
+    init(data: URL, port listenPort: Int = 0, extraArguments: [String] = []) throws {
         process.executableURL = CLI.executable
-        process.arguments = ["serve", "--port", "0", "--data", data.path, "--log-level", "error"] + extraArguments
+        process.arguments = ["serve", "--port", String(listenPort), "--data", data.path, "--log-level", "error"] + extraArguments
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -48,4 +48,20 @@ final class ServerProcess: @unchecked Sendable {
 struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A loopback port that was free a moment ago.
+func freePort() throws -> Int {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) == 0 && getsockname(s, $0, &length) == 0 }
+    }
+    guard bound else { throw CLIError("cannot find a free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
