@@ -63,6 +63,16 @@ struct CLI {
             stderr: String(decoding: stderrData, as: UTF8.self))
     }
 
+    /// ``run(_:stdin:executable:timeoutSeconds:)`` on a dispatch thread: async tests must not hold
+    /// one of the cooperative pool's two threads while a child process runs.
+    static func runOffPool(_ arguments: [String], stdin: Data? = nil, timeoutSeconds: Int = 300) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Swift.Result { try run(arguments, stdin: stdin, timeoutSeconds: timeoutSeconds) })
+            }
+        }
+    }
+
     /// A fresh temporary directory, removed by the caller.
     static func temporaryDirectory() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-cli-\(UUID().uuidString)")

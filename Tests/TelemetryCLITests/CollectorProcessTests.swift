@@ -10,7 +10,7 @@ import Testing
     @Test func killNineLosesNothingAcknowledged() async throws {
         let data = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: data) }
-        let server = try ServerProcess(data: data)
+        let server = try await ServerProcess.start(data: data)
         var sampler = EventSampler(seed: 31)
         let batches = (0..<400).map { _ in (0..<100).map { _ in sampler.sample().render() } }
         let acknowledged = AcknowledgedIDs()
@@ -41,7 +41,7 @@ import Testing
         #expect(acked.count >= 3_000)
         #expect(acked.count < 40_000, "the kill came before everything was sent")
 
-        let restarted = try ServerProcess(data: data)
+        let restarted = try await ServerProcess.start(data: data)
         let connection = HTTPConnection(host: "127.0.0.1", port: restarted.port)
         var stored: [String] = []
         var cursor: String? = nil
@@ -51,7 +51,7 @@ import Testing
             stored += (object["events"] as? [[String: Any]] ?? []).compactMap { $0["event_id"] as? String }
             cursor = object["next_cursor"] as? String
         } while cursor != nil
-        restarted.stop()
+        try await offThePool { restarted.stop() }
         #expect(Set(stored).count == stored.count, "no event stored twice")
         let missing = acked.subtracting(stored)
         #expect(missing.isEmpty, "\(missing.count) acknowledged events lost")
@@ -70,7 +70,7 @@ import Testing
     @Test func sendQueryAndTailAgainstARunningCollector() async throws {
         let data = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: data) }
-        let server = try ServerProcess(data: data)
+        let server = try await ServerProcess.start(data: data)
         defer { server.stop() }
         var sampler = EventSampler(seed: 32)
         var lines = (0..<250).map { _ in sampler.sample().render() }
@@ -78,27 +78,27 @@ import Testing
         let file = data.appendingPathComponent("events.ndjson")
         try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
 
-        let sent = try CLI.run(["send", file.path, "--url", server.url, "--batch-size", "100"])
+        let sent = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--batch-size", "100"])
         #expect(sent.status == 1, "one event is invalid")
         #expect(sent.stdout.contains("251 events: 250 accepted, 0 duplicate, 1 rejected"), "\(sent.stdout)")
         #expect(sent.stdout.contains("line 11: event_id: bad_uuid"))
-        let again = try CLI.run(["send", file.path, "--url", server.url, "--no-gzip"])
+        let again = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--no-gzip"])
         #expect(again.stdout.contains("250 duplicate"), "\(again.stdout)")
 
-        let query = try CLI.run(["query", "--url", server.url, "--event-type", "pbac.agent.start", "--all", "--format", "json"])
+        let query = try await CLI.runOffPool(["query", "--url", server.url, "--event-type", "pbac.agent.start", "--all", "--format", "json"])
         #expect(query.status == 0)
         let expected = lines.filter { $0.contains(#""event_type":"pbac.agent.start""#) }.count
         #expect(query.stdout.split(separator: "\n").count == expected)
-        let table = try CLI.run(["query", "--url", server.url, "--limit", "5"])
+        let table = try await CLI.runOffPool(["query", "--url", server.url, "--limit", "5"])
         #expect(table.stdout.contains("EVENT TYPE"))
         #expect(table.stdout.split(separator: "\n").count == 6)
 
         // tail prints what arrives after it connects: keep posting fresh events until it has two.
         let finished = Flag()
         let url = server.url
-        let tailing = Task.detached {
+        let tailing = Task {
             defer { finished.set() }
-            return try CLI.run(["tail", "--url", url, "--topic", "pbac_service", "--count", "2"], timeoutSeconds: 60)
+            return try await CLI.runOffPool(["tail", "--url", url, "--topic", "pbac_service", "--count", "2"], timeoutSeconds: 60)
         }
         let poster = HTTPConnection(host: "127.0.0.1", port: server.port)
         var rounds = 0
@@ -124,9 +124,9 @@ import Testing
         let file = data.appendingPathComponent("events.ndjson")
         var sampler = EventSampler(seed: 33)
         try ((0..<50).map { _ in sampler.sample().render() }.joined(separator: "\n")).write(to: file, atomically: true, encoding: .utf8)
-        let sending = Task.detached { try CLI.run(["send", file.path, "--url", "http://127.0.0.1:\(port)", "--max-attempts", "12"], timeoutSeconds: 120) }
+        let sending = Task { try await CLI.runOffPool(["send", file.path, "--url", "http://127.0.0.1:\(port)", "--max-attempts", "12"], timeoutSeconds: 120) }
         try await Task.sleep(for: .milliseconds(1500))
-        let server = try ServerProcess(data: data, port: port)
+        let server = try await ServerProcess.start(data: data, port: port)
         defer { server.stop() }
         let result = try await sending.value
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")

@@ -32,6 +32,15 @@ final class ServerProcess: @unchecked Sendable {
         port = found
     }
 
+    /// Starts a collector from async code, waiting for it on a dispatch thread.
+    static func start(data: URL, port: Int = 0) async throws -> ServerProcess {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try ServerProcess(data: data, port: port) })
+            }
+        }
+    }
+
     var pid: Int32 { process.processIdentifier }
     var url: String { "http://127.0.0.1:\(port)" }
 

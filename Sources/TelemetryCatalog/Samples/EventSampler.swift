@@ -8,6 +8,10 @@ public struct EventSampler: Sendable {
     public let catalog: Catalog
     private var random: SplitMix64
     private var clockMicros: Int64
+    /// Give events time-ordered UUIDv7 ids from their timestamp (as the SDK does) instead of random v4 ids.
+    public var timeOrderedIDs = false
+    /// Microseconds the clock advances between events, at most (uniformly from 0).
+    public var spacingMicros: Int64 = 5_000
     private let tenants: [UUIDValue]
     private let users: [UUIDValue]
     private let nodes: [UUIDValue]
@@ -36,7 +40,7 @@ public struct EventSampler: Sendable {
 
     /// A valid event of `definition`'s type.
     public mutating func sample(_ definition: EventDefinition) -> JSONValue {
-        clockMicros += Int64(random.next() % 5_000)
+        clockMicros += Int64(random.next() % UInt64(max(1, spacingMicros)))
         var members: [(String, JSONValue)] = []
         let result = random.chance(0.9)
         for field in catalog.allFields(of: definition) {
@@ -77,6 +81,7 @@ public struct EventSampler: Sendable {
 
     private mutating func value(for field: FieldDefinition, in definition: EventDefinition, result: Bool) -> JSONValue {
         switch field.name {
+        case "event_id" where timeOrderedIDs: return .string(random.uuidV7(millis: clockMicros / 1000).description)
         case "event_type": return .string(definition.eventType)
         case "version": return .string(definition.version)
         case "timestamp": return timestamp()
@@ -173,6 +178,13 @@ struct SplitMix64: RandomNumberGenerator, Sendable {
     /// A random version-4 UUID.
     mutating func uuid() -> UUIDValue {
         let high = next() & 0xFFFF_FFFF_FFFF_0FFF | 0x4000
+        let low = next() & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
+        return UUIDValue(high: high, low: low)
+    }
+
+    /// A version-7 UUID: 48 bits of Unix milliseconds, then random bits.
+    mutating func uuidV7(millis: Int64) -> UUIDValue {
+        let high = UInt64(truncatingIfNeeded: millis) << 16 | 0x7000 | (next() & 0x0FFF)
         let low = next() & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
         return UUIDValue(high: high, low: low)
     }

@@ -116,6 +116,17 @@ extension SQLiteStore {
         try await read { db in try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0 }
     }
 
+    /// Events per event type whose timestamp is in `since..<until` (UTC microseconds).
+    public func countsByEventType(since: Int64, until: Int64) async throws -> [String: Int] {
+        let rows = try await read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT event_type, count(*) FROM events WHERE \"timestamp\" >= ? AND \"timestamp\" < ? GROUP BY event_type",
+                arguments: [since, until]
+            ).map { ($0[0] as String, $0[1] as Int) }
+        }
+        return Dictionary(uniqueKeysWithValues: rows)
+    }
+
     /// Counts stored events and rejections (for tests and status).
     public func counts() async throws -> (events: Int, rejected: Int) {
         let counts = try await read { db in

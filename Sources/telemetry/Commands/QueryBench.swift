@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TelemetryCatalog
+import TelemetryStore
+
+struct QueryBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Query latency of the SQLite store, seeded with many events.",
+        discussion: """
+            Seeds a store (written straight through the store, not over HTTP) with realistic events of \
+            every type spread over 30 days, with time-ordered UUIDv7 ids as the SDK sends them, then \
+            times: a fetch by id, the 100 newest events of a tenant and type, and a count by event \
+            type over one day. Each query runs --repeats times; p50, p99 and max are reported.
+            """
+    )
+
+    @Option(help: "Events to seed.")
+    var events: Int = 1_000_000
+
+    @Option(help: "Times each query runs.")
+    var repeats: Int = 50
+
+    @Option(help: "Keep the seeded store in this folder (reused when it already holds enough events).")
+    var data: String?
+
+    func run() async throws {
+        let directory = data ?? FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-query-bench-\(getpid())").path
+        defer { if data == nil { try? FileManager.default.removeItem(atPath: directory) } }
+        var logger = Logger(label: "telemetry.bench")
+        logger.logLevel = .error
+        var configuration = SQLiteStoreConfiguration(path: (directory as NSString).appendingPathComponent("telemetry.sqlite"))
+        configuration.durability = .normal
+        let store = try SQLiteStore(configuration: configuration, logger: logger)
+        defer { try? store.close() }
+
+        let day: Int64 = 86_400_000_000
+        let start: Int64 = 1_795_000_000_000_000
+        var sampler = EventSampler(seed: 5, startMicros: start)
+        sampler.timeOrderedIDs = true
+        sampler.spacingMicros = max(2, 2 * 30 * day / Int64(events))
+        var ids: [UUIDValue] = []
+        var tenants: Set<String> = []
+        let existing = try await store.counts().events
+        if existing < events {
+            var validator = EventValidator()
+            var progress = ProgressBar(total: events, minimumTotal: 1)
+            var written = existing
+            let began = MonotonicClock.now()
+            while written < events {
+                var batch = WriteBatch()
+                for _ in 0..<min(10_000, events - written) {
+                    let line = sampler.sample().render()
+                    guard case .valid(let event) = validator.validate(line) else { continue }
+                    batch.events.append(IncomingEvent(event: event, receivedMicros: event.timestampMicros, requestID: "seed"))
+                    if ids.count < 100_000 && batch.events.count % 7 == 0 { ids.append(event.eventID) }
+                }
+                written += try await store.write(batch).stored
+                progress.update(bytes: written, items: written)
+            }
+            progress.finish()
+            let seconds = Double(MonotonicClock.now() - began) / 1e9
+            print("seeded \(events - existing) events in \(String(format: "%.0f", seconds)) s (\(String(format: "%.0f", Double(events - existing) / seconds)) events/s, \(formatBytes(Int(try await store.sizeBytes()))) on disk)")
+        }
+        // Ids and tenants to ask for, read back from the store.
+        let sample = try await store.events(EventQuery(limit: 2_000))
+        for event in sample.events {
+            if let object = try? JSONSerialization.jsonObject(with: Data(event.json.utf8)) as? [String: Any] {
+                if let id = (object["event_id"] as? String).flatMap(UUIDValue.init) { ids.append(id) }
+                if let tenant = object["tenant_id"] as? String { tenants.insert(tenant) }
+            }
+        }
+        let total = try await store.counts().events
+        print("store: \(total) events, \(formatBytes(Int(try await store.sizeBytes())))")
+
+        func time(_ name: String, _ body: (Int) async throws -> Void) async throws {
+            var samples: [Double] = []
+            for i in 0..<repeats {
+                let began = MonotonicClock.now()
+                try await body(i)
+                samples.append(Double(MonotonicClock.now() - began) / 1e6)
+            }
+            samples.sort()
+            print(name.padding(to: 48) + String(format: "p50 %8.3f ms   p99 %8.3f ms   max %8.3f ms",
+                samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)], samples.last!))
+        }
+        let tenantList = tenants.sorted()
+        let types = Catalog.builtin.eventTypes
+        try await time("fetch by id") { i in
+            guard try await store.event(id: ids[(i * 7919) % ids.count], tenant: nil) != nil else { throw CommandFailure("id not found") }
+        }
+        try await time("100 newest of a tenant and event type") { i in
+            let page = try await store.events(
+                EventQuery(eventType: types[i % types.count], tenantID: tenantList[i % tenantList.count], limit: 100))
+            guard !page.events.isEmpty else { throw CommandFailure("no events for a tenant and type") }
+        }
+        try await time("count by event type over a day") { i in
+            let from = start + Int64(i % 28) * day
+            let counts = try await store.countsByEventType(since: from, until: from + day)
+            guard !counts.isEmpty else { throw CommandFailure("no events in a day") }
+        }
+    }
+}
