@@ -95,14 +95,7 @@ extension Collector {
             }
             query.until = micros
         }
-        if let limit = parameters.get("limit") {
-            guard let n = Int(limit), (1...1000).contains(n) else { throw QueryError("limit must be a whole number from 1 to 1000") }
-            query.limit = n
-        }
-        if let cursor = parameters.get("cursor") {
-            guard let before = Int64(cursor), before > 0 else { throw QueryError("cursor is not one this API returned") }
-            query.before = before
-        }
+        (query.limit, query.before) = try Self.paging(parameters, defaultLimit: query.limit)
         for (key, value) in parameters where !Self.reservedParameters.contains(String(key)) {
             guard catalog.canonicalFieldName(String(key)) != nil else {
                 throw QueryError("\(key) is neither a filter of this endpoint nor a catalog field; GET /v1/catalog lists the fields")
@@ -110,6 +103,21 @@ extension Collector {
             query.fields.append(FieldFilter(field: String(key), value: String(value)))
         }
         return query
+    }
+
+    /// `limit` (1-1000) and `cursor` (the `next_cursor` of the previous page).
+    static func paging(_ parameters: Parameters, defaultLimit: Int) throws(QueryError) -> (limit: Int, before: Int64?) {
+        var limit = defaultLimit
+        var before: Int64? = nil
+        if let text = parameters.get("limit") {
+            guard let n = Int(text), (1...1000).contains(n) else { throw QueryError("limit must be a whole number from 1 to 1000") }
+            limit = n
+        }
+        if let cursor = parameters.get("cursor") {
+            guard let value = Int64(cursor), value > 0 else { throw QueryError("cursor is not one this API returned") }
+            before = value
+        }
+        return (limit, before)
     }
 
     func listEvents(_ request: Request) async throws -> Response {
@@ -156,17 +164,10 @@ extension Collector {
         query.tenantID = parameters.get("tenant_id")
         query.eventType = parameters.get("event_type")
         query.code = parameters.get("code")
-        if let limit = parameters.get("limit") {
-            guard let n = Int(limit), (1...1000).contains(n) else {
-                return Self.error(.badRequest, "bad_query", "limit must be a whole number from 1 to 1000")
-            }
-            query.limit = n
-        }
-        if let cursor = parameters.get("cursor") {
-            guard let before = Int64(cursor), before > 0 else {
-                return Self.error(.badRequest, "bad_query", "cursor is not one this API returned")
-            }
-            query.before = before
+        do {
+            (query.limit, query.before) = try Self.paging(parameters, defaultLimit: query.limit)
+        } catch {
+            return Self.error(.badRequest, "bad_query", error.message)
         }
         do {
             let page = try await store.rejected(query)

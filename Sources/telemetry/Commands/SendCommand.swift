@@ -51,17 +51,10 @@ struct SendCommand: ParsableCommand {
     }
 
     func run() throws {
-        let fd: Int32
-        var total: Int? = nil
-        if file == "-" {
-            fd = STDIN_FILENO
-        } else {
-            fd = open(file, O_RDONLY)
-            guard fd >= 0 else { CommandFailure.exit("cannot open \(file): \(String(cString: strerror(errno)))") }
-            var info = stat()
-            if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total = Int(info.st_size) }
-        }
-        defer { if fd != STDIN_FILENO { close(fd) } }
+        let input = InputFile(file)
+        defer { input.close() }
+        let fd = input.fd
+        let total = input.size
         let connection = url.connection()
         var reader = LineReader(fd: fd, maxLineBytes: 16 << 20)
         defer { reader.close() }

@@ -106,3 +106,32 @@ struct LineReader {
         return line
     }
 }
+
+/// A file named on the command line, or standard input for `-`.
+struct InputFile {
+    let fd: Int32
+    /// The size in bytes, for regular files.
+    let size: Int?
+
+    /// Opens `path` for reading; exits with status 2 when it cannot be read.
+    init(_ path: String) {
+        guard path != "-" else {
+            fd = STDIN_FILENO
+            size = nil
+            return
+        }
+        fd = open(path, O_RDONLY)
+        guard fd >= 0 else { CommandFailure.exit("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var info = stat()
+        var size: Int? = nil
+        if fstat(fd, &info) == 0 {
+            if (info.st_mode & S_IFMT) == S_IFDIR { CommandFailure.exit("\(path) is a directory") }
+            if (info.st_mode & S_IFMT) == S_IFREG { size = Int(info.st_size) }
+        }
+        self.size = size
+    }
+
+    func close() {
+        if fd != STDIN_FILENO { _ = Glibc.close(fd) }
+    }
+}
