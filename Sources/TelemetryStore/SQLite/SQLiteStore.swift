@@ -87,6 +87,10 @@ public final class SQLiteStore: EventStore {
             try db.execute(sql: "PRAGMA synchronous = \(durability.pragma)")
             try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
+            // Checkpoint every 32 MiB of WAL rather than SQLite's 4 MiB: index pages changed by many
+            // transactions are copied once instead of once per checkpoint (ingest measured ~1.3x
+            // faster), while a checkpoint pause stays within the p99 goal.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 8192")
         }
         do {
             pool = try DatabasePool(path: configuration.path, configuration: config)
