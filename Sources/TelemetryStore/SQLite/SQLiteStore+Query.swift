@@ -98,12 +98,13 @@ extension SQLiteStore {
     }
 
     public func deleteEvents(before micros: Int64, limit: Int) async throws -> Int {
+        let types = typesList
         do {
             return try await pool.write { db in
                 try db.execute(
                     sql: """
                         DELETE FROM events WHERE _seq IN
-                        (SELECT _seq FROM events WHERE "timestamp" < ? ORDER BY "timestamp" LIMIT ?)
+                        (SELECT _seq FROM events WHERE event_type IN (\(types)) AND "timestamp" < ? LIMIT ?)
                         """, arguments: [micros, limit])
                 return db.changesCount
             }
@@ -118,13 +119,25 @@ extension SQLiteStore {
 
     /// Events per event type whose timestamp is in `since..<until` (UTC microseconds).
     public func countsByEventType(since: Int64, until: Int64) async throws -> [String: Int] {
+        let types = typesList
         let rows = try await read { db in
             try Row.fetchAll(
-                db, sql: "SELECT event_type, count(*) FROM events WHERE \"timestamp\" >= ? AND \"timestamp\" < ? GROUP BY event_type",
+                db,
+                sql: """
+                    SELECT event_type, count(*) FROM events
+                    WHERE event_type IN (\(types)) AND "timestamp" >= ? AND "timestamp" < ? GROUP BY event_type
+                    """,
                 arguments: [since, until]
             ).map { ($0[0] as String, $0[1] as Int) }
         }
         return Dictionary(uniqueKeysWithValues: rows)
+    }
+
+    /// The catalog's event types as an SQL list. Time-range scans go through the
+    /// `(event_type, timestamp)` index one type at a time, which needs the types named: a day's
+    /// counts are then read in index order, with no sort.
+    var typesList: String {
+        catalog.eventTypes.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
     }
 
     /// Counts stored events and rejections (for tests and status).

@@ -153,7 +153,7 @@ public final class SQLiteStore: EventStore {
                     );
                     CREATE UNIQUE INDEX events_by_id ON events(event_id);
                     CREATE INDEX events_by_tenant_type ON events(tenant_id, event_type, _seq);
-                    CREATE INDEX events_by_time ON events("timestamp", event_type);
+                    CREATE INDEX events_by_type_time ON events(event_type, "timestamp");
                     CREATE TABLE rejected (
                         _seq INTEGER PRIMARY KEY,
                         _received_us INTEGER NOT NULL,
