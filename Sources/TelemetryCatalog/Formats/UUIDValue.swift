@@ -52,14 +52,6 @@ public struct UUIDValue: Hashable, Sendable, Comparable, CustomStringConvertible
     /// The version nibble (4 for random, 7 for time-ordered).
     public var version: Int { Int(high >> 12 & 0xF) }
 
-    /// Calls `body` with the lower-case 8-4-4-4-12 text, without allocating.
-    public func withText<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { buffer in
-            write(into: buffer)
-            return try body(UnsafeRawBufferPointer(buffer))
-        }
-    }
-
     /// The 16 bytes, big-endian.
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         var bytes = (high.bigEndian, low.bigEndian)
