@@ -84,13 +84,17 @@ public final class SQLiteStore: EventStore {
         let durability = configuration.durability
         let cacheKiB = configuration.cacheMiB * 1024
         config.prepareDatabase { db in
+            // 8 KiB pages: a row (~1.3 KiB) and its index entries split pages less often; measured
+            // ~10% more ingest than 4 KiB. Only takes effect when the file is created.
+            try db.execute(sql: "PRAGMA page_size = 8192")
             try db.execute(sql: "PRAGMA synchronous = \(durability.pragma)")
             try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
-            // Checkpoint every 32 MiB of WAL rather than SQLite's 4 MiB: index pages changed by many
-            // transactions are copied once instead of once per checkpoint (ingest measured ~1.3x
-            // faster), while a checkpoint pause stays within the p99 goal.
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 8192")
+            // Checkpoint every 32 MiB of WAL (4096 pages of 8 KiB) rather than SQLite's 1000 pages:
+            // index pages changed by many transactions are copied once instead of once per
+            // checkpoint (ingest measured ~1.3x faster), while a checkpoint pause stays well
+            // within the p99 goal.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 4096")
         }
         do {
             pool = try DatabasePool(path: configuration.path, configuration: config)
