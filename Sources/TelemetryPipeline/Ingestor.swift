@@ -82,10 +82,13 @@ public struct Ingestor: Sendable {
         }
         if let notJSON {
             if notJSON.code == "not_json" {
-                // Not lost either: the bytes are kept in the rejected store with the reason.
+                // Not lost either: the bytes are kept in the rejected store with the reason (the first
+                // 64 KiB: a body that is no JSON at all is evidence, not data to replay).
+                let kept = 1 << 16
+                let note = body.count > kept ? " (the first \(kept) of \(body.count) bytes are kept)" : ""
                 let rejection = RejectedEvent(
-                    raw: Array(body.prefix(1 << 16)),
-                    issues: [ValidationIssue(field: "", code: .malformedJSON, message: notJSON.message)], eventType: nil,
+                    raw: Array(body.prefix(kept)),
+                    issues: [ValidationIssue(field: "", code: .malformedJSON, message: notJSON.message + note)], eventType: nil,
                     eventID: nil, index: 0, receivedMicros: receivedMicros, requestID: requestID)
                 _ = try await writer.submit(WriteBatch(rejected: [rejection]))
             }
