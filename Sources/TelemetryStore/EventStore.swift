@@ -37,14 +37,11 @@ public struct IncomingEvent: Sendable {
     public var receivedMicros: Int64
     /// The request that carried it.
     public var requestID: String
-    /// The request id as a UUID, when it is one (stored in 16 bytes).
-    let requestUUID: UUIDValue?
 
     public init(event: NormalizedEvent, receivedMicros: Int64, requestID: String) {
         self.event = event
         self.receivedMicros = receivedMicros
         self.requestID = requestID
-        self.requestUUID = UUIDValue(requestID)
     }
 }
 

@@ -22,8 +22,18 @@ extension SQLiteStore {
                 if !batch.events.isEmpty {
                     let statement = try db.cachedStatement(sql: layout.insertSQL)
                     let connection = db.sqliteConnection
+                    // Request ids are UUIDs stored in 16 bytes; a batch holds few distinct ones.
+                    var requestUUIDs: [String: UUIDValue?] = [:]
                     for index in order {
-                        if try Self.insert(batch.events[index], statement.sqliteStatement, layout) {
+                        let requestID = batch.events[index].requestID
+                        let requestUUID: UUIDValue?
+                        if let known = requestUUIDs[requestID] {
+                            requestUUID = known
+                        } else {
+                            requestUUID = UUIDValue(requestID)
+                            requestUUIDs[requestID] = requestUUID
+                        }
+                        if try Self.insert(batch.events[index], requestUUID, statement.sqliteStatement, layout) {
                             sequences[index] = sqlite3_last_insert_rowid(connection)
                         }
                         _ = connection
@@ -59,7 +69,9 @@ extension SQLiteStore {
     }
 
     /// Binds and steps one event; returns whether it was inserted (false: a duplicate id).
-    private static func insert(_ incoming: IncomingEvent, _ stmt: SQLiteStatement, _ layout: ColumnLayout) throws -> Bool {
+    private static func insert(
+        _ incoming: IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ layout: ColumnLayout
+    ) throws -> Bool {
         let event = incoming.event
         sqlite3_reset(stmt)
         sqlite3_clear_bindings(stmt)
@@ -67,7 +79,7 @@ extension SQLiteStore {
         let rc: Int32 = event.json.withUnsafeBufferPointer { json -> Int32 in
             let base = json.baseAddress!
             sqlite3_bind_int64(stmt, 1, incoming.receivedMicros)
-            if let requestID = incoming.requestUUID {
+            if let requestID = requestUUID {
                 requestID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
             } else {
                 incoming.requestID.withCString { _ = sqlite3_bind_text(stmt, 2, $0, -1, transient) }
