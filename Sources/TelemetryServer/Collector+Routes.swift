@@ -83,18 +83,7 @@ extension Collector {
         query.topic = parameters.get("topic")
         query.tenantID = parameters.get("tenant_id")
         query.source = parameters.get("source")
-        if let since = parameters.get("since") {
-            guard let micros = ISO8601Timestamp.microseconds(since) else {
-                throw QueryError("since must be an ISO 8601 timestamp with a zone, e.g. 2026-11-29T00:00:00Z")
-            }
-            query.since = micros
-        }
-        if let until = parameters.get("until") {
-            guard let micros = ISO8601Timestamp.microseconds(until) else {
-                throw QueryError("until must be an ISO 8601 timestamp with a zone, e.g. 2026-11-29T00:00:00Z")
-            }
-            query.until = micros
-        }
+        (query.since, query.until) = try Self.timeRange(parameters)
         (query.limit, query.before) = try Self.paging(parameters, defaultLimit: query.limit)
         for (key, value) in parameters where !Self.reservedParameters.contains(String(key)) {
             guard catalog.canonicalFieldName(String(key)) != nil else {

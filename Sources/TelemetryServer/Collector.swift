@@ -63,6 +63,9 @@ public struct Collector: Sendable {
         router.get("v1/events/:id") { _, context in try await self.getEvent(context) }
         router.get("v1/rejected") { request, _ in try await self.listRejected(request) }
         router.get("v1/stream") { request, _ in try await self.stream(request) }
+        router.get("v1/operations") { request, _ in try await self.listOperations(request) }
+        router.get("v1/stats") { request, _ in try await self.stats(request) }
+        router.get("metrics") { _, _ in try await self.metrics() }
         router.get("v1/catalog") { _, _ in Self.json(.ok, self.catalog.jsonListing().render()) }
         router.get("v1/catalog/:event_type") { _, context in
             let eventType = try context.parameters.require("event_type")

@@ -28,6 +28,15 @@ public protocol EventStore: Sendable {
 
     /// The sequence number of the newest stored event (0 when empty).
     func latestSequence() async throws -> Int64
+
+    /// Operations matching `query`, newest first, one page at a time.
+    func operations(_ query: OperationQuery) async throws -> OperationPage
+
+    /// Aggregates of events or operations, grouped and bucketed as `query` asks.
+    func stats(_ query: StatsQuery) async throws -> [StatsGroup]
+
+    /// How many operations of each kind are stuck at `nowMicros`, every kind listed.
+    func stuckOperationCounts(nowMicros: Int64) async throws -> [String: Int]
 }
 
 /// One event to store, with where it came from.

@@ -38,11 +38,53 @@ extension Catalog {
     /// The catalog of the platform's events, version 1.0 of all 19 types on 7 topics.
     public static let builtin: Catalog = {
         do {
-            return try Catalog(envelope: builtinEnvelope, events: builtinEvents)
+            return try Catalog(envelope: builtinEnvelope, events: builtinEvents, lifecycles: builtinLifecycles)
         } catch {
             fatalError("the built-in catalog is inconsistent: \(error)")
         }
     }()
+
+    /// The platform's operations: which start and completion events pair up, and by what.
+    static let builtinLifecycles: [LifecycleDefinition] = [
+        LifecycleDefinition(
+            kind: "weights_load", title: "Loading a model's weights onto a node",
+            start: "xumi.weights.load.start", complete: "xumi.weights.load.complete",
+            keys: [.init(start: "event_id", complete: "origin_event_id")],
+            attributes: ["model", "url", "node_id", "vm_type", "host_name", "storage_type", "storage_size", "speed", "size"],
+            stuckAfterSeconds: 30 * 60),
+        LifecycleDefinition(
+            kind: "generation", title: "A generation task, from its start to its result",
+            start: "xumi.generation.start", complete: "xumi.generation.complete",
+            keys: [.init(start: "task_id", complete: "task_id")],
+            attributes: ["model", "node_id", "user_id", "vm_type", "host_name", "storage_type", "detail"],
+            spans: [
+                .init("queue_ms", from: .start("timestamp"), to: .completion("start_generation"),
+                      description: "Time from the start event to the moment generation actually began."),
+                .init("run_ms", from: .completion("start_generation"), to: .completion("timestamp"),
+                      description: "Time from the moment generation began to its completion."),
+            ],
+            stuckAfterSeconds: 15 * 60),
+        LifecycleDefinition(
+            kind: "pod_deploy", title: "Deploying a GPU pod",
+            start: "kuber.deploy.start", complete: "kuber.deploy.start.complete",
+            keys: [.init(start: "event_id", complete: "prevision_event_id"), .init(start: "resource_id", complete: "resource_id")],
+            displayKey: 1,
+            attributes: ["hardware", "hardware_template_id", "node_id", "service", "description"],
+            stuckAfterSeconds: 15 * 60),
+        LifecycleDefinition(
+            kind: "pod_free", title: "Freeing a GPU pod",
+            start: "kuber.deploy.free", complete: "kuber.deploy.free.complete",
+            keys: [.init(start: "resource_id", complete: "resource_id")],
+            attributes: ["node_id", "service", "eval_ms"],
+            stuckAfterSeconds: 15 * 60),
+        LifecycleDefinition(
+            kind: "pod_lifetime", title: "A GPU pod's life, from its deploy completing to its free completing",
+            start: "kuber.deploy.start.complete", complete: "kuber.deploy.free.complete",
+            keys: [.init(start: "resource_id", complete: "resource_id")],
+            startsWhen: "result", completesWhen: "result",
+            attributes: ["hardware", "hardware_template_id", "node_id"],
+            stuckAfterSeconds: nil),
+    ]
 
     static let builtinEnvelope: [FieldDefinition] = [
         .required("event_id", .uuid, "Unique id of the event; the dedupe key.", because: Reason.identity),

@@ -8,6 +8,8 @@ public struct Catalog: Sendable {
     public let envelope: [FieldDefinition]
     /// Every event type and version, in catalog order.
     public let events: [EventDefinition]
+    /// How start and completion events pair up into operations.
+    public let lifecycles: [LifecycleDefinition]
 
     /// The envelope names the validator itself relies on; a catalog must define them.
     static let structuralEnvelopeFields = ["event_id", "event_type", "timestamp", "tenant_id", "version"]
@@ -25,10 +27,15 @@ public struct Catalog: Sendable {
     ///
     /// - Throws: ``CatalogError`` when an event type and version appear twice, a field name
     ///   appears twice in one event, an alias names two fields, or the envelope lacks one of
-    ///   `event_id`, `event_type`, `timestamp`, `tenant_id`, `version`.
-    public init(envelope: [FieldDefinition], events: [EventDefinition]) throws(CatalogError) {
+    ///   `event_id`, `event_type`, `timestamp`, `tenant_id`, `version`; or when a lifecycle names an
+    ///   event type or field the catalog lacks.
+    public init(envelope: [FieldDefinition], events: [EventDefinition], lifecycles: [LifecycleDefinition] = [])
+        throws(CatalogError)
+    {
         self.envelope = envelope
         self.events = events
+        self.lifecycles = lifecycles
+        try Self.check(lifecycles: lifecycles, events: events, envelope: envelope)
 
         for name in Self.structuralEnvelopeFields where !envelope.contains(where: { $0.name == name }) {
             throw CatalogError("missing_envelope_field", "the envelope must define \(name)")

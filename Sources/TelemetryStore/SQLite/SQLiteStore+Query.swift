@@ -163,6 +163,12 @@ extension SQLiteStore {
         guard let type = layout.typeByName[name] else {
             throw StoreError(.badQuery, "\(filter.field) is not a catalog field; `telemetry catalog` lists them")
         }
+        return try columnValue(FieldFilter(field: name, value: filter.value), type: type)
+    }
+
+    /// The column and typed value for a filter on a column named `filter.field` of type `type`.
+    func columnValue(_ filter: FieldFilter, type: FieldType) throws -> (String, any DatabaseValueConvertible) {
+        let name = filter.field
         let text = filter.value
         let column = "\"\(name)\""
         if name == "event_id" {

@@ -16,6 +16,7 @@ extension SQLiteStore {
             return x == y ? a < b : x < y
         }
         let layout = self.layout
+        let pairsOperations = configuration.pairsOperations
         do {
             return try await pool.write { db in
                 var sequences = [Int64?](repeating: nil, count: batch.events.count)
@@ -38,6 +39,7 @@ extension SQLiteStore {
                         }
                         _ = connection
                     }
+                    if pairsOperations { try self.pairOperations(batch.events, sequences, db) }
                 }
                 if !batch.rejected.isEmpty {
                     let statement = try db.cachedStatement(

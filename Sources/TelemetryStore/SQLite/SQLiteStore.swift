@@ -43,6 +43,11 @@ public struct SQLiteStoreConfiguration: Sendable {
     public var cacheMiB: Int = 64
     /// The most the database file may grow to, bytes; `nil` for no limit beyond the disk's.
     public var maxBytes: Int64? = nil
+    /// Pair start and completion events into operations as they are stored (see
+    /// ``LifecycleDefinition``). Off only to measure what pairing costs.
+    public var pairsOperations = true
+    /// Overrides of the catalog's stuck timeouts by operation kind, seconds; 0 means never stuck.
+    public var stuckAfterSeconds: [String: Int] = [:]
 
     /// Creates a configuration for the database at `path`.
     public init(path: String) {
@@ -63,6 +68,7 @@ public struct SQLiteStoreConfiguration: Sendable {
 public final class SQLiteStore: EventStore {
     let pool: DatabasePool
     let layout: ColumnLayout
+    let operationLayout: OperationLayout
     let catalog: Catalog
     let logger: Logger
     public let configuration: SQLiteStoreConfiguration
@@ -75,6 +81,7 @@ public final class SQLiteStore: EventStore {
         self.catalog = catalog
         self.logger = logger
         self.layout = ColumnLayout(catalog: catalog)
+        self.operationLayout = OperationLayout(catalog: catalog)
         let directory = (configuration.path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -173,13 +180,46 @@ public final class SQLiteStore: EventStore {
                     CREATE INDEX rejected_by_tenant ON rejected(tenant_id, _seq);
                     """)
         }
+        migrator.registerMigration("v2: operations") { db in
+            // One row an operation; whichever half arrives first inserts it. key1/key2 hold the
+            // values of the lifecycle's pairing keys (the start's, or the completion's while the
+            // start is missing); _at_us is when it started, or completed while the start is missing.
+            try db.execute(
+                sql: """
+                    CREATE TABLE operations (
+                        _seq INTEGER PRIMARY KEY,
+                        kind TEXT NOT NULL,
+                        tenant_id BLOB NOT NULL,
+                        key1,
+                        key2,
+                        status TEXT NOT NULL,
+                        started_us INTEGER,
+                        completed_us INTEGER,
+                        _at_us INTEGER NOT NULL,
+                        duration_ms REAL,
+                        start_event_id BLOB,
+                        complete_event_id BLOB,
+                        start_seq INTEGER,
+                        complete_seq INTEGER
+                    );
+                    CREATE INDEX operations_by_key1 ON operations(kind, tenant_id, key1);
+                    CREATE INDEX operations_by_key2 ON operations(kind, tenant_id, key2) WHERE key2 IS NOT NULL;
+                    CREATE INDEX operations_by_status_time ON operations(kind, status, _at_us);
+                    """)
+        }
         try migrator.migrate(pool)
         // Catalog fields become typed columns; a field added to the catalog is a column added here.
+        // The same for the lifecycles' attributes and spans on operations.
         let layout = self.layout
+        let operationLayout = self.operationLayout
         try pool.write { db in
             let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(events)").map { $0["name"] as String })
             for column in layout.columns where !existing.contains(column.name) {
                 try db.execute(sql: "ALTER TABLE events ADD COLUMN \(column.quoted) \(column.sqlType)")
+            }
+            let existingOperations = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(operations)").map { $0["name"] as String })
+            for column in operationLayout.columns where !existingOperations.contains(column.name) {
+                try db.execute(sql: "ALTER TABLE operations ADD COLUMN \(column.quoted) \(column.sqlType)")
             }
         }
     }

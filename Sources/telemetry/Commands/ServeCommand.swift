@@ -76,14 +76,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     static func parseDuration(_ text: String) -> Duration? {
-        guard let unit = text.last, let value = Int64(text.dropLast()), value > 0 else { return nil }
-        switch unit {
-        case "d": return .seconds(value * 86_400)
-        case "h": return .seconds(value * 3600)
-        case "m": return .seconds(value * 60)
-        case "s": return .seconds(value)
-        default: return nil
-        }
+        DurationText.seconds(text).map { .seconds($0) }
     }
 
     func storePath() throws -> String {

@@ -1,0 +1,137 @@
+import Foundation
+import Hummingbird
+import TelemetryCatalog
+import TelemetryStore
+
+extension Collector {
+    // MARK: GET /v1/operations
+
+    static let operationParameters: Set<String> = ["kind", "status", "tenant_id", "key", "since", "until", "limit", "cursor"]
+
+    func listOperations(_ request: Request) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        var query = OperationQuery(nowMicros: Self.nowMicros())
+        do throws(QueryError) {
+            query.kind = parameters.get("kind")
+            if let status = parameters.get("status") {
+                guard let parsed = OperationStatus(name: status) else {
+                    throw QueryError("status is one of running, succeeded, failed, stuck; got \(status)")
+                }
+                query.status = parsed
+            }
+            query.tenantID = parameters.get("tenant_id")
+            query.key = parameters.get("key")
+            (query.since, query.until) = try Self.timeRange(parameters)
+            (query.limit, query.before) = try Self.paging(parameters, defaultLimit: query.limit)
+            for (key, value) in parameters where !Self.operationParameters.contains(String(key)) {
+                query.attributes.append(FieldFilter(field: String(key), value: String(value)))
+            }
+        } catch {
+            return Self.error(.badRequest, "bad_query", error.message)
+        }
+        do {
+            let page = try await store.operations(query)
+            let body: JSONValue = [
+                "operations": .array(page.operations.map(\.json)),
+                "next_cursor": page.nextBefore.map { .string(String($0)) } ?? .null,
+            ]
+            return Self.json(.ok, body.render())
+        } catch let error as StoreError {
+            return Self.storeError(error)
+        }
+    }
+
+    // MARK: GET /v1/stats
+
+    static let statsParameters: Set<String> = [
+        "event_type", "operation", "field", "agg", "group_by", "since", "until", "interval", "tenant_id",
+    ]
+
+    func stats(_ request: Request) async throws -> Response {
+        let query: StatsQuery
+        do {
+            query = try Self.statsQuery(request.uri.queryParameters, now: Self.nowMicros())
+        } catch {
+            return Self.error(.badRequest, "bad_query", error.message)
+        }
+        do {
+            let groups = try await store.stats(query)
+            let body: JSONValue = ["groups": .array(groups.map(\.json))]
+            return Self.json(.ok, body.render())
+        } catch let error as StoreError {
+            return Self.storeError(error)
+        }
+    }
+
+    static func statsQuery(_ parameters: Parameters, now: Int64) throws(QueryError) -> StatsQuery {
+        let source: StatsQuery.Source
+        switch (parameters.get("event_type"), parameters.get("operation")) {
+        case (let eventType?, nil): source = .events(eventType: eventType)
+        case (nil, let kind?): source = .operations(kind: kind)
+        default: throw QueryError("give exactly one of event_type=TYPE or operation=KIND")
+        }
+        var query = StatsQuery(source: source, nowMicros: now)
+        query.field = parameters.get("field")
+        if let list = parameters.get("agg") {
+            query.aggregates = []
+            for name in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
+                guard let aggregate = StatsAggregate(name: name) else {
+                    throw QueryError("\(name) is not an aggregate; use count, sum, avg, min, max, rate or a percentile such as p50, p95, p99")
+                }
+                query.aggregates.append(aggregate)
+            }
+        }
+        if let list = parameters.get("group_by") {
+            query.groupBy = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        (query.since, query.until) = try timeRange(parameters)
+        if let interval = parameters.get("interval") {
+            guard let seconds = DurationText.seconds(interval) else {
+                throw QueryError("interval takes a number and s, m, h or d, e.g. 1m or 1h; got \(interval)")
+            }
+            query.intervalMicros = seconds * 1_000_000
+        }
+        query.tenantID = parameters.get("tenant_id")
+        for (key, value) in parameters where !statsParameters.contains(String(key)) {
+            query.filters.append(FieldFilter(field: String(key), value: String(value)))
+        }
+        return query
+    }
+
+    /// `since` and `until` as UTC microseconds.
+    static func timeRange(_ parameters: Parameters) throws(QueryError) -> (Int64?, Int64?) {
+        var result: (Int64?, Int64?) = (nil, nil)
+        if let since = parameters.get("since") {
+            guard let micros = ISO8601Timestamp.microseconds(since) else {
+                throw QueryError("since must be an ISO 8601 timestamp with a zone, e.g. 2026-11-29T00:00:00Z")
+            }
+            result.0 = micros
+        }
+        if let until = parameters.get("until") {
+            guard let micros = ISO8601Timestamp.microseconds(until) else {
+                throw QueryError("until must be an ISO 8601 timestamp with a zone, e.g. 2026-11-29T00:00:00Z")
+            }
+            result.1 = micros
+        }
+        return result
+    }
+
+    // MARK: GET /metrics
+
+    /// The Prometheus exposition: for now the stuck operations by kind, counted at scrape time.
+    func metrics() async throws -> Response {
+        do {
+            let stuck = try await store.stuckOperationCounts(nowMicros: Self.nowMicros())
+            var text = "# HELP telemetry_operations_stuck Operations started and not completed within their kind's timeout.\n"
+            text += "# TYPE telemetry_operations_stuck gauge\n"
+            for kind in catalog.lifecycles.map(\.kind) {
+                text += "telemetry_operations_stuck{kind=\"\(kind)\"} \(stuck[kind] ?? 0)\n"
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: .init(string: text)))
+        } catch let error as StoreError {
+            return Self.storeError(error)
+        }
+    }
+}

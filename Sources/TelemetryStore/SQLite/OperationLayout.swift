@@ -1,0 +1,163 @@
+import Foundation
+import GRDB
+import TelemetryCatalog
+
+/// The operations table's columns and, for every compiled event, the lifecycle roles it plays,
+/// all derived from the catalog's lifecycle definitions.
+struct OperationLayout: Sendable {
+    /// An attribute or span column.
+    struct Column: Sendable {
+        let name: String
+        let type: FieldType
+        var quoted: String { "\"\(name)\"" }
+        var sqlType: String { ColumnLayout.sqlType(type) }
+    }
+
+    /// What an event of some type does for one lifecycle.
+    struct Role: Sendable {
+        let lifecycle: Int
+        let kind: String
+        let isCompletion: Bool
+        /// For each pairing key of the lifecycle, the slot of this side's field.
+        let keySlots: [Int]
+        /// The slot of the bool field that must be true for the event to count, if any.
+        let conditionSlot: Int?
+        /// The slot of the completion's result field, if any.
+        let resultSlot: Int?
+        /// Attribute columns this side can fill: index into `columns`, and the event's slot.
+        let attributes: [(column: Int, slot: Int)]
+        /// The lifecycle's spans: their column and both instants, each either a slot of this event
+        /// or a column of the other half's event row (read from the events table when pairing).
+        let spans: [(column: Int, from: Instant, to: Instant)]
+        /// The events-table columns of the other half that spans need.
+        let otherColumns: [String]
+        /// Finds the open other half by each key (nil for a completion's keys beyond the first it
+        /// matches by, which are found at run time).
+        var matchSQL: [String] = []
+        var insertSQL = ""
+        var updateSQL = ""
+        var otherSQL = ""
+    }
+
+    enum Instant: Sendable {
+        case here(slot: Int)
+        case other(index: Int)
+    }
+
+    let lifecycles: [LifecycleDefinition]
+    let columns: [Column]
+    let columnIndex: [String: Int]
+    /// By compiled event index.
+    let roles: [[Role]]
+
+    init(catalog: Catalog) {
+        lifecycles = catalog.lifecycles
+        // The attribute's type: the completion's when it has the field, else the start's.
+        func fieldType(_ name: String, _ eventType: String) -> FieldType? {
+            guard let definition = catalog.latest(eventType) else { return nil }
+            return catalog.allFields(of: definition).first { $0.name == name }?.type
+        }
+        var columns: [Column] = []
+        var columnIndex: [String: Int] = [:]
+        for lifecycle in lifecycles {
+            for name in lifecycle.attributes where columnIndex[name] == nil {
+                let type = fieldType(name, lifecycle.completeEventType) ?? fieldType(name, lifecycle.startEventType) ?? .string
+                columnIndex[name] = columns.count
+                columns.append(Column(name: name, type: ColumnLayout.isColumn(type) ? type : .string))
+            }
+            for span in lifecycle.spans where columnIndex[span.name] == nil {
+                columnIndex[span.name] = columns.count
+                columns.append(Column(name: span.name, type: .number))
+            }
+        }
+        self.columns = columns
+        self.columnIndex = columnIndex
+
+        roles = catalog.compiled.map { compiled in
+            guard let eventType = compiled.definition?.eventType else { return [] }
+            func slot(_ name: String?) -> Int? {
+                guard let name else { return nil }
+                return compiled.fields.firstIndex { $0.name == name }
+            }
+            var roles: [Role] = []
+            for (index, lifecycle) in catalog.lifecycles.enumerated() {
+                for isCompletion in [false, true] {
+                    let type = isCompletion ? lifecycle.completeEventType : lifecycle.startEventType
+                    guard type == eventType else { continue }
+                    let keySlots = lifecycle.keys.map { slot(isCompletion ? $0.completeField : $0.startField) ?? -1 }
+                    let attributes = lifecycle.attributes.compactMap { name in slot(name).map { (column: columnIndex[name]!, slot: $0) } }
+                    var otherColumns: [String] = []
+                    func instant(_ instant: LifecycleDefinition.Instant) -> Instant {
+                        if instant.ofCompletion == isCompletion, let s = slot(instant.field) { return .here(slot: s) }
+                        if let i = otherColumns.firstIndex(of: instant.field) { return .other(index: i) }
+                        otherColumns.append(instant.field)
+                        return .other(index: otherColumns.count - 1)
+                    }
+                    let spans = lifecycle.spans.map { (column: columnIndex[$0.name]!, from: instant($0.from), to: instant($0.to)) }
+                    roles.append(
+                        Role(
+                            lifecycle: index, kind: lifecycle.kind, isCompletion: isCompletion, keySlots: keySlots,
+                            conditionSlot: slot(isCompletion ? lifecycle.completesWhen : lifecycle.startsWhen),
+                            resultSlot: isCompletion ? slot(lifecycle.resultField) : nil, attributes: attributes, spans: spans,
+                            otherColumns: otherColumns))
+                }
+            }
+            return roles.map { Self.withStatements($0, columns: columns) }
+        }
+    }
+
+    /// Prepares the SQL a role runs. Both halves write the same row: whichever arrives first
+    /// inserts it, the second fills in its side.
+    private static func withStatements(_ role: Role, columns: [Column]) -> Role {
+        var role = role
+        let keyCount = role.keySlots.count
+        let mine = role.isCompletion ? "complete" : "start"
+        role.matchSQL = (0..<keyCount).map { i in
+            var conditions = ["kind = ?", "tenant_id = ?", "key\(i + 1) = ?"]
+            if role.isCompletion {
+                conditions += ["start_seq IS NOT NULL", "complete_seq IS NULL"]
+            } else {
+                // A completion that named a more specific key pairs only by that one.
+                conditions += ["start_seq IS NULL"] + (0..<i).map { "key\($0 + 1) IS NULL" }
+            }
+            return "SELECT _seq, started_us, completed_us, start_seq, complete_seq FROM operations WHERE "
+                + conditions.joined(separator: " AND ") + " ORDER BY _seq LIMIT 1"
+        }
+        let attributeNames = role.attributes.map { columns[$0.column].quoted }
+        let spanNames = role.spans.map { columns[$0.column].quoted }
+        let insertColumns =
+            ["kind", "tenant_id"] + (0..<keyCount).map { "key\($0 + 1)" }
+            + ["status", role.isCompletion ? "completed_us" : "started_us", "_at_us", "\(mine)_event_id", "\(mine)_seq"]
+            + attributeNames + spanNames
+        role.insertSQL =
+            "INSERT INTO operations (\(insertColumns.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: insertColumns.count).joined(separator: ", ")))"
+        var sets: [String]
+        if role.isCompletion {
+            sets = ["status = ?", "completed_us = ?", "duration_ms = (? - started_us) / 1000.0", "complete_event_id = ?", "complete_seq = ?"]
+            sets += attributeNames.map { "\($0) = COALESCE(?, \($0))" }
+        } else {
+            sets = ["started_us = ?", "_at_us = ?", "duration_ms = (completed_us - ?) / 1000.0", "start_event_id = ?", "start_seq = ?"]
+            sets += (0..<keyCount).map { "key\($0 + 1) = COALESCE(key\($0 + 1), ?)" }
+            sets += attributeNames.map { "\($0) = COALESCE(\($0), ?)" }
+        }
+        sets += spanNames.map { "\($0) = ?" }
+        role.updateSQL = "UPDATE operations SET \(sets.joined(separator: ", ")) WHERE _seq = ?"
+        role.otherSQL =
+            role.otherColumns.isEmpty ? "" : "SELECT \(role.otherColumns.map { "\"\($0)\"" }.joined(separator: ", ")) FROM events WHERE _seq = ?"
+        return role
+    }
+
+    /// The SQL value of a field of an event: UUIDs as 16-byte blobs, timestamps as microseconds.
+    static func databaseValue(_ value: FieldValue?) -> DatabaseValue {
+        switch value {
+        case nil: .null
+        case .string(let text)?: text.databaseValue
+        case .integer(let v)?: v.databaseValue
+        case .number(let v)?: v.databaseValue
+        case .bool(let v)?: (v ? 1 : 0).databaseValue
+        case .uuid(let v)?: v.withBytes { Data($0) }.databaseValue
+        case .timestamp(_, let micros)?: micros.databaseValue
+        case .json(let text)?: text.databaseValue
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import GRDB
+public import TelemetryCatalog
+
+extension SQLiteStore {
+    public func operations(_ query: OperationQuery) async throws -> OperationPage {
+        var conditions: [String] = []
+        var arguments: [DatabaseValue] = []
+        if let kind = query.kind {
+            guard catalog.lifecycle(kind) != nil else { throw unknownKind(kind) }
+            conditions.append("kind = ?")
+            arguments.append(kind.databaseValue)
+        }
+        if let status = query.status {
+            let (condition, values) = statusCondition(status, kind: query.kind, now: query.nowMicros)
+            conditions.append(condition)
+            arguments += values
+        }
+        if let tenant = query.tenantID {
+            conditions.append("tenant_id = ?")
+            arguments.append(Self.uuidValue(tenant).databaseValue)
+        }
+        if let key = query.key {
+            let value = Self.uuidValue(key).databaseValue
+            conditions.append("(key1 = ? OR key2 = ?)")
+            arguments += [value, value]
+        }
+        if let since = query.since {
+            conditions.append("_at_us >= ?")
+            arguments.append(since.databaseValue)
+        }
+        if let until = query.until {
+            conditions.append("_at_us < ?")
+            arguments.append(until.databaseValue)
+        }
+        for filter in query.attributes {
+            let (column, value) = try operationColumnValue(filter)
+            conditions.append("\(column) = ?")
+            arguments.append(value)
+        }
+        if let before = query.before {
+            conditions.append("_seq < ?")
+            arguments.append(before.databaseValue)
+        }
+        let limit = max(1, min(query.limit, 10_000))
+        let columns = operationLayout.columns
+        let sql = """
+            SELECT _seq, kind, tenant_id, key1, key2, status, started_us, completed_us, duration_ms, start_event_id,
+                complete_event_id\(columns.map { ", " + $0.quoted }.joined()) FROM operations
+            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+            ORDER BY _seq DESC LIMIT \(limit + 1)
+            """
+        let finalArguments = arguments
+        let now = query.nowMicros
+        let rows = try await readOperations { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(finalArguments)).map { self.operation($0, now: now) }
+        }
+        let operations = Array(rows.prefix(limit))
+        return OperationPage(operations: operations, nextBefore: rows.count > limit ? operations.last?.sequence : nil)
+    }
+
+    /// How many operations of each kind are stuck at `nowMicros` (kinds with none included, as 0).
+    public func stuckOperationCounts(nowMicros: Int64) async throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for lifecycle in catalog.lifecycles { result[lifecycle.kind] = 0 }
+        let timed = catalog.lifecycles.compactMap { lifecycle in
+            stuckAfter(lifecycle).map { (lifecycle.kind, nowMicros - Int64($0) * 1_000_000) }
+        }
+        let counts = try await readOperations { db in
+            try timed.map { kind, threshold in
+                let count =
+                    try Int.fetchOne(
+                        db, sql: "SELECT count(*) FROM operations WHERE kind = ? AND status = 'running' AND _at_us < ?",
+                        arguments: [kind, threshold]) ?? 0
+                return (kind, count)
+            }
+        }
+        for (kind, count) in counts { result[kind] = count }
+        return result
+    }
+
+    /// The stuck timeout of `lifecycle` in seconds, after configuration; `nil` when it never sticks.
+    func stuckAfter(_ lifecycle: LifecycleDefinition) -> Int? {
+        let seconds = configuration.stuckAfterSeconds[lifecycle.kind] ?? lifecycle.stuckAfterSeconds
+        guard let seconds, seconds > 0 else { return nil }
+        return seconds
+    }
+
+    /// The SQL for a status, which for `running` and `stuck` depends on the time and each kind's timeout.
+    func statusCondition(_ status: OperationStatus, kind: String?, now: Int64) -> (String, [DatabaseValue]) {
+        guard status == .running || status == .stuck else { return ("status = ?", [status.rawValue.databaseValue]) }
+        let lifecycles = catalog.lifecycles.filter { kind == nil || $0.kind == kind }
+        var parts: [String] = []
+        var values: [DatabaseValue] = []
+        for lifecycle in lifecycles {
+            guard let seconds = stuckAfter(lifecycle) else { continue }
+            parts.append("(kind = ? AND _at_us < ?)")
+            values += [lifecycle.kind.databaseValue, self.now(minus: seconds, from: now).databaseValue]
+        }
+        let stuck = parts.isEmpty ? "0" : "(" + parts.joined(separator: " OR ") + ")"
+        return ("status = 'running' AND \(status == .stuck ? "" : "NOT ")\(stuck)", values)
+    }
+
+    private func now(minus seconds: Int, from now: Int64) -> Int64 { now - Int64(seconds) * 1_000_000 }
+
+    private func unknownKind(_ kind: String) -> StoreError {
+        StoreError(.badQuery, "\(kind) is not an operation kind; kinds: \(catalog.lifecycles.map(\.kind).joined(separator: ", "))")
+    }
+
+    /// The column and typed value of an `attribute=value` filter on operations.
+    func operationColumnValue(_ filter: FieldFilter) throws -> (String, DatabaseValue) {
+        guard let index = operationLayout.columnIndex[filter.field] else {
+            let names = operationLayout.columns.map(\.name).joined(separator: ", ")
+            throw StoreError(.badQuery, "\(filter.field) is not an operation attribute; attributes: \(names)")
+        }
+        let column = operationLayout.columns[index]
+        let (quoted, value) = try columnValue(FieldFilter(field: column.name, value: filter.value), type: column.type)
+        return (quoted, value.databaseValue)
+    }
+
+    /// An operation from a row of the listing query.
+    func operation(_ row: Row, now: Int64) -> Operation {
+        let kind: String = row[1]
+        let lifecycle = catalog.lifecycle(kind)
+        var status = OperationStatus(name: row[5]) ?? .running
+        let started: Int64? = row[6]
+        if status == .running, let lifecycle, let seconds = stuckAfter(lifecycle), let started,
+            started < now - Int64(seconds) * 1_000_000
+        {
+            status = .stuck
+        }
+        let keys: [DatabaseValue] = [row[3], row[4]]
+        let display = lifecycle?.displayKey ?? 0
+        let key = ([keys[display]] + keys).first { !$0.isNull }.flatMap(Self.text)
+        var attributes: [(String, JSONValue)] = []
+        if let lifecycle {
+            for name in lifecycle.attributes + lifecycle.spans.map(\.name) {
+                guard let index = operationLayout.columnIndex[name] else { continue }
+                let value: DatabaseValue = row[11 + index]
+                if let json = Self.json(value, type: operationLayout.columns[index].type) { attributes.append((name, json)) }
+            }
+        }
+        func uuid(_ value: DatabaseValue) -> UUIDValue? {
+            (Data.fromDatabaseValue(value)).flatMap { $0.count == 16 ? UUIDValue(bytes: [UInt8]($0)) : nil }
+        }
+        return Operation(
+            kind: kind, key: key, tenantID: uuid(row[2]) ?? UUIDValue(bytes: [UInt8](repeating: 0, count: 16))!,
+            status: status, startedMicros: started, completedMicros: row[7], durationMilliseconds: row[8],
+            startEventID: uuid(row[9]), completeEventID: uuid(row[10]), attributes: attributes, sequence: row[0])
+    }
+
+    /// A stored value as text: 16-byte blobs as UUIDs.
+    static func text(_ value: DatabaseValue) -> String? {
+        switch value.storage {
+        case .null: nil
+        case .int64(let v): String(v)
+        case .double(let v): String(v)
+        case .string(let s): s
+        case .blob(let data): data.count == 16 ? UUIDValue(bytes: [UInt8](data))?.description : data.base64EncodedString()
+        }
+    }
+
+    /// A stored value as JSON, read per the field's type.
+    static func json(_ value: DatabaseValue, type: FieldType) -> JSONValue? {
+        switch value.storage {
+        case .null: return nil
+        case .int64(let v):
+            switch type {
+            case .bool: return .bool(v != 0)
+            case .timestamp: return .string(ISO8601Timestamp.string(fromMicroseconds: v))
+            case .number: return .number(Double(v))
+            default: return .integer(v)
+            }
+        case .double(let v): return .number(v)
+        case .string(let s): return .string(s)
+        case .blob: return text(value).map { .string($0) }
+        }
+    }
+
+    func readOperations<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.read(body)
+        } catch {
+            throw mapError(error)
+        }
+    }
+}

@@ -1,0 +1,275 @@
+import Foundation
+import GRDB
+public import TelemetryCatalog
+
+extension SQLiteStore {
+    /// The most groups (group values × time buckets) one stats answer may hold.
+    static let maxStatsGroups = 10_000
+
+    /// Aggregates, groups and buckets events of one type or operations of one kind.
+    ///
+    /// Without percentiles SQLite aggregates (`GROUP BY` over the typed columns); with them the
+    /// values are read once, in the index order of the time range, and each group's values are
+    /// sorted to read exact nearest-rank percentiles.
+    ///
+    /// - Throws: ``StoreError/Code/badQuery`` for an unknown event type, kind or field, or an
+    ///   aggregate the field's type does not allow.
+    public func stats(_ query: StatsQuery) async throws -> [StatsGroup] {
+        let plan = try statsPlan(query)
+        let groups = try await readOperations { db in
+            plan.needsValues ? try Self.aggregateInMemory(plan, db) : try Self.aggregateInSQL(plan, db)
+        }
+        return groups
+    }
+
+    struct StatsPlan: Sendable {
+        var table: String
+        var conditions: [String] = []
+        var arguments: [DatabaseValue] = []
+        /// SQL expressions of the group fields, and their names and types.
+        var groups: [(name: String, sql: String, type: FieldType)] = []
+        var bucket: String?
+        var value: String?
+        var aggregates: [StatsAggregate]
+        var needsValues: Bool { aggregates.contains { $0.percentile != nil } }
+        var whereClause: String { conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ") }
+    }
+
+    func statsPlan(_ query: StatsQuery) throws -> StatsPlan {
+        var aggregates = query.aggregates.isEmpty ? [.count] : query.aggregates
+        if !aggregates.contains(.count) { aggregates.insert(.count, at: 0) }
+        var plan = StatsPlan(table: "", aggregates: aggregates)
+        let timeColumn: String
+        // The columns a query may read, with their types and SQL.
+        var fields: [String: (sql: String, type: FieldType)] = [:]
+        switch query.source {
+        case .events(let eventType):
+            guard let definition = catalog.latest(eventType) else {
+                throw StoreError(.badQuery, "\(eventType) is not an event type; `telemetry catalog` lists them")
+            }
+            plan.table = "events"
+            timeColumn = "\"timestamp\""
+            for field in catalog.allFields(of: definition) where ColumnLayout.isColumn(field.type) {
+                fields[field.name] = ("\"\(field.name)\"", field.type)
+            }
+            plan.conditions.append("event_type = ?")
+            plan.arguments.append(eventType.databaseValue)
+            for filter in query.filters {
+                let name = catalog.canonicalFieldName(filter.field) ?? filter.field
+                guard let field = fields[name] else {
+                    throw StoreError(.badQuery, "\(eventType) has no field \(filter.field) to filter on")
+                }
+                let (column, value) = try columnValue(FieldFilter(field: name, value: filter.value), type: field.type)
+                plan.conditions.append("\(column) = ?")
+                plan.arguments.append(value.databaseValue)
+            }
+        case .operations(let kind):
+            guard let lifecycle = catalog.lifecycle(kind) else {
+                throw StoreError(.badQuery, "\(kind) is not an operation kind; kinds: \(catalog.lifecycles.map(\.kind).joined(separator: ", "))")
+            }
+            plan.table = "operations"
+            timeColumn = "_at_us"
+            for name in lifecycle.attributes + lifecycle.spans.map(\.name) {
+                let column = operationLayout.columns[operationLayout.columnIndex[name]!]
+                fields[name] = (column.quoted, column.type)
+            }
+            fields["duration_ms"] = ("duration_ms", .number)
+            fields["success"] = ("(CASE status WHEN 'succeeded' THEN 1 WHEN 'failed' THEN 0 END)", .bool)
+            fields["tenant_id"] = ("tenant_id", .uuid)
+            var statusSQL = "status"
+            if let seconds = stuckAfter(lifecycle) {
+                statusSQL = "(CASE WHEN status = 'running' AND _at_us < \(query.nowMicros - Int64(seconds) * 1_000_000) THEN 'stuck' ELSE status END)"
+            }
+            fields["status"] = (statusSQL, .string)
+            plan.conditions.append("kind = ?")
+            plan.arguments.append(kind.databaseValue)
+            for filter in query.filters {
+                if filter.field == "status" {
+                    guard let status = OperationStatus(name: filter.value) else {
+                        throw StoreError(.badQuery, "status is one of running, succeeded, failed, stuck; got \"\(filter.value)\"")
+                    }
+                    let (condition, values) = statusCondition(status, kind: kind, now: query.nowMicros)
+                    plan.conditions.append(condition)
+                    plan.arguments += values
+                    continue
+                }
+                guard lifecycle.attributes.contains(filter.field) || lifecycle.spans.contains(where: { $0.name == filter.field }) else {
+                    throw StoreError(.badQuery, "\(kind) operations have no attribute \(filter.field) to filter on")
+                }
+                let (column, value) = try operationColumnValue(filter)
+                plan.conditions.append("\(column) = ?")
+                plan.arguments.append(value)
+            }
+        }
+        if let tenant = query.tenantID {
+            plan.conditions.append("tenant_id = ?")
+            plan.arguments.append(Self.uuidValue(tenant).databaseValue)
+        }
+        if let since = query.since {
+            plan.conditions.append("\(timeColumn) >= ?")
+            plan.arguments.append(since.databaseValue)
+        }
+        if let until = query.until {
+            plan.conditions.append("\(timeColumn) < ?")
+            plan.arguments.append(until.databaseValue)
+        }
+        let what: String
+        switch query.source {
+        case .events(let eventType): what = eventType
+        case .operations(let kind): what = "\(kind) operations"
+        }
+        for name in query.groupBy {
+            let canonical = catalog.canonicalFieldName(name) ?? name
+            guard let field = fields[canonical] else {
+                throw StoreError(.badQuery, "\(what) have no field \(name) to group by; fields: \(fields.keys.sorted().joined(separator: ", "))")
+            }
+            plan.groups.append((canonical, field.sql, field.type))
+        }
+        if let interval = query.intervalMicros {
+            guard interval > 0 else { throw StoreError(.badQuery, "interval must be positive") }
+            if let since = query.since, let until = query.until, (until - since) / interval > Int64(Self.maxStatsGroups) {
+                throw StoreError(.badQuery, "the range holds more than \(Self.maxStatsGroups) intervals; use a longer interval")
+            }
+            plan.bucket = "((\(timeColumn) / \(interval)) * \(interval))"
+        }
+        let fieldName: String?
+        if case .operations = query.source {
+            fieldName = query.field ?? "duration_ms"
+        } else {
+            fieldName = query.field
+        }
+        if let fieldName {
+            let canonical = catalog.canonicalFieldName(fieldName) ?? fieldName
+            guard let field = fields[canonical] else {
+                throw StoreError(.badQuery, "\(what) have no field \(fieldName); fields: \(fields.keys.sorted().joined(separator: ", "))")
+            }
+            let numeric = field.type == .integer || field.type == .number
+            for aggregate in aggregates {
+                if aggregate.isNumeric && !numeric {
+                    throw StoreError(.badQuery, "\(aggregate.name) needs a numeric field; \(fieldName) is \(field.type)")
+                }
+                if aggregate == .rate && field.type != .bool {
+                    throw StoreError(.badQuery, "rate needs a bool field; \(fieldName) is \(field.type)")
+                }
+            }
+            plan.value = field.sql
+        } else if let needing = aggregates.first(where: { $0 != .count }) {
+            throw StoreError(.badQuery, "\(needing.name) needs a field: add field=NAME")
+        }
+        return plan
+    }
+
+    private static func groupKey(_ plan: StatsPlan, _ row: Row) -> [(String, JSONValue)] {
+        plan.groups.enumerated().map { index, group in
+            (group.name, json(row[index] as DatabaseValue, type: group.type) ?? .null)
+        }
+    }
+
+    private static func aggregateInSQL(_ plan: StatsPlan, _ db: Database) throws -> [StatsGroup] {
+        var select = plan.groups.map(\.sql)
+        if let bucket = plan.bucket { select.append(bucket) }
+        let groupCount = select.count
+        let value = plan.value ?? "NULL"
+        select += ["count(*)", "count(\(value))", "total(\(value))", "min(\(value))", "max(\(value))", "avg(\(value))"]
+        let sql = """
+            SELECT \(select.joined(separator: ", ")) FROM \(plan.table) \(plan.whereClause)
+            \(groupCount > 0 ? "GROUP BY " + (1...groupCount).map(String.init).joined(separator: ", ") : "")
+            LIMIT \(maxStatsGroups + 1)
+            """
+        let rows = try Row.fetchAll(db, sql: sql, arguments: StatementArguments(plan.arguments))
+        guard rows.count <= maxStatsGroups else { throw tooManyGroups() }
+        var groups: [StatsGroup] = []
+        for row in rows {
+            let count: Int = row[groupCount]
+            if count == 0 { continue }  // an aggregate with no GROUP BY over no rows
+            let present: Int = row[groupCount + 1]
+            let values = plan.aggregates.map { aggregate -> (StatsAggregate, Double?) in
+                switch aggregate {
+                case .count: return (aggregate, Double(count))
+                case .sum: return (aggregate, present > 0 ? row[groupCount + 2] : nil)
+                case .min: return (aggregate, row[groupCount + 3])
+                case .max: return (aggregate, row[groupCount + 4])
+                case .avg, .rate: return (aggregate, row[groupCount + 5])
+                default: return (aggregate, nil)
+                }
+            }
+            groups.append(
+                StatsGroup(
+                    key: groupKey(plan, row), bucketMicros: plan.bucket == nil ? nil : row[plan.groups.count], count: count,
+                    values: values))
+        }
+        return sorted(groups)
+    }
+
+    private static func aggregateInMemory(_ plan: StatsPlan, _ db: Database) throws -> [StatsGroup] {
+        var select = plan.groups.map(\.sql)
+        if let bucket = plan.bucket { select.append(bucket) }
+        let groupCount = select.count
+        select.append(plan.value ?? "NULL")
+        let sql = "SELECT \(select.joined(separator: ", ")) FROM \(plan.table) \(plan.whereClause)"
+        struct Accumulator {
+            var key: [(String, JSONValue)]
+            var bucket: Int64?
+            var count = 0
+            var values: [Double] = []
+        }
+        var index: [[DatabaseValue]: Int] = [:]
+        var accumulators: [Accumulator] = []
+        let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(plan.arguments))
+        while let row = try cursor.next() {
+            let groupValues: [DatabaseValue] = (0..<groupCount).map { row[$0] }
+            let position: Int
+            if let known = index[groupValues] {
+                position = known
+            } else {
+                guard accumulators.count < maxStatsGroups else { throw tooManyGroups() }
+                position = accumulators.count
+                index[groupValues] = position
+                accumulators.append(
+                    Accumulator(key: groupKey(plan, row), bucket: plan.bucket == nil ? nil : row[plan.groups.count]))
+            }
+            accumulators[position].count += 1
+            if let value = Double.fromDatabaseValue(row[groupCount]) { accumulators[position].values.append(value) }
+        }
+        let groups = accumulators.map { accumulator in
+            let values = accumulator.values.sorted()
+            let n = values.count
+            let results = plan.aggregates.map { aggregate -> (StatsAggregate, Double?) in
+                if aggregate == .count { return (aggregate, Double(accumulator.count)) }
+                guard n > 0 else { return (aggregate, nil) }
+                switch aggregate {
+                case .sum: return (aggregate, values.reduce(0, +))
+                case .min: return (aggregate, values[0])
+                case .max: return (aggregate, values[n - 1])
+                case .avg, .rate: return (aggregate, values.reduce(0, +) / Double(n))
+                default:
+                    return (aggregate, values[nearestRank(aggregate.percentile ?? 100, count: n)])
+                }
+            }
+            return StatsGroup(key: accumulator.key, bucketMicros: accumulator.bucket, count: accumulator.count, values: results)
+        }
+        return sorted(groups)
+    }
+
+    /// The index into `count` sorted values of the nearest-rank percentile `p`: the smallest value
+    /// with at least p% of the values at or below it.
+    static func nearestRank(_ p: Double, count: Int) -> Int {
+        let rank = Int((p / 100 * Double(count)).rounded(.up))
+        return min(max(rank, 1), count) - 1
+    }
+
+    private static func sorted(_ groups: [StatsGroup]) -> [StatsGroup] {
+        let keyed: [(key: String, group: StatsGroup)] = groups.map { (JSONValue.object($0.key).render(), $0) }
+        let ordered = keyed.sorted { (a: (key: String, group: StatsGroup), b: (key: String, group: StatsGroup)) -> Bool in
+            if a.key != b.key { return a.key < b.key }
+            let x: Int64 = a.group.bucketMicros ?? 0
+            let y: Int64 = b.group.bucketMicros ?? 0
+            return x < y
+        }
+        return ordered.map { $0.group }
+    }
+
+    private static func tooManyGroups() -> StoreError {
+        StoreError(.badQuery, "the answer would hold more than \(maxStatsGroups) groups; group by fewer fields, narrow the range or use a longer interval")
+    }
+}
