@@ -138,6 +138,69 @@ enum OpenAPIDocument {
                     ],
                 ]
             ],
+            "/v1/operations": [
+                "get": [
+                    "summary": "List operations (paired start and completion events), newest first",
+                    "description": "Kinds and their pairing rules: GET /v1/catalog (lifecycles). A running operation older than its kind's timeout is reported as stuck; a late completion still completes it. While only the completion is known, started_at and duration_ms are null.",
+                    "operationId": "listOperations",
+                    "parameters": .array([
+                        query("kind", "Only this kind.", ["type": "string", "enum": .array(Catalog.builtin.lifecycles.map { .string($0.kind) })]),
+                        query("status", "Only this status.", ["type": "string", "enum": ["running", "succeeded", "failed", "stuck"]]),
+                        query("tenant_id", "Only this tenant's operations.", ["type": "string", "format": "uuid"]),
+                        query("key", "Only operations with this key (task_id, resource_id, start event id)."),
+                        query("since", "Operations started at or after this instant.", ["type": "string", "format": "date-time"]),
+                        query("until", "Operations started before this instant.", ["type": "string", "format": "date-time"]),
+                        [
+                            "name": "attributes", "in": "query", "required": false, "style": "form", "explode": true,
+                            "description": "Any attribute of the kind as name=value (e.g. model=sdxl-1.0, storage_type=ceph).",
+                            "schema": ["type": "object", "additionalProperties": ["type": "string"]],
+                        ],
+                    ] + paging),
+                    "responses": [
+                        "200": response("A page of operations.", ref("OperationPage")),
+                        "400": errorResponse("A filter the API cannot use."),
+                        "503": errorResponse("The store cannot be read."),
+                    ],
+                ]
+            ],
+            "/v1/stats": [
+                "get": [
+                    "summary": "Aggregates of events or operations, grouped and bucketed",
+                    "description": "Exactly one of event_type and operation. count counts rows; sum, avg, min, max and percentiles (pN, exact, nearest rank) read a numeric field; rate is the share of true of a bool field. For operations field defaults to duration_ms, and success (true when succeeded, false when failed) is a bool field.",
+                    "operationId": "stats",
+                    "parameters": .array([
+                        query("event_type", "Aggregate events of this type."),
+                        query("operation", "Aggregate operations of this kind.", ["type": "string", "enum": .array(Catalog.builtin.lifecycles.map { .string($0.kind) })]),
+                        query("field", "The field aggregated."),
+                        query("agg", "Comma-separated aggregates: count, sum, avg, min, max, rate, p50, p95, p99, any pN (default count)."),
+                        query("group_by", "Comma-separated fields to group by."),
+                        query("since", "Rows at or after this instant.", ["type": "string", "format": "date-time"]),
+                        query("until", "Rows before this instant.", ["type": "string", "format": "date-time"]),
+                        query("interval", "Time bucket width: a number and s, m, h or d (e.g. 1m, 1h).", ["type": "string", "pattern": "^[0-9]+[smhd]$"]),
+                        query("tenant_id", "Only this tenant.", ["type": "string", "format": "uuid"]),
+                        [
+                            "name": "filters", "in": "query", "required": false, "style": "form", "explode": true,
+                            "description": "field=value filters: catalog fields for events; attributes and status for operations.",
+                            "schema": ["type": "object", "additionalProperties": ["type": "string"]],
+                        ],
+                    ]),
+                    "responses": [
+                        "200": response("One entry per group and bucket.", ref("StatsResponse")),
+                        "400": errorResponse("An unknown type, kind or field, or an aggregate the field's type does not allow."),
+                        "503": errorResponse("The store cannot be read."),
+                    ],
+                ]
+            ],
+            "/metrics": [
+                "get": [
+                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "responses": [
+                        "200": ["description": "The Prometheus text format.", "content": ["text/plain": ["schema": ["type": "string"]]]],
+                        "503": errorResponse("The store cannot be read."),
+                    ],
+                ]
+            ],
             "/healthz": [
                 "get": ["summary": "Liveness", "operationId": "healthz", "responses": ["200": response("Alive.", ref("Status"))]]
             ],
@@ -213,6 +276,44 @@ enum OpenAPIDocument {
                     "type": "object", "required": ["rejected", "next_cursor"],
                     "properties": [
                         "rejected": ["type": "array", "items": ref("RejectedEvent")], "next_cursor": ["type": ["string", "null"]],
+                    ],
+                ],
+                "Operation": [
+                    "type": "object",
+                    "required": ["kind", "key", "tenant_id", "status", "started_at", "completed_at", "duration_ms", "start_event_id", "complete_event_id", "attributes"],
+                    "properties": [
+                        "kind": ["type": "string"], "key": ["type": ["string", "null"]],
+                        "tenant_id": ["type": "string", "format": "uuid"],
+                        "status": ["type": "string", "enum": ["running", "succeeded", "failed", "stuck"]],
+                        "started_at": ["type": ["string", "null"], "format": "date-time"],
+                        "completed_at": ["type": ["string", "null"], "format": "date-time"],
+                        "duration_ms": ["type": ["number", "null"]],
+                        "start_event_id": ["type": ["string", "null"], "format": "uuid"],
+                        "complete_event_id": ["type": ["string", "null"], "format": "uuid"],
+                        "attributes": ["type": "object", "description": "The kind's attributes and spans (e.g. model, storage_type, queue_ms) that have a value."],
+                    ],
+                ],
+                "OperationPage": [
+                    "type": "object", "required": ["operations", "next_cursor"],
+                    "properties": [
+                        "operations": ["type": "array", "items": ref("Operation")], "next_cursor": ["type": ["string", "null"]],
+                    ],
+                ],
+                "StatsResponse": [
+                    "type": "object", "required": ["groups"],
+                    "properties": [
+                        "groups": [
+                            "type": "array",
+                            "items": [
+                                "type": "object", "required": ["key", "count"],
+                                "properties": [
+                                    "key": ["type": "object", "description": "The group's value of each group_by field."],
+                                    "bucket": ["type": "string", "format": "date-time", "description": "Start of the time bucket, when interval is given."],
+                                    "count": ["type": "integer", "minimum": 0],
+                                ],
+                                "additionalProperties": ["type": ["number", "null"], "description": "Each aggregate asked for, by name (p99, avg, rate, …)."],
+                            ],
+                        ]
                     ],
                 ],
                 "Status": ["type": "object", "required": ["status"], "properties": ["status": ["type": "string"]]],

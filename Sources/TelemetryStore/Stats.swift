@@ -63,6 +63,9 @@ public struct StatsAggregate: Hashable, Sendable, CustomStringConvertible {
     public static let min = StatsAggregate(name: "min", percentile: nil)
     public static let max = StatsAggregate(name: "max", percentile: nil)
     public static let rate = StatsAggregate(name: "rate", percentile: nil)
+    public static let p50 = StatsAggregate(name: "p50", percentile: 50)
+    public static let p95 = StatsAggregate(name: "p95", percentile: 95)
+    public static let p99 = StatsAggregate(name: "p99", percentile: 99)
 
     private init(name: String, percentile: Double?) {
         self.name = name

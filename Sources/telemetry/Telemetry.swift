@@ -16,7 +16,10 @@ struct Telemetry: AsyncParsableCommand {
             Exit codes: 0 success; 1 the command ran and found a problem (e.g. invalid events); \
             2 a usage or I/O error.
             """,
-        subcommands: [ServeCommand.self, ValidateCommand.self, CatalogCommand.self, SampleCommand.self, SendCommand.self, QueryCommand.self, TailCommand.self, BenchCommand.self]
+        subcommands: [
+            ServeCommand.self, ValidateCommand.self, CatalogCommand.self, SampleCommand.self, SendCommand.self, QueryCommand.self,
+            StatsCommand.self, TailCommand.self, BenchCommand.self,
+        ]
     )
 
     /// Runs the command, mapping usage errors to exit code 2 as the CLI contract says (ArgumentParser

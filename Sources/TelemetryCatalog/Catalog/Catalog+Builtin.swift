@@ -59,9 +59,9 @@ extension Catalog {
             attributes: ["model", "node_id", "user_id", "vm_type", "host_name", "storage_type", "detail"],
             spans: [
                 .init("queue_ms", from: .start("timestamp"), to: .completion("start_generation"),
-                      description: "Time from the start event to the moment generation actually began."),
+                      description: "Time from the start event to the moment generation actually began"),
                 .init("run_ms", from: .completion("start_generation"), to: .completion("timestamp"),
-                      description: "Time from the moment generation began to its completion."),
+                      description: "Time from the moment generation began to its completion"),
             ],
             stuckAfterSeconds: 15 * 60),
         LifecycleDefinition(

@@ -40,7 +40,35 @@ extension Catalog {
         if eventType == nil {
             result["topics"] = .array(topics.map { .string($0.name) })
             result["envelope"] = .array(envelope.map { $0.listing(inEnvelope: true) })
+            result["lifecycles"] = .array(lifecycles.map(\.listing))
         }
         return result
+    }
+}
+
+extension LifecycleDefinition {
+    /// The lifecycle as the catalog listing shows it.
+    var listing: JSONValue {
+        var object: JSONValue = [
+            "kind": .string(kind),
+            "title": .string(title),
+            "start": .string(startEventType),
+            "complete": .string(completeEventType),
+            "keys": .array(keys.map { ["start": .string($0.startField), "complete": .string($0.completeField)] }),
+            "attributes": .array(attributes.map { .string($0) }),
+            "spans": .array(
+                spans.map {
+                    [
+                        "name": .string($0.name), "from": .string(($0.from.ofCompletion ? "complete." : "start.") + $0.from.field),
+                        "to": .string(($0.to.ofCompletion ? "complete." : "start.") + $0.to.field),
+                        "description": .string($0.description),
+                    ]
+                }),
+            "stuck_after_seconds": stuckAfterSeconds.map { .integer(Int64($0)) } ?? .null,
+        ]
+        if let startsWhen { object["starts_when_true"] = .string(startsWhen) }
+        if let completesWhen { object["completes_when_true"] = .string(completesWhen) }
+        if let resultField { object["result"] = .string(resultField) }
+        return object
     }
 }

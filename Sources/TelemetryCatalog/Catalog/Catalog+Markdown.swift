@@ -79,6 +79,7 @@ extension Catalog {
             let types = eventTypes.filter { latest($0)?.topic == topic }.map { "`\($0)`" }
             md += "| `\(topic.name)` | \(types.joined(separator: ", ")) |\n"
         }
+        md += Self.lifecycleSection(lifecycles)
         md += "\n## Events\n"
         let envelopeNames = Set(envelope.map(\.name))
         for event in events {
@@ -89,6 +90,36 @@ extension Catalog {
             if !overrides.isEmpty {
                 md += "\n\(overrides.joined(separator: ", ")) here override the envelope's definition.\n"
             }
+        }
+        return md
+    }
+
+    static func lifecycleSection(_ lifecycles: [LifecycleDefinition]) -> String {
+        guard !lifecycles.isEmpty else { return "" }
+        var md = """
+
+            ## Lifecycles (operations)
+
+            Start and completion events pair into operations as they are stored, whatever order they
+            arrive in, never across tenants, and only once however often an event is re-sent. A completion
+            pairs by the first key it carries (in the order listed); an operation whose completion is
+            missing after the timeout is `stuck`, and a late completion still completes it. Status comes
+            from the completion's `result`; `duration_ms` is completion `timestamp` minus start `timestamp`.
+
+            | Kind | Start | Completion | Pairs by (start = completion) | Attributes | Stuck after |
+            |---|---|---|---|---|---|
+
+            """
+        for lifecycle in lifecycles {
+            var start = "`\(lifecycle.startEventType)`"
+            if let when = lifecycle.startsWhen { start += " when `\(when)` is true" }
+            var complete = "`\(lifecycle.completeEventType)`"
+            if let when = lifecycle.completesWhen { complete += " when `\(when)` is true" }
+            let keys = lifecycle.keys.map { "`\($0.startField)` = `\($0.completeField)`" }.joined(separator: ", else ")
+            var attributes = lifecycle.attributes.map { "`\($0)`" }
+            attributes += lifecycle.spans.map { "`\($0.name)` (\(escape($0.description).lowercasedFirst()))" }
+            let stuck = lifecycle.stuckAfterSeconds.map { "\($0 / 60) min" } ?? "never"
+            md += "| `\(lifecycle.kind)` | \(start) | \(complete) | \(keys) | \(attributes.joined(separator: ", ")) | \(stuck) |\n"
         }
         return md
     }
@@ -131,6 +162,11 @@ extension Catalog {
 }
 
 extension String {
+    fileprivate func lowercasedFirst() -> String {
+        guard let first else { return self }
+        return first.lowercased() + dropFirst()
+    }
+
     fileprivate func replacingPipes() -> String {
         var out = ""
         for c in self { out += c == "|" ? "\\|" : String(c) }

@@ -12,6 +12,17 @@ public struct EventSampler: Sendable {
     public var timeOrderedIDs = false
     /// Microseconds the clock advances between events, at most (uniformly from 0).
     public var spacingMicros: Int64 = 5_000
+    /// Give completion events the keys and tenant of an earlier sampled start of their lifecycle, so
+    /// that samples pair into operations as real traffic does.
+    public var linksLifecycles = false
+    /// How many starts of a lifecycle stay pending before completions take the oldest, so that a
+    /// completion arrives some thousands of events after its start, as in real traffic (completions
+    /// sampled while fewer are pending complete nothing, like those whose start was never seen).
+    public var lifecycleLag = 256
+    /// Per lifecycle, the starts sampled and not yet completed: their tenant and, by completion
+    /// field name, the values the completion must carry.
+    private var pendingStarts: [[(tenant: JSONValue, keys: [(String, JSONValue)])]] = []
+    private var pendingHead: [Int] = []
     private let tenants: [UUIDValue]
     private let users: [UUIDValue]
     private let nodes: [UUIDValue]
@@ -50,7 +61,42 @@ public struct EventSampler: Sendable {
             if let alias = field.aliases.first, random.chance(0.5) { name = alias }
             members.append((name, value(for: field, in: definition, result: result)))
         }
+        if linksLifecycles { link(&members, definition) }
         return .object(members)
+    }
+
+    /// Records a start, or makes a completion complete the oldest pending start of its lifecycle.
+    private mutating func link(_ members: inout [(String, JSONValue)], _ definition: EventDefinition) {
+        if pendingStarts.isEmpty {
+            pendingStarts = Array(repeating: [], count: catalog.lifecycles.count)
+            pendingHead = Array(repeating: 0, count: catalog.lifecycles.count)
+        }
+        let catalog = self.catalog
+        func index(of field: String) -> Int? {
+            members.firstIndex { catalog.canonicalFieldName($0.0) == field }
+        }
+        var linked = false
+        for (l, lifecycle) in catalog.lifecycles.enumerated() {
+            if lifecycle.completeEventType == definition.eventType, !linked, pendingStarts[l].count - pendingHead[l] > lifecycleLag {
+                let start = pendingStarts[l][pendingHead[l]]
+                pendingHead[l] += 1
+                if let t = index(of: "tenant_id") { members[t].1 = start.tenant }
+                for (field, value) in start.keys {
+                    if let i = index(of: field) { members[i].1 = value } else { members.append((field, value)) }
+                }
+                linked = true
+            }
+        }
+        for (l, lifecycle) in catalog.lifecycles.enumerated() where lifecycle.startEventType == definition.eventType {
+            if let condition = lifecycle.startsWhen, let i = index(of: condition), members[i].1 != .bool(true) { continue }
+            let keys = lifecycle.keys.compactMap { key in index(of: key.startField).map { (key.completeField, members[$0].1) } }
+            guard let t = index(of: "tenant_id"), !keys.isEmpty else { continue }
+            if pendingHead[l] > 4096 {
+                pendingStarts[l].removeFirst(pendingHead[l])
+                pendingHead[l] = 0
+            }
+            pendingStarts[l].append((tenant: members[t].1, keys: keys))
+        }
     }
 
     /// `count` valid events as NDJSON, one per line, cycling through every event type.

@@ -70,7 +70,7 @@ extension SQLiteStore {
             try timed.map { kind, threshold in
                 let count =
                     try Int.fetchOne(
-                        db, sql: "SELECT count(*) FROM operations WHERE kind = ? AND status = 'running' AND _at_us < ?",
+                        db, sql: "SELECT count(*) FROM operations WHERE kind = ? AND complete_seq IS NULL AND _at_us < ?",
                         arguments: [kind, threshold]) ?? 0
                 return (kind, count)
             }
@@ -87,6 +87,8 @@ extension SQLiteStore {
     }
 
     /// The SQL for a status, which for `running` and `stuck` depends on the time and each kind's timeout.
+    /// Running operations are those still waiting for their completion (`complete_seq IS NULL`),
+    /// which the small `operations_awaiting_completion_1` index holds.
     func statusCondition(_ status: OperationStatus, kind: String?, now: Int64) -> (String, [DatabaseValue]) {
         guard status == .running || status == .stuck else { return ("status = ?", [status.rawValue.databaseValue]) }
         let lifecycles = catalog.lifecycles.filter { kind == nil || $0.kind == kind }
@@ -98,7 +100,7 @@ extension SQLiteStore {
             values += [lifecycle.kind.databaseValue, self.now(minus: seconds, from: now).databaseValue]
         }
         let stuck = parts.isEmpty ? "0" : "(" + parts.joined(separator: " OR ") + ")"
-        return ("status = 'running' AND \(status == .stuck ? "" : "NOT ")\(stuck)", values)
+        return ("complete_seq IS NULL AND \(status == .stuck ? "" : "NOT ")\(stuck)", values)
     }
 
     private func now(minus seconds: Int, from now: Int64) -> Int64 { now - Int64(seconds) * 1_000_000 }

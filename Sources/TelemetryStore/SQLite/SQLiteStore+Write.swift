@@ -5,7 +5,7 @@ import TelemetryCatalog
 import Foundation
 
 /// SQLite's "copy the bytes now" destructor.
-private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 extension SQLiteStore {
     public func write(_ batch: WriteBatch) async throws -> WriteOutcome {
@@ -70,6 +70,42 @@ extension SQLiteStore {
         ).render()
     }
 
+    /// Binds the value of `event`'s field at `slot` to `parameter`. Text and objects are bound in place
+    /// from `base` (the event's JSON), so the statement must be stepped and reset while it is valid.
+    /// With `asUUID`, a string that holds a UUID is bound as its 16 bytes, like every other UUID.
+    static func bind(
+        _ value: StoredValue, of event: NormalizedEvent, slot: Int, to stmt: SQLiteStatement, _ parameter: Int32,
+        base: UnsafePointer<UInt8>, asUUID: Bool
+    ) {
+        switch value {
+        case .absent, .null:
+            sqlite3_bind_null(stmt, parameter)
+        case .integer(let v):
+            sqlite3_bind_int64(stmt, parameter, v)
+        case .number(let v):
+            sqlite3_bind_double(stmt, parameter, v)
+        case .bool(let v):
+            sqlite3_bind_int64(stmt, parameter, v ? 1 : 0)
+        case .timestamp(let micros, _, _, _):
+            sqlite3_bind_int64(stmt, parameter, micros)
+        case .uuid(let uuid):
+            uuid.withBytes { _ = sqlite3_bind_blob(stmt, parameter, $0.baseAddress, 16, transient) }
+        case .object(let start, let end):
+            sqlite3_bind_text(
+                stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self), end - start, nil)
+        case .text(let start, let end, let escaped):
+            if asUUID, case .string(let text)? = event.value(at: slot), let uuid = UUIDValue(text) {
+                uuid.withBytes { _ = sqlite3_bind_blob(stmt, parameter, $0.baseAddress, 16, transient) }
+            } else if escaped {
+                guard case .string(let text)? = event.value(at: slot) else { return }
+                text.withCString { _ = sqlite3_bind_text(stmt, parameter, $0, -1, transient) }
+            } else {
+                sqlite3_bind_text(
+                    stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self), end - start, nil)
+            }
+        }
+    }
+
     /// Binds and steps one event; returns whether it was inserted (false: a duplicate id).
     private static func insert(
         _ incoming: IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ layout: ColumnLayout
@@ -95,38 +131,7 @@ extension SQLiteStore {
             for (slot, value) in event.values.enumerated() {
                 let parameter = parameters[slot]
                 guard parameter > 0 else { continue }
-                switch value {
-                case .absent, .null:
-                    continue
-                case .integer(let v):
-                    sqlite3_bind_int64(stmt, parameter, v)
-                case .number(let v):
-                    sqlite3_bind_double(stmt, parameter, v)
-                case .bool(let v):
-                    sqlite3_bind_int64(stmt, parameter, v ? 1 : 0)
-                case .timestamp(let micros, _, _, _):
-                    sqlite3_bind_int64(stmt, parameter, micros)
-                case .uuid(let uuid):
-                    uuid.withBytes { _ = sqlite3_bind_blob(stmt, parameter, $0.baseAddress, 16, transient) }
-                case .object(let start, let end):
-                    sqlite3_bind_text(
-                        stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self),
-                        end - start, nil)
-                case .text(let start, let end, let escaped):
-                    if layout.isUUIDParameter[Int(parameter)], case .string(let text)? = event.value(at: slot),
-                        let uuid = UUIDValue(text)
-                    {
-                        // A UUID sent where this event types the field as a string: stored like every other UUID.
-                        uuid.withBytes { _ = sqlite3_bind_blob(stmt, parameter, $0.baseAddress, 16, transient) }
-                    } else if escaped {
-                        guard case .string(let text)? = event.value(at: slot) else { continue }
-                        text.withCString { _ = sqlite3_bind_text(stmt, parameter, $0, -1, transient) }
-                    } else {
-                        sqlite3_bind_text(
-                            stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self),
-                            end - start, nil)
-                    }
-                }
+                bind(value, of: event, slot: slot, to: stmt, parameter, base: base, asUUID: layout.isUUIDParameter[Int(parameter)])
             }
             return sqlite3_step(stmt)
         }

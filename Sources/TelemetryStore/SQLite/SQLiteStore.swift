@@ -184,6 +184,9 @@ public final class SQLiteStore: EventStore {
             // One row an operation; whichever half arrives first inserts it. key1/key2 hold the
             // values of the lifecycle's pairing keys (the start's, or the completion's while the
             // start is missing); _at_us is when it started, or completed while the start is missing.
+            // Halves are matched through partial indexes that hold only the operations still waiting
+            // for a half: they stay small, so pairing dirties a few hot pages per transaction
+            // instead of a random page of an ever-growing key index (keys are random UUIDs).
             try db.execute(
                 sql: """
                     CREATE TABLE operations (
@@ -202,9 +205,13 @@ public final class SQLiteStore: EventStore {
                         start_seq INTEGER,
                         complete_seq INTEGER
                     );
-                    CREATE INDEX operations_by_key1 ON operations(kind, tenant_id, key1);
-                    CREATE INDEX operations_by_key2 ON operations(kind, tenant_id, key2) WHERE key2 IS NOT NULL;
-                    CREATE INDEX operations_by_status_time ON operations(kind, status, _at_us);
+                    CREATE INDEX operations_awaiting_completion_1 ON operations(kind, tenant_id, key1, _at_us) WHERE complete_seq IS NULL;
+                    CREATE INDEX operations_awaiting_completion_2 ON operations(kind, tenant_id, key2)
+                        WHERE complete_seq IS NULL AND key2 IS NOT NULL;
+                    CREATE INDEX operations_awaiting_start_1 ON operations(kind, tenant_id, key1) WHERE start_seq IS NULL;
+                    CREATE INDEX operations_awaiting_start_2 ON operations(kind, tenant_id, key2)
+                        WHERE start_seq IS NULL AND key2 IS NOT NULL;
+                    CREATE INDEX operations_by_time ON operations(kind, _at_us);
                     """)
         }
         try migrator.migrate(pool)

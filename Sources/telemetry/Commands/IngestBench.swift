@@ -15,7 +15,9 @@ struct IngestBench: ParsableCommand {
               collector  a `telemetry serve` child process on loopback, fed batches of 1000 events
                          from N connections: HTTP, validation, dedupe, typed columns, durable commit, ack
             and prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, and
-            the ratio collector/baseline. The load generator runs on the same machine.
+            the ratio collector/baseline. Completions carry the keys of earlier starts, so events pair
+            into operations as real traffic does; the collector is measured a second time with
+            --no-operations, to show what pairing costs. The load generator runs on the same machine.
             """
     )
 
@@ -45,6 +47,7 @@ struct IngestBench: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: directory) }
 
         var sampler = EventSampler(seed: seed)
+        sampler.linksLifecycles = true
         var batches: [[UInt8]] = []
         var payloadBytes = 0
         var produced = 0
@@ -58,6 +61,7 @@ struct IngestBench: ParsableCommand {
         print("events: \(events) in \(batches.count) requests of \(batchSize), \(formatBytes(payloadBytes)); \(connections) connections; fsync \(fsync)")
 
         let baseline = try measureBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path)
+        let unpaired = try measureCollector(batches, data: directory.appendingPathComponent("unpaired"), extra: ["--no-operations"])
         let collector = try measureCollector(batches, data: directory.appendingPathComponent("collector"))
 
         func describe(_ name: String, _ seconds: Double) -> String {
@@ -65,12 +69,15 @@ struct IngestBench: ParsableCommand {
                 + String(format: "%9.0f events/s  %7.1f MiB/s", Double(events) / seconds, Double(payloadBytes) / seconds / 1_048_576)
         }
         print(describe("baseline: SQLite append (rowid, blob)", baseline))
+        print(describe("collector without operations", unpaired.seconds))
         print(describe("collector: HTTP ingest, durable ack", collector.seconds))
         let latencies = collector.latencies.sorted()
         func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000 }
         print(String(format: "request latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms", percentile(0.5), percentile(0.99), (latencies.last ?? 0) * 1000))
         print("collector peak RSS: \(collector.peakRSS.map(formatBytes) ?? "unknown")")
         print(String(format: "ratio: collector at %.0f%% of the baseline", 100 * baseline / collector.seconds))
+        print(String(format: "pairing into operations: %+.0f%% time (%.0f vs %.0f events/s)",
+                     100 * (collector.seconds / unpaired.seconds - 1), Double(events) / collector.seconds, Double(events) / unpaired.seconds))
     }
 
     /// Appends every line into a (rowid, blob) table, one transaction per batch; returns seconds.
@@ -112,10 +119,10 @@ struct IngestBench: ParsableCommand {
         var peakRSS: Int?
     }
 
-    private func measureCollector(_ batches: [[UInt8]], data: URL) throws -> CollectorRun {
+    private func measureCollector(_ batches: [[UInt8]], data: URL, extra: [String] = []) throws -> CollectorRun {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        server.arguments = ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"]
+        server.arguments = ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"] + extra
         let output = Pipe()
         server.standardOutput = output
         try server.run()

@@ -52,6 +52,19 @@ struct EventFilterOptions: ParsableArguments {
 struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "query",
+        abstract: "List stored events or operations from a collector, newest first.",
+        discussion: """
+            `telemetry query [events] …` lists events (the default); `telemetry query ops …` lists \
+            operations. See `telemetry query events --help` and `telemetry query ops --help`.
+            """,
+        subcommands: [QueryEventsCommand.self, QueryOperationsCommand.self],
+        defaultSubcommand: QueryEventsCommand.self
+    )
+}
+
+struct QueryEventsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
         abstract: "List stored events from a collector, newest first.",
         discussion: """
             Takes the filters of GET /v1/events. Prints a table (time, event type, tenant, source, id) \

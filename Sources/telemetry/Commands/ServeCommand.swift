@@ -60,6 +60,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Writer page cache, MiB.")
     var cacheMib: Int = 64
 
+    @Option(help: ArgumentHelp("Override an operation kind's stuck timeout (repeatable), e.g. generation=10m; 0 for never. Defaults: weights_load 30m, generation, pod_deploy and pod_free 15m, pod_lifetime never.", valueName: "KIND=DURATION"))
+    var stuckAfter: [String] = []
+
+    @Flag(help: "Do not pair start and completion events into operations (to measure what pairing costs).")
+    var noOperations = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -68,6 +74,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
         if let retention { guard Self.parseDuration(retention) != nil else { throw ValidationError("--retention takes a number and d, h, m or s, e.g. 30d") } }
         guard maxBody > 0, maxEvents > 0, maxDepth > 1 else { throw ValidationError("--max-body, --max-events and --max-depth must be positive") }
+        _ = try stuckAfterSeconds()
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard ["127.0.0.1", "localhost", "::1"].contains(host) || host.hasPrefix("127.") else {
             throw ValidationError(
@@ -77,6 +84,25 @@ struct ServeCommand: AsyncParsableCommand {
 
     static func parseDuration(_ text: String) -> Duration? {
         DurationText.seconds(text).map { .seconds($0) }
+    }
+
+    func stuckAfterSeconds() throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for item in stuckAfter {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, Catalog.builtin.lifecycle(parts[0]) != nil else {
+                let kinds = Catalog.builtin.lifecycles.map(\.kind).joined(separator: ", ")
+                throw ValidationError("--stuck-after takes KIND=DURATION with KIND one of \(kinds); got \(item)")
+            }
+            if parts[1] == "0" {
+                result[parts[0]] = 0
+            } else if let seconds = DurationText.seconds(parts[1]) {
+                result[parts[0]] = Int(seconds)
+            } else {
+                throw ValidationError("--stuck-after \(parts[0])= takes a number and s, m, h or d (or 0 for never); got \(parts[1])")
+            }
+        }
+        return result
     }
 
     func storePath() throws -> String {
@@ -95,6 +121,8 @@ struct ServeCommand: AsyncParsableCommand {
         storeConfiguration.durability = Durability(name: fsync)!
         storeConfiguration.maxBytes = maxStoreBytes
         storeConfiguration.cacheMiB = cacheMib
+        storeConfiguration.pairsOperations = !noOperations
+        storeConfiguration.stuckAfterSeconds = try stuckAfterSeconds()
         let store: SQLiteStore
         do {
             store = try SQLiteStore(configuration: storeConfiguration, logger: logger)
