@@ -166,13 +166,13 @@ enum OpenAPIDocument {
             "/v1/stats": [
                 "get": [
                     "summary": "Aggregates of events or operations, grouped and bucketed",
-                    "description": "Exactly one of event_type and operation. count counts rows; sum, avg, min, max and percentiles (pN, exact, nearest rank) read a numeric field; rate is the share of true of a bool field. For operations field defaults to duration_ms, and success (true when succeeded, false when failed) is a bool field.",
+                    "description": "Exactly one of event_type and operation. count counts rows; sum, avg, min, max, last (the newest row's value) and percentiles (pN, exact, nearest rank) read a numeric field; rate is the share of true of a bool field. For operations field defaults to duration_ms; duration_s and duration_h are the same in seconds and hours, and success (true when succeeded, false when failed) is a bool field.",
                     "operationId": "stats",
                     "parameters": .array([
                         query("event_type", "Aggregate events of this type."),
                         query("operation", "Aggregate operations of this kind.", ["type": "string", "enum": .array(Catalog.builtin.lifecycles.map { .string($0.kind) })]),
                         query("field", "The field aggregated."),
-                        query("agg", "Comma-separated aggregates: count, sum, avg, min, max, rate, p50, p95, p99, any pN (default count)."),
+                        query("agg", "Comma-separated aggregates: count, sum, avg, min, max, last, rate, p50, p95, p99, any pN (default count)."),
                         query("group_by", "Comma-separated fields to group by."),
                         query("since", "Rows at or after this instant.", ["type": "string", "format": "date-time"]),
                         query("until", "Rows before this instant.", ["type": "string", "format": "date-time"]),

@@ -46,8 +46,9 @@ public struct StatsQuery: Sendable {
     }
 }
 
-/// One aggregate: `count`, `sum`, `avg`, `min`, `max`, `rate` (the share of `true` of a bool
-/// field), or a percentile `pN` (`p50`, `p95`, `p99`, `p99.9`, …).
+/// One aggregate: `count`, `sum`, `avg`, `min`, `max`, `last` (the value of the newest row that has
+/// one, e.g. a user's current space used), `rate` (the share of `true` of a bool field), or a
+/// percentile `pN` (`p50`, `p95`, `p99`, `p99.9`, …).
 ///
 /// Percentiles are exact, by the nearest-rank method: `pN` is the smallest value such that at least
 /// N% of the values are less than or equal to it.
@@ -63,6 +64,7 @@ public struct StatsAggregate: Hashable, Sendable, CustomStringConvertible {
     public static let min = StatsAggregate(name: "min", percentile: nil)
     public static let max = StatsAggregate(name: "max", percentile: nil)
     public static let rate = StatsAggregate(name: "rate", percentile: nil)
+    public static let last = StatsAggregate(name: "last", percentile: nil)
     public static let p50 = StatsAggregate(name: "p50", percentile: 50)
     public static let p95 = StatsAggregate(name: "p95", percentile: 95)
     public static let p99 = StatsAggregate(name: "p99", percentile: 99)
@@ -74,7 +76,7 @@ public struct StatsAggregate: Hashable, Sendable, CustomStringConvertible {
 
     /// The aggregate named `name`, or `nil` when there is none.
     public init?(name: String) {
-        if let plain = [Self.count, .sum, .avg, .min, .max, .rate].first(where: { $0.name == name }) {
+        if let plain = [Self.count, .sum, .avg, .min, .max, .rate, .last].first(where: { $0.name == name }) {
             self = plain
             return
         }

@@ -176,6 +176,37 @@ import Testing
         }
     }
 
+    @Test func lastIsTheNewestValueOfEachGroup() async throws {
+        var random = Random(state: 5)
+        var events: [JSONValue] = []
+        var newest: [String: (Int64, Int64)] = [:]
+        for i in 0..<300 {
+            let user = String(format: "f0000000-0000-4000-8000-%012d", random.below(7))
+            let at = OperationTests.base + Int64(random.below(86_400)) * 1_000_000 + Int64(i)
+            let used = Int64(random.below(1 << 30))
+            events.append(
+                .object([
+                    ("event_id", .string(String(format: "e0000000-0000-4000-8000-%012d", i))), ("event_type", "assets.access.upload"),
+                    ("timestamp", .string(ISO8601Timestamp.string(fromMicroseconds: at))), ("tenant_id", .string(OperationTests.tenantA)),
+                    ("user_id", .string(user)), ("source", "asset-store"), ("version", "1.0"), ("resource_url", "s3://a/b"),
+                    ("result", true), ("user_space_size", .integer(used)), ("total_space_size", .integer(1 << 31)),
+                ]))
+            if at > newest[user]?.0 ?? .min { newest[user] = (at, used) }
+        }
+        try await OperationTests.withStore { store in
+            try await OperationTests.write(store, events)
+            let groups = try await store.stats(
+                StatsQuery(
+                    source: .events(eventType: "assets.access.upload"), field: "user_space_size", aggregates: [.last, .max],
+                    groupBy: ["user_id"], nowMicros: 0))
+            #expect(groups.count == newest.count)
+            for group in groups {
+                guard case .string(let user)? = group.key.first?.1 else { continue }
+                #expect(group.values.first { $0.0 == .last }?.1 == Double(newest[user]!.1))
+            }
+        }
+    }
+
     @Test func badQuestionsGetSpecificErrors() async throws {
         try await OperationTests.withStore { store in
             let cases: [(StatsQuery, String)] = [

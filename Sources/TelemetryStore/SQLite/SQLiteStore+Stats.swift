@@ -31,7 +31,9 @@ extension SQLiteStore {
         var bucket: String?
         var value: String?
         var aggregates: [StatsAggregate]
-        var needsValues: Bool { aggregates.contains { $0.percentile != nil } }
+        /// The time column, for `last`.
+        var time = ""
+        var needsValues: Bool { aggregates.contains { $0.percentile != nil || $0 == .last } }
         var whereClause: String { conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ") }
     }
 
@@ -74,6 +76,8 @@ extension SQLiteStore {
                 fields[name] = (column.quoted, column.type)
             }
             fields["duration_ms"] = ("duration_ms", .number)
+            fields["duration_s"] = ("(duration_ms / 1000.0)", .number)
+            fields["duration_h"] = ("(duration_ms / 3600000.0)", .number)
             fields["success"] = ("(CASE status WHEN 'succeeded' THEN 1 WHEN 'failed' THEN 0 END)", .bool)
             fields["tenant_id"] = ("tenant_id", .uuid)
             var statusSQL = "status"
@@ -101,6 +105,7 @@ extension SQLiteStore {
                 plan.arguments.append(value)
             }
         }
+        plan.time = timeColumn
         if let tenant = query.tenantID {
             plan.conditions.append("tenant_id = ?")
             plan.arguments.append(Self.uuidValue(tenant).databaseValue)
@@ -205,13 +210,14 @@ extension SQLiteStore {
         var select = plan.groups.map(\.sql)
         if let bucket = plan.bucket { select.append(bucket) }
         let groupCount = select.count
-        select.append(plan.value ?? "NULL")
+        select += [plan.value ?? "NULL", plan.time]
         let sql = "SELECT \(select.joined(separator: ", ")) FROM \(plan.table) \(plan.whereClause)"
         struct Accumulator {
             var key: [(String, JSONValue)]
             var bucket: Int64?
             var count = 0
             var values: [Double] = []
+            var last: (time: Int64, value: Double)?
         }
         var index: [[DatabaseValue]: Int] = [:]
         var accumulators: [Accumulator] = []
@@ -229,7 +235,11 @@ extension SQLiteStore {
                     Accumulator(key: groupKey(plan, row), bucket: plan.bucket == nil ? nil : row[plan.groups.count]))
             }
             accumulators[position].count += 1
-            if let value = Double.fromDatabaseValue(row[groupCount]) { accumulators[position].values.append(value) }
+            if let value = Double.fromDatabaseValue(row[groupCount]) {
+                accumulators[position].values.append(value)
+                let time: Int64 = row[groupCount + 1] ?? .min
+                if time >= accumulators[position].last?.time ?? .min { accumulators[position].last = (time, value) }
+            }
         }
         let groups = accumulators.map { accumulator in
             let values = accumulator.values.sorted()
@@ -242,6 +252,7 @@ extension SQLiteStore {
                 case .min: return (aggregate, values[0])
                 case .max: return (aggregate, values[n - 1])
                 case .avg, .rate: return (aggregate, values.reduce(0, +) / Double(n))
+                case .last: return (aggregate, accumulator.last?.value)
                 default:
                     return (aggregate, values[nearestRank(aggregate.percentile ?? 100, count: n)])
                 }

@@ -165,9 +165,11 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats",
         abstract: "Aggregate events or operations: counts, rates, sums, averages, percentiles (GET /v1/stats).",
         discussion: """
-            Give --event-type or --operation. count counts rows; sum, avg, min, max and pN (p50, \
-            p95, p99, …; exact) read a numeric --field; rate is the share of true of a bool field. \
-            For operations --field defaults to duration_ms, and success is a bool field. Times are \
+            Give --event-type or --operation. count counts rows; sum, avg, min, max, last (the \
+            newest value) and pN (p50, p95, p99, …; exact) read a numeric --field; rate is the \
+            share of true of a bool field. For operations --field defaults to duration_ms \
+            (duration_s and duration_h are the same in seconds and hours), and success is a bool \
+            field. Times are \
             ISO 8601 timestamps or durations ago (24h, 7d). docs/operations.md has the questions \
             this answers.
 
@@ -193,7 +195,7 @@ struct StatsCommand: ParsableCommand {
     @Option(help: "The field aggregated (operations: default duration_ms).")
     var field: String?
 
-    @Option(help: "Comma-separated aggregates: count, sum, avg, min, max, rate, p50, p95, p99, any pN.")
+    @Option(help: "Comma-separated aggregates: count, sum, avg, min, max, last, rate, p50, p95, p99, any pN.")
     var agg: String = "count"
 
     @Option(help: "Comma-separated fields to group by.")

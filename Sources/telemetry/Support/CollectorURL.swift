@@ -25,7 +25,8 @@ struct CollectorURL: ExpressibleByArgument {
         guard !host.isEmpty, (1...65535).contains(port) else { return nil }
     }
 
-    static var defaultValueDescription: String { "http://127.0.0.1:8080" }
+    /// How `--help` shows a default: the URL itself.
+    var defaultValueDescription: String { host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)" }
 
     func connection() -> HTTPConnection { HTTPConnection(host: host, port: port) }
 }
