@@ -76,7 +76,7 @@ extension Collector {
             query.aggregates = []
             for name in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
                 guard let aggregate = StatsAggregate(name: name) else {
-                    throw QueryError("\(name) is not an aggregate; use count, sum, avg, min, max, rate or a percentile such as p50, p95, p99")
+                    throw QueryError("\(name) is not an aggregate; use count, sum, avg, min, max, last, rate or a percentile such as p50, p95, p99")
                 }
                 query.aggregates.append(aggregate)
             }

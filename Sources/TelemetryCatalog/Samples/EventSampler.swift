@@ -87,6 +87,19 @@ public struct EventSampler: Sendable {
                 linked = true
             }
         }
+        for lifecycle in catalog.lifecycles where lifecycle.startEventType == definition.eventType {
+            // A start of an operation that ends with another lifecycle's completion (freeing a pod
+            // ends its life) acts on what that lifecycle has pending: the oldest live pod.
+            for (b, other) in catalog.lifecycles.enumerated()
+            where other.kind != lifecycle.kind && other.completeEventType == lifecycle.completeEventType
+                && pendingStarts[b].count - pendingHead[b] > lifecycleLag
+            {
+                let live = pendingStarts[b][pendingHead[b]]
+                pendingHead[b] += 1
+                if let t = index(of: "tenant_id") { members[t].1 = live.tenant }
+                for (field, value) in live.keys { if let i = index(of: field) { members[i].1 = value } }
+            }
+        }
         for (l, lifecycle) in catalog.lifecycles.enumerated() where lifecycle.startEventType == definition.eventType {
             if let condition = lifecycle.startsWhen, let i = index(of: condition), members[i].1 != .bool(true) { continue }
             let keys = lifecycle.keys.compactMap { key in index(of: key.startField).map { (key.completeField, members[$0].1) } }

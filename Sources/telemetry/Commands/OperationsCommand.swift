@@ -255,7 +255,7 @@ struct StatsCommand: ParsableCommand {
         header += ["COUNT"] + aggregates.map { $0.uppercased() }
         let rows = groups.map { group -> [String] in
             let key = group["key"] as? [String: Any] ?? [:]
-            var row = groupNames.map { cell(key[$0]) }
+            var row = groupNames.map { name in key[name] == nil || key[name] is NSNull ? "(none)" : cell(key[name]) }
             if interval != nil { row.append(cell(group["bucket"])) }
             row.append(cell(group["count"]))
             row += aggregates.map { cell(group[$0]) }

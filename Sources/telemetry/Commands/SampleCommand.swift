@@ -13,6 +13,7 @@ struct SampleCommand: ParsableCommand {
             Examples:
               telemetry sample --count 19 > examples/events.ndjson
               telemetry sample xumi.generation.complete --count 3
+              telemetry sample --count 20000 --linked > /tmp/linked.ndjson   (then: telemetry send /tmp/linked.ndjson)
             """
     )
 
@@ -22,11 +23,15 @@ struct SampleCommand: ParsableCommand {
     @Option(help: "Number of events to print.")
     var count: Int = 19
 
+    @Flag(help: "Give completions the keys and tenant of earlier starts (a few thousand events before), so that the events pair into operations.")
+    var linked = false
+
     @Option(help: "Seed of the pseudo-random values.")
     var seed: UInt64 = 1
 
     func run() throws {
         var sampler = EventSampler(seed: seed)
+        sampler.linksLifecycles = linked
         let catalog = sampler.catalog
         let definitions: [EventDefinition]
         if let eventType {
