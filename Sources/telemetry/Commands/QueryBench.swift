@@ -12,7 +12,10 @@ struct QueryBench: AsyncParsableCommand {
             Seeds a store (written straight through the store, not over HTTP) with realistic events of \
             every type spread over 30 days, with time-ordered UUIDv7 ids as the SDK sends them, then \
             times: a fetch by id, the 100 newest events of a tenant and type, and a count by event \
-            type over one day. Each query runs --repeats times; p50, p99 and max are reported.
+            type over one day; and on the operations the events pair into: the p99 of generation \
+            duration by model over one day, a policy check's eval_ms p99 by hour over a day, and \
+            listings of operations (newest of a kind, failed, stuck). Each query runs --repeats \
+            times; p50, p99 and max are reported.
             """
     )
 
@@ -39,6 +42,8 @@ struct QueryBench: AsyncParsableCommand {
         let start: Int64 = 1_795_000_000_000_000
         var sampler = EventSampler(seed: 5, startMicros: start)
         sampler.timeOrderedIDs = true
+        sampler.linksLifecycles = true
+        sampler.lifecycleLag = 8
         sampler.spacingMicros = max(2, 2 * 30 * day / Int64(events))
         var ids: [UUIDValue] = []
         var tenants: Set<String> = []
@@ -104,5 +109,36 @@ struct QueryBench: AsyncParsableCommand {
             let counts = try await store.countsByEventType(since: from, until: from + day)
             guard !counts.isEmpty else { throw CommandFailure("no events in a day") }
         }
+        let end = start + 30 * day
+        try await time("stats: generation duration p99 by model, a day") { i in
+            let from = start + Int64(i % 28) * day
+            let groups = try await store.stats(
+                StatsQuery(
+                    source: .operations(kind: "generation"), aggregates: [.count, .p50, .p99], groupBy: ["model"], since: from,
+                    until: from + day, nowMicros: end))
+            guard !groups.isEmpty else { throw CommandFailure("no generations in a day") }
+        }
+        try await time("stats: eval_ms p99 by hour, a day") { i in
+            let from = start + Int64(i % 28) * day
+            let groups = try await store.stats(
+                StatsQuery(
+                    source: .events(eventType: "pbac.agent.politics.check"), field: "eval_ms", aggregates: [.p99],
+                    since: from, until: from + day, intervalMicros: 3_600_000_000, nowMicros: end))
+            guard !groups.isEmpty else { throw CommandFailure("no policy checks in a day") }
+        }
+        let kinds = Catalog.builtin.lifecycles.map(\.kind)
+        try await time("operations: 100 newest of a kind") { i in
+            let page = try await store.operations(OperationQuery(kind: kinds[i % kinds.count], limit: 100, nowMicros: end))
+            guard !page.operations.isEmpty else { throw CommandFailure("no operations") }
+        }
+        try await time("operations: 100 newest failed generations") { _ in
+            let page = try await store.operations(OperationQuery(kind: "generation", status: .failed, limit: 100, nowMicros: end))
+            guard !page.operations.isEmpty else { throw CommandFailure("no failed generations") }
+        }
+        try await time("operations: stuck, all kinds") { _ in
+            _ = try await store.operations(OperationQuery(status: .stuck, limit: 100, nowMicros: end))
+        }
+        let operationCount = try await store.operations(OperationQuery(limit: 1, nowMicros: end)).operations.first?.sequence ?? 0
+        print("operations stored: \(operationCount)")
     }
 }
