@@ -22,7 +22,14 @@ extension Collector {
             query.tenantID = parameters.get("tenant_id")
             query.key = parameters.get("key")
             (query.since, query.until) = try Self.timeRange(parameters)
-            (query.limit, query.before) = try Self.paging(parameters, defaultLimit: query.limit)
+            if let text = parameters.get("limit") {
+                guard let n = Int(text), (1...1000).contains(n) else { throw QueryError("limit must be a whole number from 1 to 1000") }
+                query.limit = n
+            }
+            if let text = parameters.get("cursor") {
+                guard let cursor = OperationCursor(text) else { throw QueryError("cursor is not one this API returned") }
+                query.before = cursor
+            }
             for (key, value) in parameters where !Self.operationParameters.contains(String(key)) {
                 query.attributes.append(FieldFilter(field: String(key), value: String(value)))
             }
@@ -33,7 +40,7 @@ extension Collector {
             let page = try await store.operations(query)
             let body: JSONValue = [
                 "operations": .array(page.operations.map(\.json)),
-                "next_cursor": page.nextBefore.map { .string(String($0)) } ?? .null,
+                "next_cursor": page.next.map { .string($0.description) } ?? .null,
             ]
             return Self.json(.ok, body.render())
         } catch let error as StoreError {

@@ -140,7 +140,7 @@ enum OpenAPIDocument {
             ],
             "/v1/operations": [
                 "get": [
-                    "summary": "List operations (paired start and completion events), newest first",
+                    "summary": "List operations (paired start and completion events), newest start first",
                     "description": "Kinds and their pairing rules: GET /v1/catalog (lifecycles). A running operation older than its kind's timeout is reported as stuck; a late completion still completes it. While only the completion is known, started_at and duration_ms are null.",
                     "operationId": "listOperations",
                     "parameters": .array([

@@ -19,14 +19,17 @@ public struct Operation: Sendable {
     public var completeEventID: UUIDValue?
     /// The lifecycle's attributes and spans that have a value, in the lifecycle's order.
     public var attributes: [(String, JSONValue)]
-    /// The operation's position in the store: newer operations have larger numbers.
+    /// The operation's position in the store: operations created later have larger numbers.
     public var sequence: Int64
+    /// When it started, or completed while the start is unknown: the listing's order.
+    public var atMicros: Int64
 
     public init(
         kind: String, key: String?, tenantID: UUIDValue, status: OperationStatus, startedMicros: Int64?,
         completedMicros: Int64?, durationMilliseconds: Double?, startEventID: UUIDValue?, completeEventID: UUIDValue?,
-        attributes: [(String, JSONValue)], sequence: Int64
+        attributes: [(String, JSONValue)], sequence: Int64, atMicros: Int64
     ) {
+        self.atMicros = atMicros
         self.kind = kind
         self.key = key
         self.tenantID = tenantID
@@ -98,15 +101,15 @@ public struct OperationQuery: Sendable {
     /// `attribute=value` filters on the lifecycle's attributes.
     public var attributes: [FieldFilter]
     public var limit: Int
-    /// Only operations with a sequence number below this (the previous page's last).
-    public var before: Int64?
+    /// Only operations after this one in the listing's order (the previous page's last).
+    public var before: OperationCursor?
     /// The time `stuck` is judged at, UTC microseconds.
     public var nowMicros: Int64
 
     public init(
         kind: String? = nil, status: OperationStatus? = nil, tenantID: String? = nil, key: String? = nil,
         since: Int64? = nil, until: Int64? = nil, attributes: [FieldFilter] = [], limit: Int = 100,
-        before: Int64? = nil, nowMicros: Int64
+        before: OperationCursor? = nil, nowMicros: Int64
     ) {
         self.kind = kind
         self.status = status
@@ -124,11 +127,32 @@ public struct OperationQuery: Sendable {
 /// One page of operations, newest first.
 public struct OperationPage: Sendable {
     public var operations: [Operation]
-    /// The sequence number to pass as `before` for the next page, or `nil` at the end.
-    public var nextBefore: Int64?
+    /// What to pass as `before` for the next page, or `nil` at the end.
+    public var next: OperationCursor?
 
-    public init(operations: [Operation], nextBefore: Int64?) {
+    public init(operations: [Operation], next: OperationCursor?) {
         self.operations = operations
-        self.nextBefore = nextBefore
+        self.next = next
     }
+}
+
+/// A position in the operations listing (newest started first): an operation's time and sequence.
+public struct OperationCursor: Hashable, Sendable, CustomStringConvertible {
+    public var atMicros: Int64
+    public var sequence: Int64
+
+    public init(atMicros: Int64, sequence: Int64) {
+        self.atMicros = atMicros
+        self.sequence = sequence
+    }
+
+    /// Reads the text form, `MICROS.SEQUENCE`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ".")
+        guard parts.count == 2, let at = Int64(parts[0]), let sequence = Int64(parts[1]), sequence > 0 else { return nil }
+        self.init(atMicros: at, sequence: sequence)
+    }
+
+    /// The text form, as the API's `next_cursor`.
+    public var description: String { "\(atMicros).\(sequence)" }
 }

@@ -287,20 +287,38 @@ import Testing
                     events.append(Self.generationComplete(200 + i, task: i, at: Double(i) + 2, result: i % 3 != 0, model: model))
                 }
             }
+            for i in 0..<9 {
+                // Weights loads interleaved in time, some starting at the same instant as a generation.
+                events.append(
+                    .object(
+                        Self.envelope(300 + i, "xumi.weights.load.start", at: Double(i * 3)) + [
+                            ("model", "flux"), ("node_id", .string(Self.node)),
+                        ]))
+            }
             try await Self.write(store, events)
             var seen: [String] = []
-            var cursor: Int64? = nil
+            var cursor: OperationCursor? = nil
             repeat {
                 let page = try await store.operations(OperationQuery(kind: "generation", limit: 7, before: cursor, nowMicros: Self.base))
                 seen += page.operations.compactMap(\.key)
-                cursor = page.nextBefore
+                cursor = page.next
             } while cursor != nil
             #expect(seen.count == 25 && Set(seen).count == 25)
+            // Across kinds: every operation once, newest start first.
+            var everything: [TelemetryStore.Operation] = []
+            repeat {
+                let page = try await store.operations(OperationQuery(limit: 4, before: cursor, nowMicros: Self.base))
+                everything += page.operations
+                cursor = page.next.flatMap { OperationCursor($0.description) }
+            } while cursor != nil
+            #expect(everything.count == 34)
+            #expect(Set(everything.map(\.sequence)).count == 34)
+            #expect(zip(everything, everything.dropFirst()).allSatisfy { ($0.atMicros, $0.sequence) > ($1.atMicros, $1.sequence) })
             let failed = try await Self.operations(store, status: .failed)
             #expect(failed.count == (0..<25).filter { $0 % 5 != 0 && $0 % 3 == 0 }.count)
             let flux = try await store.operations(
                 OperationQuery(attributes: [FieldFilter(field: "model", value: "flux")], limit: 100, nowMicros: Self.base))
-            #expect(flux.operations.count == 12)
+            #expect(flux.operations.count == 12 + 9, "twelve generations and nine weights loads of flux")
             await #expect(throws: StoreError.self) {
                 try await store.operations(OperationQuery(attributes: [FieldFilter(field: "nope", value: "1")], nowMicros: Self.base))
             }

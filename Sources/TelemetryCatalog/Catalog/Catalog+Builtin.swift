@@ -112,7 +112,34 @@ extension Catalog {
     static let created = FieldDefinition.optional(
         "created", .timestamp, "UTC time, ISO 8601 datetime.", because: Reason.domainTime)
 
-    static let builtinEvents: [EventDefinition] = xumiEvents + kubernetesEvents + pbacEvents + assetEvents + workflowEvents
+    static let builtinEvents: [EventDefinition] = (xumiEvents + kubernetesEvents + pbacEvents + assetEvents + workflowEvents).map {
+        var event = $0
+        event.typeName = typeNames[event.eventType] ?? event.typeName
+        return event
+    }
+
+    /// The SDK's names for the events, in the platform's words.
+    static let typeNames: [String: String] = [
+        "xumi.weights.load.start": "WeightsLoadStarted",
+        "xumi.weights.load.complete": "WeightsLoadCompleted",
+        "xumi.generation.start": "GenerationStarted",
+        "xumi.generation.complete": "GenerationCompleted",
+        "kuber.deploy.start": "PodDeployStarted",
+        "kuber.deploy.start.complete": "PodDeployCompleted",
+        "kuber.deploy.free": "PodFreeStarted",
+        "kuber.deploy.free.complete": "PodFreeCompleted",
+        "pbac.agent.politics.check": "PolicyChecked",
+        "pbac.agent.politics.reset": "PolicyCacheReset",
+        "pbac.agent.politics.load": "PolicyLoaded",
+        "pbac.agent.start": "PolicyAgentStarted",
+        "pbac.agent.politics.update": "PolicyRuleUpdated",
+        "pbac.agent.politics.archive": "PolicyRuleArchived",
+        "assets.access.read": "AssetRead",
+        "assets.access.download": "AssetDownloaded",
+        "assets.access.upload": "AssetUploaded",
+        "assets.access.delete": "AssetDeleted",
+        "workflow.process.create": "WorkflowProcessCreated",
+    ]
 
     // MARK: xumi
 

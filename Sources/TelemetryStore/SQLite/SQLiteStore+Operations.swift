@@ -3,19 +3,19 @@ import GRDB
 public import TelemetryCatalog
 
 extension SQLiteStore {
+    /// Operations newest first by when they started (or completed, while the start is unknown).
+    ///
+    /// Each kind is read through its `(kind, _at_us)` index (the open operations' partial index for
+    /// `running` and `stuck`), newest first, and the kinds' pages are merged: no query sorts more
+    /// than a page of rows, however many operations are stored.
     public func operations(_ query: OperationQuery) async throws -> OperationPage {
+        var lifecycles = catalog.lifecycles
+        if let kind = query.kind {
+            guard let lifecycle = catalog.lifecycle(kind) else { throw unknownKind(kind) }
+            lifecycles = [lifecycle]
+        }
         var conditions: [String] = []
         var arguments: [DatabaseValue] = []
-        if let kind = query.kind {
-            guard catalog.lifecycle(kind) != nil else { throw unknownKind(kind) }
-            conditions.append("kind = ?")
-            arguments.append(kind.databaseValue)
-        }
-        if let status = query.status {
-            let (condition, values) = statusCondition(status, kind: query.kind, now: query.nowMicros)
-            conditions.append(condition)
-            arguments += values
-        }
         if let tenant = query.tenantID {
             conditions.append("tenant_id = ?")
             arguments.append(Self.uuidValue(tenant).databaseValue)
@@ -39,24 +39,39 @@ extension SQLiteStore {
             arguments.append(value)
         }
         if let before = query.before {
-            conditions.append("_seq < ?")
-            arguments.append(before.databaseValue)
+            conditions.append("(_at_us < ? OR (_at_us = ? AND _seq < ?))")
+            arguments += [before.atMicros.databaseValue, before.atMicros.databaseValue, before.sequence.databaseValue]
         }
         let limit = max(1, min(query.limit, 10_000))
         let columns = operationLayout.columns
-        let sql = """
-            SELECT _seq, kind, tenant_id, key1, key2, status, started_us, completed_us, duration_ms, start_event_id,
-                complete_event_id\(columns.map { ", " + $0.quoted }.joined()) FROM operations
-            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
-            ORDER BY _seq DESC LIMIT \(limit + 1)
-            """
-        let finalArguments = arguments
-        let now = query.nowMicros
-        let rows = try await readOperations { db in
-            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(finalArguments)).map { self.operation($0, now: now) }
+        var statements: [(String, [DatabaseValue])] = []
+        for lifecycle in lifecycles {
+            var mine = ["kind = ?"] + conditions
+            var values = [lifecycle.kind.databaseValue] + arguments
+            if let status = query.status {
+                let (condition, statusValues) = statusCondition(status, lifecycle, now: query.nowMicros)
+                mine.append(condition)
+                values += statusValues
+            }
+            let sql = """
+                SELECT _seq, kind, tenant_id, key1, key2, status, started_us, completed_us, duration_ms, start_event_id,
+                    complete_event_id, _at_us\(columns.map { ", " + $0.quoted }.joined()) FROM operations
+                WHERE \(mine.joined(separator: " AND "))
+                ORDER BY _at_us DESC, _seq DESC LIMIT \(limit + 1)
+                """
+            statements.append((sql, values))
         }
+        let now = query.nowMicros
+        let finalStatements = statements
+        var rows = try await readOperations { db in
+            try finalStatements.flatMap { sql, values in
+                try Row.fetchAll(db, sql: sql, arguments: StatementArguments(values)).map { self.operation($0, now: now) }
+            }
+        }
+        rows.sort { ($0.atMicros, $0.sequence) > ($1.atMicros, $1.sequence) }
         let operations = Array(rows.prefix(limit))
-        return OperationPage(operations: operations, nextBefore: rows.count > limit ? operations.last?.sequence : nil)
+        let next = rows.count > limit ? operations.last.map { OperationCursor(atMicros: $0.atMicros, sequence: $0.sequence) } : nil
+        return OperationPage(operations: operations, next: next)
     }
 
     /// How many operations of each kind are stuck at `nowMicros` (kinds with none included, as 0).
@@ -86,21 +101,14 @@ extension SQLiteStore {
         return seconds
     }
 
-    /// The SQL for a status, which for `running` and `stuck` depends on the time and each kind's timeout.
-    /// Running operations are those still waiting for their completion (`complete_seq IS NULL`),
-    /// which the small `operations_awaiting_completion_1` index holds.
-    func statusCondition(_ status: OperationStatus, kind: String?, now: Int64) -> (String, [DatabaseValue]) {
+    /// The SQL for a status of one kind's operations, which for `running` and `stuck` depends on the
+    /// time and the kind's timeout. Running operations are those still waiting for their completion
+    /// (`complete_seq IS NULL`), which the small `operations_open` index holds by kind and time.
+    func statusCondition(_ status: OperationStatus, _ lifecycle: LifecycleDefinition, now: Int64) -> (String, [DatabaseValue]) {
         guard status == .running || status == .stuck else { return ("status = ?", [status.rawValue.databaseValue]) }
-        let lifecycles = catalog.lifecycles.filter { kind == nil || $0.kind == kind }
-        var parts: [String] = []
-        var values: [DatabaseValue] = []
-        for lifecycle in lifecycles {
-            guard let seconds = stuckAfter(lifecycle) else { continue }
-            parts.append("(kind = ? AND _at_us < ?)")
-            values += [lifecycle.kind.databaseValue, self.now(minus: seconds, from: now).databaseValue]
-        }
-        let stuck = parts.isEmpty ? "0" : "(" + parts.joined(separator: " OR ") + ")"
-        return ("complete_seq IS NULL AND \(status == .stuck ? "" : "NOT ")\(stuck)", values)
+        guard let seconds = stuckAfter(lifecycle) else { return (status == .running ? "complete_seq IS NULL" : "0", []) }
+        let threshold = self.now(minus: seconds, from: now).databaseValue
+        return ("complete_seq IS NULL AND _at_us \(status == .stuck ? "<" : ">=") ?", [threshold])
     }
 
     private func now(minus seconds: Int, from now: Int64) -> Int64 { now - Int64(seconds) * 1_000_000 }
@@ -138,7 +146,7 @@ extension SQLiteStore {
         if let lifecycle {
             for name in lifecycle.attributes + lifecycle.spans.map(\.name) {
                 guard let index = operationLayout.columnIndex[name] else { continue }
-                let value: DatabaseValue = row[11 + index]
+                let value: DatabaseValue = row[12 + index]
                 if let json = Self.json(value, type: operationLayout.columns[index].type) { attributes.append((name, json)) }
             }
         }
@@ -148,7 +156,8 @@ extension SQLiteStore {
         return Operation(
             kind: kind, key: key, tenantID: uuid(row[2]) ?? UUIDValue(bytes: [UInt8](repeating: 0, count: 16))!,
             status: status, startedMicros: started, completedMicros: row[7], durationMilliseconds: row[8],
-            startEventID: uuid(row[9]), completeEventID: uuid(row[10]), attributes: attributes, sequence: row[0])
+            startEventID: uuid(row[9]), completeEventID: uuid(row[10]), attributes: attributes, sequence: row[0],
+            atMicros: row[11])
     }
 
     /// A stored value as text: 16-byte blobs as UUIDs.

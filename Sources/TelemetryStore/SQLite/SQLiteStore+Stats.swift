@@ -92,7 +92,7 @@ extension SQLiteStore {
                     guard let status = OperationStatus(name: filter.value) else {
                         throw StoreError(.badQuery, "status is one of running, succeeded, failed, stuck; got \"\(filter.value)\"")
                     }
-                    let (condition, values) = statusCondition(status, kind: kind, now: query.nowMicros)
+                    let (condition, values) = statusCondition(status, lifecycle, now: query.nowMicros)
                     plan.conditions.append(condition)
                     plan.arguments += values
                     continue

@@ -205,13 +205,14 @@ public final class SQLiteStore: EventStore {
                         start_seq INTEGER,
                         complete_seq INTEGER
                     );
-                    CREATE INDEX operations_awaiting_completion_1 ON operations(kind, tenant_id, key1, _at_us) WHERE complete_seq IS NULL;
+                    CREATE INDEX operations_awaiting_completion_1 ON operations(kind, tenant_id, key1) WHERE complete_seq IS NULL;
                     CREATE INDEX operations_awaiting_completion_2 ON operations(kind, tenant_id, key2)
                         WHERE complete_seq IS NULL AND key2 IS NOT NULL;
                     CREATE INDEX operations_awaiting_start_1 ON operations(kind, tenant_id, key1) WHERE start_seq IS NULL;
                     CREATE INDEX operations_awaiting_start_2 ON operations(kind, tenant_id, key2)
                         WHERE start_seq IS NULL AND key2 IS NOT NULL;
                     CREATE INDEX operations_by_time ON operations(kind, _at_us);
+                    CREATE INDEX operations_open ON operations(kind, _at_us) WHERE complete_seq IS NULL;
                     """)
         }
         try migrator.migrate(pool)
