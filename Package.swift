@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "telemetry", targets: ["telemetry"]),
         .library(name: "TelemetryCatalog", targets: ["TelemetryCatalog"]),
+        .library(name: "TelemetryEvents", targets: ["TelemetryEvents"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -30,6 +31,13 @@ let package = Package(
         // normalisation and JSON Schema. Depends on none of our modules and no package.
         .target(
             name: "TelemetryCatalog",
+            swiftSettings: swiftSettings
+        ),
+        // The SDK's typed events: one struct per event type, generated from the catalog
+        // (`telemetry catalog --format swift`), with a JSON writer for the emitter's hot path.
+        .target(
+            name: "TelemetryEvents",
+            dependencies: ["TelemetryCatalog"],
             swiftSettings: swiftSettings
         ),
         // The emitter side: a small HTTP/1.1 client for the collector's API (the SDK grows here).
@@ -96,7 +104,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TelemetryCatalogTests",
-            dependencies: ["TelemetryCatalog"],
+            dependencies: ["TelemetryCatalog", "TelemetryEvents"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -12,6 +12,7 @@ struct CatalogCommand: ParsableCommand {
               json-schema  an object mapping each event type to its JSON Schema (draft 2020-12),
                            or the one schema when EVENT_TYPE is given
               markdown     the catalog page, as published in docs/catalog.md
+              swift        the SDK's typed events, as in Sources/TelemetryEvents/Events.swift
 
             Examples:
               telemetry catalog
@@ -21,13 +22,13 @@ struct CatalogCommand: ParsableCommand {
     )
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
-        case text, json, jsonSchema = "json-schema", markdown
+        case text, json, jsonSchema = "json-schema", markdown, swift
     }
 
     @Argument(help: "Only this event type (e.g. xumi.generation.start).")
     var eventType: String?
 
-    @Option(help: "Output format: text, json, json-schema or markdown.")
+    @Option(help: "Output format: text, json, json-schema, markdown or swift.")
     var format: Format = .text
 
     func run() throws {
@@ -44,6 +45,9 @@ struct CatalogCommand: ParsableCommand {
             } else {
                 print(catalog.jsonSchemas().render(pretty: true))
             }
+        case .swift:
+            if eventType != nil { CommandFailure.exit("--format swift prints the whole catalog; omit EVENT_TYPE") }
+            print(catalog.swiftSource(), terminator: "")
         case .markdown:
             if eventType != nil { CommandFailure.exit("--format markdown prints the whole catalog; omit EVENT_TYPE") }
             print(catalog.markdown(), terminator: "")
