@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     ],
     targets: [
         // The event catalog: envelope, field types, the event types as data, validation,
@@ -40,11 +41,20 @@ let package = Package(
             dependencies: ["TelemetryCatalog"],
             swiftSettings: swiftSettings
         ),
-        // The emitter side: a small HTTP/1.1 client for the collector's API (the SDK grows here).
-        // Depends only on the catalog, so services can embed it without the collector.
+        // The SDK's emitter (a Service: bounded queue, batches, gzip, retries, on-disk spool) and a
+        // small HTTP/1.1 client for the collector's API. Depends only on the catalog and the typed
+        // events among our modules, so services can embed it without the collector.
         .target(
             name: "TelemetryClient",
-            dependencies: ["TelemetryCatalog"],
+            dependencies: [
+                "TelemetryCatalog",
+                "TelemetryEvents",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The store protocol and the embedded SQLite store (GRDB, WAL). Knows nothing of HTTP.
@@ -110,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "TelemetryServerTests",
             dependencies: [
-                "TelemetryCatalog", "TelemetryClient", "TelemetryStore", "TelemetryPipeline", "TelemetryServer",
+                "TelemetryCatalog", "TelemetryClient", "TelemetryEvents", "TelemetryStore", "TelemetryPipeline", "TelemetryServer",
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
