@@ -1424,7 +1424,7 @@ public struct AssetRead: TelemetryEvent, Hashable {
     /// UTC time, ISO 8601 datetime.
     public var created: Date?
     /// The asset's URL.
-    public var resourceUrl: String
+    public var resourceURL: String
     /// Object size in bytes.
     public var objectSize: Int64?
     /// true when the operation succeeded.
@@ -1435,9 +1435,9 @@ public struct AssetRead: TelemetryEvent, Hashable {
     public var ip: String?
 
     /// Creates the event; unset envelope and environment fields are filled by the emitter.
-    public init(created: Date? = nil, resourceUrl: String, objectSize: Int64? = nil, result: Bool, description: String? = nil, ip: String? = nil, envelope: EventEnvelope = EventEnvelope()) {
+    public init(created: Date? = nil, resourceURL: String, objectSize: Int64? = nil, result: Bool, description: String? = nil, ip: String? = nil, envelope: EventEnvelope = EventEnvelope()) {
         self.created = created
-        self.resourceUrl = resourceUrl
+        self.resourceURL = resourceURL
         self.objectSize = objectSize
         self.result = result
         self.description = description
@@ -1447,7 +1447,7 @@ public struct AssetRead: TelemetryEvent, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case created
-        case resourceUrl = "resource_url"
+        case resourceURL = "resource_url"
         case objectSize = "object_size"
         case result
         case description
@@ -1458,7 +1458,7 @@ public struct AssetRead: TelemetryEvent, Hashable {
         try envelope.encode(to: encoder, eventType: Self.eventType, version: Self.version)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(created?.eventTimestamp, forKey: .created)
-        try container.encode(resourceUrl, forKey: .resourceUrl)
+        try container.encode(resourceURL, forKey: .resourceURL)
         try container.encodeIfPresent(objectSize, forKey: .objectSize)
         try container.encode(result, forKey: .result)
         try container.encodeIfPresent(description, forKey: .description)
@@ -1469,7 +1469,7 @@ public struct AssetRead: TelemetryEvent, Hashable {
         envelope = try EventEnvelope(from: decoder)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         created = try container.decodeIfPresent(EventTimestamp.self, forKey: .created)?.date
-        resourceUrl = try container.decode(String.self, forKey: .resourceUrl)
+        resourceURL = try container.decode(String.self, forKey: .resourceURL)
         objectSize = try container.decodeIfPresent(Int64.self, forKey: .objectSize)
         result = try container.decode(Bool.self, forKey: .result)
         description = try container.decodeIfPresent(String.self, forKey: .description)
@@ -1479,7 +1479,7 @@ public struct AssetRead: TelemetryEvent, Hashable {
     public func writeJSON(to writer: inout EventJSONWriter) {
         writer.begin(Self.eventType, Self.version, envelope)
         writer.member("created", created)
-        writer.member("resource_url", resourceUrl)
+        writer.member("resource_url", resourceURL)
         writer.member("object_size", objectSize)
         writer.member("result", result)
         writer.member("description", description)
@@ -1502,7 +1502,7 @@ public struct AssetDownloaded: TelemetryEvent, Hashable {
     /// UTC time, ISO 8601 datetime.
     public var created: Date?
     /// The asset's URL.
-    public var resourceUrl: String
+    public var resourceURL: String
     /// Object size in bytes.
     public var objectSize: Int64?
     /// true when the operation succeeded.
@@ -1515,9 +1515,9 @@ public struct AssetDownloaded: TelemetryEvent, Hashable {
     public var ip: String?
 
     /// Creates the event; unset envelope and environment fields are filled by the emitter.
-    public init(created: Date? = nil, resourceUrl: String, objectSize: Int64? = nil, result: Bool, description: String? = nil, avgSpeed: Double? = nil, ip: String? = nil, envelope: EventEnvelope = EventEnvelope()) {
+    public init(created: Date? = nil, resourceURL: String, objectSize: Int64? = nil, result: Bool, description: String? = nil, avgSpeed: Double? = nil, ip: String? = nil, envelope: EventEnvelope = EventEnvelope()) {
         self.created = created
-        self.resourceUrl = resourceUrl
+        self.resourceURL = resourceURL
         self.objectSize = objectSize
         self.result = result
         self.description = description
@@ -1528,7 +1528,7 @@ public struct AssetDownloaded: TelemetryEvent, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case created
-        case resourceUrl = "resource_url"
+        case resourceURL = "resource_url"
         case objectSize = "object_size"
         case result
         case description
@@ -1540,7 +1540,7 @@ public struct AssetDownloaded: TelemetryEvent, Hashable {
         try envelope.encode(to: encoder, eventType: Self.eventType, version: Self.version)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(created?.eventTimestamp, forKey: .created)
-        try container.encode(resourceUrl, forKey: .resourceUrl)
+        try container.encode(resourceURL, forKey: .resourceURL)
         try container.encodeIfPresent(objectSize, forKey: .objectSize)
         try container.encode(result, forKey: .result)
         try container.encodeIfPresent(description, forKey: .description)
@@ -1552,7 +1552,7 @@ public struct AssetDownloaded: TelemetryEvent, Hashable {
         envelope = try EventEnvelope(from: decoder)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         created = try container.decodeIfPresent(EventTimestamp.self, forKey: .created)?.date
-        resourceUrl = try container.decode(String.self, forKey: .resourceUrl)
+        resourceURL = try container.decode(String.self, forKey: .resourceURL)
         objectSize = try container.decodeIfPresent(Int64.self, forKey: .objectSize)
         result = try container.decode(Bool.self, forKey: .result)
         description = try container.decodeIfPresent(String.self, forKey: .description)
@@ -1563,7 +1563,7 @@ public struct AssetDownloaded: TelemetryEvent, Hashable {
     public func writeJSON(to writer: inout EventJSONWriter) {
         writer.begin(Self.eventType, Self.version, envelope)
         writer.member("created", created)
-        writer.member("resource_url", resourceUrl)
+        writer.member("resource_url", resourceURL)
         writer.member("object_size", objectSize)
         writer.member("result", result)
         writer.member("description", description)
@@ -1587,7 +1587,7 @@ public struct AssetUploaded: TelemetryEvent, Hashable {
     /// UTC time, ISO 8601 datetime.
     public var created: Date?
     /// The asset's URL.
-    public var resourceUrl: String
+    public var resourceURL: String
     /// Object size in bytes.
     public var objectSize: Int64?
     /// true when the operation succeeded.
@@ -1604,9 +1604,9 @@ public struct AssetUploaded: TelemetryEvent, Hashable {
     public var totalSpaceSize: Int64?
 
     /// Creates the event; unset envelope and environment fields are filled by the emitter.
-    public init(created: Date? = nil, resourceUrl: String, objectSize: Int64? = nil, result: Bool, description: String? = nil, avgSpeed: Double? = nil, ip: String? = nil, userSpaceSize: Int64? = nil, totalSpaceSize: Int64? = nil, envelope: EventEnvelope = EventEnvelope()) {
+    public init(created: Date? = nil, resourceURL: String, objectSize: Int64? = nil, result: Bool, description: String? = nil, avgSpeed: Double? = nil, ip: String? = nil, userSpaceSize: Int64? = nil, totalSpaceSize: Int64? = nil, envelope: EventEnvelope = EventEnvelope()) {
         self.created = created
-        self.resourceUrl = resourceUrl
+        self.resourceURL = resourceURL
         self.objectSize = objectSize
         self.result = result
         self.description = description
@@ -1619,7 +1619,7 @@ public struct AssetUploaded: TelemetryEvent, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case created
-        case resourceUrl = "resource_url"
+        case resourceURL = "resource_url"
         case objectSize = "object_size"
         case result
         case description
@@ -1633,7 +1633,7 @@ public struct AssetUploaded: TelemetryEvent, Hashable {
         try envelope.encode(to: encoder, eventType: Self.eventType, version: Self.version)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(created?.eventTimestamp, forKey: .created)
-        try container.encode(resourceUrl, forKey: .resourceUrl)
+        try container.encode(resourceURL, forKey: .resourceURL)
         try container.encodeIfPresent(objectSize, forKey: .objectSize)
         try container.encode(result, forKey: .result)
         try container.encodeIfPresent(description, forKey: .description)
@@ -1647,7 +1647,7 @@ public struct AssetUploaded: TelemetryEvent, Hashable {
         envelope = try EventEnvelope(from: decoder)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         created = try container.decodeIfPresent(EventTimestamp.self, forKey: .created)?.date
-        resourceUrl = try container.decode(String.self, forKey: .resourceUrl)
+        resourceURL = try container.decode(String.self, forKey: .resourceURL)
         objectSize = try container.decodeIfPresent(Int64.self, forKey: .objectSize)
         result = try container.decode(Bool.self, forKey: .result)
         description = try container.decodeIfPresent(String.self, forKey: .description)
@@ -1660,7 +1660,7 @@ public struct AssetUploaded: TelemetryEvent, Hashable {
     public func writeJSON(to writer: inout EventJSONWriter) {
         writer.begin(Self.eventType, Self.version, envelope)
         writer.member("created", created)
-        writer.member("resource_url", resourceUrl)
+        writer.member("resource_url", resourceURL)
         writer.member("object_size", objectSize)
         writer.member("result", result)
         writer.member("description", description)
@@ -1686,7 +1686,7 @@ public struct AssetDeleted: TelemetryEvent, Hashable {
     /// UTC time, ISO 8601 datetime.
     public var created: Date?
     /// The asset's URL.
-    public var resourceUrl: String
+    public var resourceURL: String
     /// Object size in bytes.
     public var objectSize: Int64?
     /// true when the operation succeeded.
@@ -1701,9 +1701,9 @@ public struct AssetDeleted: TelemetryEvent, Hashable {
     public var totalSpaceSize: Int64?
 
     /// Creates the event; unset envelope and environment fields are filled by the emitter.
-    public init(created: Date? = nil, resourceUrl: String, objectSize: Int64? = nil, result: Bool, description: String? = nil, ip: String? = nil, usedSpaceSize: Int64? = nil, totalSpaceSize: Int64? = nil, envelope: EventEnvelope = EventEnvelope()) {
+    public init(created: Date? = nil, resourceURL: String, objectSize: Int64? = nil, result: Bool, description: String? = nil, ip: String? = nil, usedSpaceSize: Int64? = nil, totalSpaceSize: Int64? = nil, envelope: EventEnvelope = EventEnvelope()) {
         self.created = created
-        self.resourceUrl = resourceUrl
+        self.resourceURL = resourceURL
         self.objectSize = objectSize
         self.result = result
         self.description = description
@@ -1715,7 +1715,7 @@ public struct AssetDeleted: TelemetryEvent, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case created
-        case resourceUrl = "resource_url"
+        case resourceURL = "resource_url"
         case objectSize = "object_size"
         case result
         case description
@@ -1728,7 +1728,7 @@ public struct AssetDeleted: TelemetryEvent, Hashable {
         try envelope.encode(to: encoder, eventType: Self.eventType, version: Self.version)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(created?.eventTimestamp, forKey: .created)
-        try container.encode(resourceUrl, forKey: .resourceUrl)
+        try container.encode(resourceURL, forKey: .resourceURL)
         try container.encodeIfPresent(objectSize, forKey: .objectSize)
         try container.encode(result, forKey: .result)
         try container.encodeIfPresent(description, forKey: .description)
@@ -1741,7 +1741,7 @@ public struct AssetDeleted: TelemetryEvent, Hashable {
         envelope = try EventEnvelope(from: decoder)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         created = try container.decodeIfPresent(EventTimestamp.self, forKey: .created)?.date
-        resourceUrl = try container.decode(String.self, forKey: .resourceUrl)
+        resourceURL = try container.decode(String.self, forKey: .resourceURL)
         objectSize = try container.decodeIfPresent(Int64.self, forKey: .objectSize)
         result = try container.decode(Bool.self, forKey: .result)
         description = try container.decodeIfPresent(String.self, forKey: .description)
@@ -1753,7 +1753,7 @@ public struct AssetDeleted: TelemetryEvent, Hashable {
     public func writeJSON(to writer: inout EventJSONWriter) {
         writer.begin(Self.eventType, Self.version, envelope)
         writer.member("created", created)
-        writer.member("resource_url", resourceUrl)
+        writer.member("resource_url", resourceURL)
         writer.member("object_size", objectSize)
         writer.member("result", result)
         writer.member("description", description)

@@ -116,12 +116,14 @@ extension Catalog {
         return out
     }
 
-    /// `resource_id` → `resourceID`, `eval_ms` → `evalMs`, `IP` → `ip`.
+    /// `resource_id` → `resourceID`, `resource_url` → `resourceURL`, `eval_ms` → `evalMs`, `IP` → `ip`:
+    /// acronyms (`id`, `url`, `ip`) are upper case, except as the first word.
     public static func swiftName(_ wire: String) -> String {
         let parts = wire.split(separator: "_").map(String.init)
         guard let first = parts.first else { return wire }
         return first.lowercased()
-            + parts.dropFirst().map { $0.lowercased() == "id" ? "ID" : $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+            + parts.dropFirst().map { ["id", "url", "ip"].contains($0.lowercased()) ? $0.uppercased() : $0.prefix(1).uppercased() + $0.dropFirst() }
+            .joined()
     }
 
     static func swiftType(_ type: FieldType) -> String {

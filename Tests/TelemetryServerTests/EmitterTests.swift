@@ -1,0 +1,272 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TelemetryCatalog
+import TelemetryClient
+import TelemetryEvents
+import TelemetryServer
+import TelemetryStore
+import Testing
+
+/// The SDK's emitter against a real collector on loopback (and against no collector at all).
+@Suite struct EmitterTests {
+    static let tenant = UUID(uuidString: "11111111-1111-4111-8111-111111111111")!
+    static let node = UUID(uuidString: "33333333-3333-4333-8333-333333333333")!
+
+    static func configuration(port: Int, spool: String? = nil) -> TelemetryEmitterConfiguration {
+        var configuration = TelemetryEmitterConfiguration(port: port, tenantID: tenant, source: "emitter-test")
+        configuration.spoolDirectory = spool
+        configuration.flushInterval = .milliseconds(50)
+        configuration.initialBackoff = .milliseconds(20)
+        configuration.maxBackoff = .milliseconds(200)
+        configuration.environment = EventEnvironment(nodeID: node, vmType: "g5.2xlarge", hostName: "gpu-test", storageType: "nvme")
+        return configuration
+    }
+
+    static var logger: Logger {
+        var logger = Logger(label: "test.emitter")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    /// Runs `emitter` as a service while `body` runs, then shuts it down gracefully.
+    static func running<T: Sendable>(_ emitter: TelemetryEmitter, _ body: @Sendable () async throws -> T) async throws -> T {
+        let group = ServiceGroup(configuration: .init(services: [emitter], logger: logger))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                let result = try await body()
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return result
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw error
+            }
+        }
+    }
+
+    static func waitUntil(_ seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    static func temporaryDirectory() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("emitter-\(UUID().uuidString)").path
+    }
+
+    /// A free loopback port, found by binding port 0.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw CancellationError() }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Every stored event id, oldest first.
+    static func storedIDs(_ store: SQLiteStore) async throws -> [String] {
+        var ids: [String] = []
+        var before: Int64? = nil
+        repeat {
+            let page = try await store.events(EventQuery(limit: 1000, before: before))
+            for event in page.events {
+                let object = try JSONSerialization.jsonObject(with: Data(event.json.utf8)) as? [String: Any]
+                ids.append(object?["event_id"] as? String ?? "")
+            }
+            before = page.nextBefore
+        } while before != nil
+        return ids.reversed()
+    }
+
+    static func event(_ i: Int) -> any TelemetryEvent {
+        switch i % 3 {
+        case 0: GenerationStarted(model: "sdxl-1.0", taskID: UUID())
+        case 1: PolicyChecked(user: ["id": EventJSON.string("u\(i)")], action: "read", resource: ["id": EventJSON.string("r\(i)")], result: i % 7 != 0, evalMs: 0.5)
+        default: AssetDownloaded(resourceURL: "s3://assets/\(i).png", objectSize: Int64(i), result: true, avgSpeed: 1e6)
+        }
+    }
+
+    static func emit(_ emitter: TelemetryEmitter, _ i: Int) -> String {
+        func send<E: TelemetryEvent>(_ event: E) -> String { emitter.emit(event).envelope.eventID!.uuidString.lowercased() }
+        return send(event(i))
+    }
+
+    @Test func collectorDownThenUpDeliversEverythingOnceInOrder() async throws {
+        let port = try Self.freePort()
+        let spool = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        var configuration = Self.configuration(port: port, spool: spool)
+        configuration.batchSize = 200
+        let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+        try await Self.running(emitter) {
+            let emitted = (0..<2_500).map { Self.emit(emitter, $0) }
+            // Nobody listens: the batches go to the spool, none is lost.
+            try await Self.waitUntil { emitter.counts.spooled == 2_500 }
+            #expect(emitter.counts.sent == 0)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: spool).count == 13)
+            try await TestCollector.run(configure: { $0.port = port }) { collector in
+                try await Self.waitUntil { emitter.counts.sent == 2_500 }
+                let stored = try await Self.storedIDs(collector.store)
+                #expect(stored.count == 2_500, "every event exactly once")
+                #expect(stored == emitted, "in the order they were emitted")
+                #expect(emitter.counts.retried >= 13)
+                #expect(emitter.counts.dropped == 0)
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: spool).isEmpty)
+        }
+    }
+
+    @Test func aFullSpoolDropsTheOldestAndCountsThem() async throws {
+        let port = try Self.freePort()
+        let spool = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        var configuration = Self.configuration(port: port, spool: spool)
+        configuration.batchSize = 100
+        configuration.gzip = false
+        configuration.spoolMaxBytes = 200_000
+        let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+        try await Self.running(emitter) {
+            // Every emit returns at once, collector or not.
+            let emitted = (0..<3_000).map { Self.emit(emitter, $0) }
+            #expect(emitter.counts.queued == 3_000)
+            try await Self.waitUntil { emitter.queuedCount == 0 && emitter.counts.spooled == 3_000 }
+            let dropped = emitter.counts.dropped
+            #expect(dropped > 0)
+            #expect(dropped % 100 == 0, "whole batches are dropped")
+            let onDisk = try FileManager.default.contentsOfDirectory(atPath: spool).reduce(0) { total, name in
+                total + ((try? FileManager.default.attributesOfItem(atPath: spool + "/" + name)[.size] as? Int) ?? 0)
+            }
+            #expect(onDisk <= 200_000)
+            try await TestCollector.run(configure: { $0.port = port }) { collector in
+                try await Self.waitUntil { emitter.counts.sent == 3_000 - dropped }
+                let stored = try await Self.storedIDs(collector.store)
+                #expect(stored == Array(emitted.suffix(3_000 - dropped)), "the newest survive, the oldest were dropped")
+            }
+        }
+    }
+
+    @Test func aFullQueueDropsWithoutBlocking() throws {
+        var configuration = Self.configuration(port: 9)
+        configuration.queueCapacity = 10
+        let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+        for i in 0..<25 { _ = Self.emit(emitter, i) }
+        #expect(emitter.counts.queued == 10)
+        #expect(emitter.counts.dropped == 15)
+        #expect(emitter.queuedCount == 10)
+    }
+
+    @Test func gracefulShutdownFlushesWhatIsQueued() async throws {
+        try await TestCollector.run { collector in
+            var configuration = Self.configuration(port: collector.port)
+            configuration.flushInterval = .seconds(3600)
+            configuration.batchSize = 10_000
+            let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+            try await Self.running(emitter) {
+                for i in 0..<300 { _ = Self.emit(emitter, i) }
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(emitter.counts.sent == 0, "nothing is due before the shutdown")
+            }
+            #expect(emitter.counts.sent == 300)
+            #expect(try await collector.store.counts().events == 300)
+        }
+    }
+
+    @Test func theEnvelopeAndEnvironmentAreFilled() async throws {
+        try await TestCollector.run { collector in
+            let emitter = try TelemetryEmitter(configuration: Self.configuration(port: collector.port), logger: Self.logger)
+            let user = UUID()
+            let session = UUID()
+            let ids = try await Self.running(emitter) {
+                let ids = (0..<50).map { _ in
+                    EventContext.$userID.withValue(user) {
+                        EventContext.$sessionID.withValue(session) {
+                            emitter.emit(GenerationStarted(model: "flux-1-dev", taskID: UUID())).envelope.eventID!
+                        }
+                    }
+                }
+                try await Self.waitUntil { emitter.counts.sent == 50 }
+                return ids
+            }
+            #expect(ids == ids.sorted { $0.uuidString.lowercased() < $1.uuidString.lowercased() }, "UUIDv7 ids sort by time")
+            #expect(ids.allSatisfy { $0.uuidString.dropFirst(14).first == "7" })
+            let stored = try #require(try await collector.store.event(id: UUIDValue(ids[0].uuidString)!, tenant: nil))
+            let object = try #require(JSONSerialization.jsonObject(with: Data(stored.json.utf8)) as? [String: Any])
+            #expect(object["tenant_id"] as? String == Self.tenant.uuidString.lowercased())
+            #expect(object["source"] as? String == "emitter-test")
+            #expect(object["user_id"] as? String == user.uuidString.lowercased())
+            #expect(object["session_id"] as? String == session.uuidString.lowercased())
+            #expect(object["node_id"] as? String == Self.node.uuidString.lowercased())
+            #expect(object["vm_type"] as? String == "g5.2xlarge")
+            #expect(object["storage_type"] as? String == "nvme")
+        }
+    }
+
+    @Test func rejectionsAreCountedAndNotRetried() async throws {
+        try await TestCollector.run { collector in
+            var configuration = Self.configuration(port: collector.port)
+            configuration.environment = EventEnvironment()  // no node id: xumi events lack a required field
+            let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+            try await Self.running(emitter) {
+                emitter.emit(GenerationStarted(model: "m", taskID: UUID()))
+                emitter.emit(PolicyCacheReset(result: true))
+                try await Self.waitUntil { emitter.counts.sent + emitter.counts.rejected == 2 }
+            }
+            #expect(emitter.counts.rejected == 1)
+            #expect(emitter.counts.sent == 1)
+            #expect(emitter.counts.retried == 0)
+            let rejected = try await collector.store.rejected(RejectedQuery())
+            #expect(rejected.rejected.first?.issues.map(\.field) == ["node_id"])
+        }
+    }
+
+    @Test func handlesCompleteOperationsTheCollectorPairs() async throws {
+        try await TestCollector.run { collector in
+            let emitter = try TelemetryEmitter(configuration: Self.configuration(port: collector.port), logger: Self.logger)
+            let user = UUID()
+            let resource = UUID()
+            try await Self.running(emitter) {
+                let load = emitter.start(WeightsLoadStarted(model: "flux-1-dev", url: "s3://weights/flux"))
+                try await Task.sleep(for: .milliseconds(30))
+                let completed = load.complete(result: true, size: 3_000_000)
+                #expect(completed.originEventID == load.start.envelope.eventID)
+                #expect((completed.speed ?? 0) > 0 && (completed.speed ?? .infinity) < 3_000_000 / 0.03)
+
+                var generation = emitter.start(GenerationStarted(model: "sdxl-1.0", taskID: UUID()))
+                generation.markWorkBegan()
+                generation.complete(result: false, userID: user, detail: "CUDA out of memory")
+
+                let deploy = emitter.start(PodDeployStarted(result: true, resourceID: resource, hardware: "nvidia-h100-80gb"))
+                deploy.complete(result: true)
+                let free = emitter.start(PodFreeStarted(result: true, resourceID: resource))
+                free.complete(result: true)
+                try await Self.waitUntil { emitter.counts.sent == 8 }
+            }
+            let operations = try await collector.store.operations(OperationQuery(limit: 100, nowMicros: Int64(Date().timeIntervalSince1970 * 1e6)))
+                .operations
+            let byKind = Dictionary(grouping: operations, by: \.kind)
+            #expect(byKind["weights_load"]?.first?.status == .succeeded)
+            #expect((byKind["weights_load"]?.first?.durationMilliseconds ?? 0) >= 25)
+            #expect(byKind["generation"]?.first?.status == .failed)
+            let attributes = Dictionary(uniqueKeysWithValues: byKind["generation"]?.first?.attributes ?? [])
+            #expect(attributes["queue_ms"] != nil)
+            #expect(byKind["pod_deploy"]?.first?.status == .succeeded)
+            #expect(byKind["pod_free"]?.first?.status == .succeeded)
+            #expect(byKind["pod_lifetime"]?.first?.status == .succeeded)
+        }
+    }
+}
