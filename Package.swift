@@ -112,6 +112,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The SDK's getting-started example (docs/sdk.md); built with everything else, so it
+        // cannot fall behind the API.
+        .executableTarget(
+            name: "service-example",
+            dependencies: [
+                "TelemetryClient",
+                "TelemetryEvents",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/ServiceExample",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "TelemetryCatalogTests",
             dependencies: ["TelemetryCatalog", "TelemetryEvents"],
