@@ -99,6 +99,7 @@ let package = Package(
             dependencies: [
                 "TelemetryCatalog",
                 "TelemetryClient",
+                "TelemetryEvents",
                 "TelemetryStore",
                 "TelemetryPipeline",
                 "TelemetryServer",

@@ -17,7 +17,7 @@ struct Telemetry: AsyncParsableCommand {
             2 a usage or I/O error.
             """,
         subcommands: [
-            ServeCommand.self, ValidateCommand.self, CatalogCommand.self, SampleCommand.self, SendCommand.self, QueryCommand.self,
+            ServeCommand.self, DemoCommand.self, ValidateCommand.self, CatalogCommand.self, SampleCommand.self, SendCommand.self, QueryCommand.self,
             StatsCommand.self, TailCommand.self, BenchCommand.self,
         ]
     )

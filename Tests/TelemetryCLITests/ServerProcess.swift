@@ -6,10 +6,12 @@ final class ServerProcess: @unchecked Sendable {
     let port: Int
     private let output = Pipe()
 
-    /// Starts the collector on `data` with a free port and waits until it listens.
-    init(data: URL, port listenPort: Int = 0, extraArguments: [String] = []) throws {
+    /// Starts the collector (`serve`, or `demo`) on `data` with a free port and waits until it listens.
+    init(command: String = "serve", data: URL, port listenPort: Int = 0, extraArguments: [String] = []) throws {
         process.executableURL = CLI.executable
-        process.arguments = ["serve", "--port", String(listenPort), "--data", data.path, "--log-level", "error"] + extraArguments
+        process.arguments =
+            [command, "--port", String(listenPort), "--data", data.path] + (command == "serve" ? ["--log-level", "error"] : [])
+            + extraArguments
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -33,10 +35,10 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts a collector from async code, waiting for it on a dispatch thread.
-    static func start(data: URL, port: Int = 0) async throws -> ServerProcess {
+    static func start(command: String = "serve", data: URL, port: Int = 0, extraArguments: [String] = []) async throws -> ServerProcess {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try ServerProcess(data: data, port: port) })
+                continuation.resume(with: Result { try ServerProcess(command: command, data: data, port: port, extraArguments: extraArguments) })
             }
         }
     }

@@ -117,6 +117,23 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "telemetry.serve")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let host = self.host
+        let (services, store) = try makeServices(logger: logger) { port, storePath in
+            // Scripts read this line to find the port (with --port 0).
+            print("telemetry: collector listening on http://\(host):\(port) (store sqlite:\(storePath))")
+            fflush(nil)
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        try? store.close()
+    }
+
+    /// The collector's services (writer, retention, HTTP server) over its store; `onListening` gets
+    /// the bound port and the store's path once the server listens. Also used by `demo`.
+    func makeServices(
+        logger: Logger, onListening: @escaping @Sendable (Int, String) async -> Void
+    ) throws -> (services: [any Service], store: SQLiteStore) {
         var storeConfiguration = SQLiteStoreConfiguration(path: try storePath())
         storeConfiguration.durability = Durability(name: fsync)!
         storeConfiguration.maxBytes = maxStoreBytes
@@ -137,22 +154,14 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.port = port
         configuration.maxBodyBytes = maxBody
         let collector = Collector(configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, logger: logger)
-        let host = self.host
         let storePath = storeConfiguration.path
-        let app = collector.application { port in
-            // Scripts read this line to find the port (with --port 0).
-            print("telemetry: collector listening on http://\(host):\(port) (store sqlite:\(storePath))")
-            fflush(nil)
-        }
+        let app = collector.application { port in await onListening(port, storePath) }
         var services: [any Service] = [writer]
         if let retention, let duration = Self.parseDuration(retention) {
             services.append(
                 RetentionService(store: store, retention: duration, logger: logger, now: { Int64(Date().timeIntervalSince1970 * 1_000_000) }))
         }
         services.append(app)
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-        try? store.close()
+        return (services, store)
     }
 }
