@@ -1,4 +1,5 @@
 // swift-tools-version:6.2
+import Foundation
 import PackageDescription
 
 // Every target is built in the Swift 6 language mode with the same upcoming features, so that
@@ -150,3 +151,23 @@ let package = Package(
         ),
     ]
 )
+
+// Benchmarks (ordo-one/benchmark, with malloc counts) join the package only when asked, so that a
+// plain build and the test command never build the benchmark tooling:
+//   TELEMETRY_BENCHMARKS=1 swift package benchmark
+if ProcessInfo.processInfo.environment["TELEMETRY_BENCHMARKS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "EmitterBenchmarks",
+            dependencies: [
+                "TelemetryClient",
+                "TelemetryEvents",
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/EmitterBenchmarks",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ))
+}

@@ -1,0 +1,202 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TelemetryCatalog
+import TelemetryClient
+import TelemetryEvents
+
+struct EmitterBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emitter",
+        abstract: "The SDK's emitter delivering into a local collector, against plain HTTP posts in the same run.",
+        discussion: """
+            Starts a `telemetry serve` child process for each measurement and measures, in one run:
+              baseline  the same events, pre-encoded as NDJSON batches, posted from --connections
+                        connections (no SDK: the collector's own ceiling)
+              emitter   --producers tasks calling `emit` as fast as they can on one TelemetryEmitter
+                        (batches, gzip, one request in flight, as in a service)
+            and prints the rate at which `emit` returned, the rate the collector acknowledged, events
+            dropped because the queue was full (the emitter never blocks its caller), and this
+            process's peak RSS (bounded by the queue, whatever the load).
+            """
+    )
+
+    @Option(help: "Events to emit.")
+    var events: Int = 300_000
+
+    @Option(help: "Tasks calling emit concurrently.")
+    var producers: Int = 4
+
+    @Option(help: "Connections of the baseline.")
+    var connections: Int = 4
+
+    @Option(help: "The emitter's batch size.")
+    var batchSize: Int = 2000
+
+    @Option(help: "The emitter's queue capacity.")
+    var queueCapacity: Int = 100_000
+
+    @Option(help: "The collector's --fsync: full or normal.")
+    var fsync: String = "full"
+
+    func validate() throws {
+        guard events > 0, producers > 0, connections > 0, batchSize > 0, queueCapacity > 0 else {
+            throw ValidationError("counts must be positive")
+        }
+        guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
+    }
+
+    func run() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-emitter-bench-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let tenant = UUID()
+        let node = UUID()
+        func event(_ i: Int) -> GenerationStarted {
+            GenerationStarted(
+                model: ["sdxl-1.0", "flux-1-dev", "llama-3.1-8b-instruct"][i % 3], prompt: "a lighthouse on a rocky coast at dawn",
+                taskID: UUID())
+        }
+        print("events: \(events); emitter: \(producers) producers, batches of \(batchSize), queue \(queueCapacity); fsync \(fsync)")
+
+        // The emitter, into a fresh collector.
+        let collector = try CollectorChild(data: directory.appendingPathComponent("emitter"), fsync: fsync)
+        defer { collector.stop() }
+        var configuration = TelemetryEmitterConfiguration(port: collector.port, tenantID: tenant, source: "bench")
+        configuration.batchSize = batchSize
+        configuration.queueCapacity = queueCapacity
+        configuration.environment = EventEnvironment(nodeID: node)
+        var logger = Logger(label: "bench")
+        logger.logLevel = .critical
+        let emitter = try TelemetryEmitter(configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [emitter], logger: logger))
+        let total = events
+        let producers = self.producers
+        let (emitSeconds, deliverSeconds) = try await withThrowingTaskGroup(of: Void.self) { tasks -> (Double, Double) in
+            tasks.addTask { try await group.run() }
+            let started = MonotonicClock.now()
+            await withTaskGroup(of: Void.self) { emitting in
+                for p in 0..<producers {
+                    emitting.addTask {
+                        for i in stride(from: p, to: total, by: producers) { emitter.emit(event(i)) }
+                    }
+                }
+            }
+            let emitted = Double(MonotonicClock.now() - started) / 1e9
+            while emitter.counts.sent + emitter.counts.dropped + emitter.counts.rejected < total {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let delivered = Double(MonotonicClock.now() - started) / 1e9
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return (emitted, delivered)
+        }
+        let counts = emitter.counts
+        let peak = peakResidentBytes()
+        collector.stop()
+        // Baseline: the same kind of events, encoded up front, posted straight.
+        var batches: [[UInt8]] = []
+        var writer = EventJSONWriter()
+        var ids = UUIDSequence()
+        for start in stride(from: 0, to: events, by: batchSize) {
+            writer.reset()
+            for i in start..<min(events, start + batchSize) {
+                var e = event(i)
+                e.envelope = EventEnvelope(eventID: ids.next(), timestamp: Date(), tenantID: tenant, source: "bench")
+                e.nodeID = node
+                e.writeJSON(to: &writer)
+                writer.newline()
+            }
+            batches.append(writer.bytes)
+        }
+        let baselineCollector = try CollectorChild(data: directory.appendingPathComponent("baseline"), fsync: fsync)
+        let baselineSeconds = try baselineCollector.post(batches, connections: connections)
+        baselineCollector.stop()
+
+        func rate(_ n: Int, _ seconds: Double) -> String { String(format: "%9.0f events/s", Double(n) / seconds) }
+        print("baseline: pre-encoded batches over \(connections) connections".padding(to: 52) + rate(events, baselineSeconds))
+        print("emit() returned (\(producers) producers)".padding(to: 52) + rate(events, emitSeconds))
+        print("emitter: acknowledged by the collector".padding(to: 52) + rate(counts.sent, deliverSeconds))
+        print("dropped (queue full): \(counts.dropped); rejected: \(counts.rejected); retried: \(counts.retried)")
+        print("this process's peak RSS while emitting: \(peak.map(formatBytes) ?? "unknown")")
+        print(String(format: "ratio: the emitter delivers at %.0f%% of the baseline", 100 * Double(counts.sent) / deliverSeconds / (Double(events) / baselineSeconds)))
+    }
+}
+
+/// Ids for pre-encoded events.
+struct UUIDSequence {
+    var n: UInt64 = 0
+    mutating func next() -> UUID {
+        n += 1
+        var bytes = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: n.bigEndian) { for i in 0..<8 { bytes[8 + i] = $0[i] } }
+        bytes[6] = 0x40
+        bytes[8] = 0x80 | (bytes[8] & 0x3f)
+        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+}
+
+/// A `telemetry serve` child process on a free loopback port, stopped by its PID.
+final class CollectorChild {
+    let process = Process()
+    let port: Int
+
+    init(data: URL, fsync: String, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"] + extra
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var seen = ""
+        var port: Int? = nil
+        while port == nil {
+            let chunk = output.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { throw CommandFailure("the collector did not start") }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let match = seen.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) { port = Int(match.1) }
+        }
+        self.port = port!
+    }
+
+    /// Posts every batch over `connections` connections; returns the seconds it took.
+    func post(_ batches: [[UInt8]], connections: Int) throws -> Double {
+        let group = DispatchGroup()
+        let failure = FailureBox()
+        let started = MonotonicClock.now()
+        for client in 0..<connections {
+            group.enter()
+            let mine = stride(from: client, to: batches.count, by: connections).map { batches[$0] }
+            let port = self.port
+            Thread.detachNewThread {
+                defer { group.leave() }
+                let connection = HTTPConnection(host: "127.0.0.1", port: port)
+                for body in mine {
+                    guard let response = try? connection.request("POST", "/v1/events", headers: [("Content-Type", "application/x-ndjson")], body: body),
+                        response.status == 200
+                    else {
+                        failure.set()
+                        return
+                    }
+                }
+            }
+        }
+        group.wait()
+        if failure.isSet { throw CommandFailure("a baseline request failed") }
+        return Double(MonotonicClock.now() - started) / 1e9
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
+
+private final class FailureBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
