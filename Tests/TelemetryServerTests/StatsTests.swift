@@ -5,19 +5,8 @@ import Testing
 
 /// `stats` answers checked against a brute-force computation over random data.
 @Suite struct StatsTests {
-    /// A small seeded generator, so a failure can be replayed.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-        mutating func chance(_ p: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < p }
-    }
+    /// Seeded, so that a failure can be replayed.
+    typealias Random = SplitMix64
 
     struct Check {
         var tenant: String
@@ -30,7 +19,7 @@ import Testing
     static let hour: Int64 = 3_600_000_000
 
     static func checks(seed: UInt64, count: Int) -> [Check] {
-        var random = Random(state: seed)
+        var random = Random(seed: seed)
         return (0..<count).map { _ in
             Check(
                 tenant: random.chance(0.6) ? OperationTests.tenantA : OperationTests.tenantB,
@@ -133,7 +122,7 @@ import Testing
     }
 
     @Test func operationDurationsByModelMatchTheirPairs() async throws {
-        var random = Random(state: 99)
+        var random = Random(seed: 99)
         var events: [JSONValue] = []
         var durations: [String: [Double]] = [:]
         var outcomes: [String: [Bool]] = [:]
@@ -177,7 +166,7 @@ import Testing
     }
 
     @Test func lastIsTheNewestValueOfEachGroup() async throws {
-        var random = Random(state: 5)
+        var random = Random(seed: 5)
         var events: [JSONValue] = []
         var newest: [String: (Int64, Int64)] = [:]
         for i in 0..<300 {

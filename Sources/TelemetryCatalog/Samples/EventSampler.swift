@@ -217,12 +217,12 @@ public struct EventSampler: Sendable {
 }
 
 /// A small, fast, seedable pseudo-random generator (SplitMix64).
-struct SplitMix64: RandomNumberGenerator, Sendable {
+package struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    package init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -230,9 +230,12 @@ struct SplitMix64: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 
-    mutating func chance(_ p: Double) -> Bool {
+    package mutating func chance(_ p: Double) -> Bool {
         Double(next() >> 11) / Double(1 << 53) < p
     }
+
+    /// A number in `0..<n`.
+    package mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 
     /// A random version-4 UUID.
     mutating func uuid() -> UUIDValue {

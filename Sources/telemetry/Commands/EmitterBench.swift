@@ -110,7 +110,7 @@ struct EmitterBench: AsyncParsableCommand {
             batches.append(writer.bytes)
         }
         let baselineCollector = try CollectorChild(data: directory.appendingPathComponent("baseline"), fsync: fsync)
-        let baselineSeconds = try baselineCollector.post(batches, connections: connections)
+        let baselineSeconds = try baselineCollector.post(batches, connections: connections).seconds
         baselineCollector.stop()
 
         func rate(_ n: Int, _ seconds: Double) -> String { String(format: "%9.0f events/s", Double(n) / seconds) }
@@ -136,67 +136,3 @@ struct UUIDSequence {
     }
 }
 
-/// A `telemetry serve` child process on a free loopback port, stopped by its PID.
-final class CollectorChild {
-    let process = Process()
-    let port: Int
-
-    init(data: URL, fsync: String, extra: [String] = []) throws {
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"] + extra
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        var seen = ""
-        var port: Int? = nil
-        while port == nil {
-            let chunk = output.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw CommandFailure("the collector did not start") }
-            seen += String(decoding: chunk, as: UTF8.self)
-            if let match = seen.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) { port = Int(match.1) }
-        }
-        self.port = port!
-    }
-
-    /// Posts every batch over `connections` connections; returns the seconds it took.
-    func post(_ batches: [[UInt8]], connections: Int) throws -> Double {
-        let group = DispatchGroup()
-        let failure = FailureBox()
-        let started = MonotonicClock.now()
-        for client in 0..<connections {
-            group.enter()
-            let mine = stride(from: client, to: batches.count, by: connections).map { batches[$0] }
-            let port = self.port
-            Thread.detachNewThread {
-                defer { group.leave() }
-                let connection = HTTPConnection(host: "127.0.0.1", port: port)
-                for body in mine {
-                    guard let response = try? connection.request("POST", "/v1/events", headers: [("Content-Type", "application/x-ndjson")], body: body),
-                        response.status == 200
-                    else {
-                        failure.set()
-                        return
-                    }
-                }
-            }
-        }
-        group.wait()
-        if failure.isSet { throw CommandFailure("a baseline request failed") }
-        return Double(MonotonicClock.now() - started) / 1e9
-    }
-
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-    }
-
-    deinit { stop() }
-}
-
-private final class FailureBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
-}

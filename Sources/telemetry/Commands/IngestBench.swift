@@ -120,74 +120,10 @@ struct IngestBench: ParsableCommand {
     }
 
     private func measureCollector(_ batches: [[UInt8]], data: URL, extra: [String] = []) throws -> CollectorRun {
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        server.arguments = ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"] + extra
-        let output = Pipe()
-        server.standardOutput = output
-        try server.run()
-        defer {
-            if server.isRunning {
-                kill(server.processIdentifier, SIGTERM)
-                server.waitUntilExit()
-            }
-        }
-        var seen = ""
-        var port: Int? = nil
-        while port == nil {
-            let chunk = output.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw CommandFailure("the collector did not start") }
-            seen += String(decoding: chunk, as: UTF8.self)
-            if let match = seen.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) { port = Int(match.1) }
-        }
-
-        let results = LatencyLog()
-        let group = DispatchGroup()
-        let started = MonotonicClock.now()
-        for client in 0..<connections {
-            group.enter()
-            let mine = stride(from: client, to: batches.count, by: connections).map { batches[$0] }
-            Thread.detachNewThread { [port] in
-                defer { group.leave() }
-                let connection = HTTPConnection(host: "127.0.0.1", port: port!)
-                for body in mine {
-                    let sent = MonotonicClock.now()
-                    do {
-                        let response = try connection.request("POST", "/v1/events", headers: [("Content-Type", "application/x-ndjson")], body: body)
-                        guard response.status == 200 else {
-                            results.fail("HTTP \(response.status): \(response.text.prefix(200))")
-                            return
-                        }
-                    } catch {
-                        results.fail("\(error)")
-                        return
-                    }
-                    results.record(Double(MonotonicClock.now() - sent) / 1e9)
-                }
-            }
-        }
-        group.wait()
-        let seconds = Double(MonotonicClock.now() - started) / 1e9
-        if let failure = results.failure { throw CommandFailure("a request failed: \(failure)") }
-        return CollectorRun(seconds: seconds, latencies: results.latencies, peakRSS: Self.peakRSS(of: server.processIdentifier))
-    }
-
-    static func peakRSS(of pid: Int32) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-        else { return nil }
-        return Int(line.filter(\.isNumber)).map { $0 * 1024 }
+        let collector = try CollectorChild(data: data, fsync: fsync, extra: extra)
+        defer { collector.stop() }
+        let (seconds, latencies) = try collector.post(batches, connections: connections)
+        return CollectorRun(seconds: seconds, latencies: latencies, peakRSS: collector.peakRSS)
     }
 }
 
-/// Request latencies recorded from several threads.
-private final class LatencyLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [Double] = []
-    private var firstFailure: String?
-
-    func record(_ seconds: Double) { lock.withLock { values.append(seconds) } }
-    func fail(_ message: String) { lock.withLock { if firstFailure == nil { firstFailure = message } } }
-    var latencies: [Double] { lock.withLock { values } }
-    var failure: String? { lock.withLock { firstFailure } }
-}

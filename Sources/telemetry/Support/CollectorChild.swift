@@ -1,0 +1,90 @@
+import Foundation
+import TelemetryClient
+
+/// A `telemetry serve` child process on a free loopback port, for the benchmarks; stopped by its PID.
+final class CollectorChild {
+    let process = Process()
+    let port: Int
+
+    /// Starts `telemetry serve` on `data` (with `--fsync` and `extra` arguments) and waits until it listens.
+    init(data: URL, fsync: String, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"] + extra
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var seen = ""
+        var port: Int? = nil
+        while port == nil {
+            let chunk = output.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { throw CommandFailure("the collector did not start") }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let match = seen.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) { port = Int(match.1) }
+        }
+        self.port = port!
+    }
+
+    /// Posts every batch (NDJSON) over `connections` connections, each on its own thread; returns
+    /// the seconds it took and each request's latency.
+    func post(_ batches: [[UInt8]], connections: Int) throws -> (seconds: Double, latencies: [Double]) {
+        let results = LatencyLog()
+        let group = DispatchGroup()
+        let started = MonotonicClock.now()
+        let port = self.port
+        for client in 0..<connections {
+            group.enter()
+            let mine = stride(from: client, to: batches.count, by: connections).map { batches[$0] }
+            Thread.detachNewThread {
+                defer { group.leave() }
+                let connection = HTTPConnection(host: "127.0.0.1", port: port)
+                for body in mine {
+                    let sent = MonotonicClock.now()
+                    do {
+                        let response = try connection.request("POST", "/v1/events", headers: [("Content-Type", "application/x-ndjson")], body: body)
+                        guard response.status == 200 else {
+                            results.fail("HTTP \(response.status): \(response.text.prefix(200))")
+                            return
+                        }
+                    } catch {
+                        results.fail("\(error)")
+                        return
+                    }
+                    results.record(Double(MonotonicClock.now() - sent) / 1e9)
+                }
+            }
+        }
+        group.wait()
+        let seconds = Double(MonotonicClock.now() - started) / 1e9
+        if let failure = results.failure { throw CommandFailure("a request failed: \(failure)") }
+        return (seconds, results.latencies)
+    }
+
+    /// The child's peak resident memory, bytes.
+    var peakRSS: Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return nil }
+        return Int(line.filter(\.isNumber)).map { $0 * 1024 }
+    }
+
+    /// Stops the child with SIGTERM and waits for it.
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
+
+/// Request latencies recorded from several threads.
+final class LatencyLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Double] = []
+    private var firstFailure: String?
+
+    func record(_ seconds: Double) { lock.withLock { values.append(seconds) } }
+    func fail(_ message: String) { lock.withLock { if firstFailure == nil { firstFailure = message } } }
+    var latencies: [Double] { lock.withLock { values } }
+    var failure: String? { lock.withLock { firstFailure } }
+}
