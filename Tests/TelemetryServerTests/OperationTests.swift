@@ -41,7 +41,7 @@ import Testing
     static func id(_ n: Int) -> String { String(format: "a0000000-0000-4000-8000-%012d", n) }
     static func task(_ n: Int) -> String { String(format: "b0000000-0000-4000-8000-%012d", n) }
     static func time(_ seconds: Double) -> JSONValue {
-        .string(ISO8601Timestamp.string(fromMicroseconds: base + Int64(seconds * 1_000_000)))
+        .string(ISO8601Timestamp.string(fromMicroseconds: base + Int64((seconds * 1_000_000).rounded())))
     }
 
     static func envelope(_ id: Int, _ type: String, at seconds: Double, tenant: String = tenantA) -> [(String, JSONValue)] {
