@@ -346,11 +346,13 @@ final class SimulatedPlatform: Service, Sendable {
         }
         var round = 0
         while !Task.isCancelled {
-            let u = Int.random(in: 0..<users.count)
+            // The first rounds show every kind of access once: one user uploads, reads, downloads
+            // and deletes; then the traffic is random.
+            let u = round < 5 ? 0 : Int.random(in: 0..<users.count)
             let user = users[u]
             let envelope = EventEnvelope(tenantID: user.tenant, userID: user.id)
             let ip = "10.\(Int.random(in: 0...255)).\(Int.random(in: 0...255)).\(Int.random(in: 1...254))"
-            let roll = round < 4 ? Double(round) / 4 : Double.random(in: 0..<1)
+            let roll = round < 5 ? [0.0, 0.0, 0.4, 0.6, 0.95][round] : Double.random(in: 0..<1)
             if roll < 0.35 || user.objects.isEmpty {
                 let size = Int64.random(in: 200_000...40_000_000)
                 let url = "s3://xumi-assets/\(user.tenant.uuidString.lowercased())/\(UUID().uuidString.lowercased()).png"
