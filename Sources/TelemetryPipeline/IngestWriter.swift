@@ -26,6 +26,7 @@ public final class IngestWriter: Service, Sendable {
     private let doorbell: AsyncStream<Void>
     private let ring: AsyncStream<Void>.Continuation
     private let onCommit: @Sendable (Int64) -> Void
+    private let onTransaction: @Sendable (_ events: Int, _ nanoseconds: UInt64) -> Void
 
     /// Creates the writer.
     ///
@@ -34,10 +35,13 @@ public final class IngestWriter: Service, Sendable {
     ///   - maxEventsPerTransaction: a transaction takes waiting batches until it holds this many
     ///     events (a single larger batch still goes in whole).
     ///   - onCommit: called after each commit with the newest stored sequence number.
+    ///   - onTransaction: called after each committed transaction with its event count and duration.
     public init(
         store: any EventStore, logger: Logger, maxEventsPerTransaction: Int = 20_000,
-        onCommit: @escaping @Sendable (Int64) -> Void = { _ in }
+        onCommit: @escaping @Sendable (Int64) -> Void = { _ in },
+        onTransaction: @escaping @Sendable (_ events: Int, _ nanoseconds: UInt64) -> Void = { _, _ in }
     ) {
+        self.onTransaction = onTransaction
         self.store = store
         self.logger = logger
         self.maxEventsPerTransaction = maxEventsPerTransaction
@@ -108,7 +112,10 @@ public final class IngestWriter: Service, Sendable {
             merged.rejected += job.batch.rejected
         }
         do {
+            let started = ContinuousClock.now
             let outcome = try await store.write(merged)
+            let elapsed = (ContinuousClock.now - started).components
+            onTransaction(merged.events.count, UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000))
             var offset = 0
             for job in jobs {
                 let count = job.batch.events.count

@@ -22,6 +22,10 @@ public struct IngestResult: Sendable {
     public var duplicates: Int
     /// Events refused, with every reason; `index` is the event's position in the request.
     public var rejected: [RejectedEvent]
+    /// Stored events by topic name.
+    public var acceptedByTopic: [String: Int] = [:]
+    /// Duplicates by topic name.
+    public var duplicatesByTopic: [String: Int] = [:]
 }
 
 /// Validates a request's events and hands them to the writer: the pipeline from body to ack.
@@ -95,6 +99,15 @@ public struct Ingestor: Sendable {
             throw notJSON
         }
         let outcome = try await writer.submit(batch)
-        return IngestResult(accepted: outcome.stored, duplicates: outcome.duplicates, rejected: batch.rejected)
+        var result = IngestResult(accepted: outcome.stored, duplicates: outcome.duplicates, rejected: batch.rejected)
+        for (index, sequence) in outcome.sequences.enumerated() {
+            let topic = batch.events[index].event.topic.name
+            if sequence == nil {
+                result.duplicatesByTopic[topic, default: 0] += 1
+            } else {
+                result.acceptedByTopic[topic, default: 0] += 1
+            }
+        }
+        return result
     }
 }

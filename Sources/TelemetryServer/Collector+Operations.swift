@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import Prometheus
+import TelemetryPipeline
 import TelemetryCatalog
 import TelemetryStore
 
@@ -125,18 +127,16 @@ extension Collector {
 
     // MARK: GET /metrics
 
-    /// The Prometheus exposition: for now the stuck operations by kind, counted at scrape time.
+    /// The Prometheus exposition of the collector's metrics; the gauges that are cheaper to read
+    /// than to maintain (stuck operations, store size, writer queue) are read at scrape time.
     func metrics() async throws -> Response {
         do {
-            let stuck = try await store.stuckOperationCounts(nowMicros: Self.nowMicros())
-            var text = "# HELP telemetry_operations_stuck Operations started and not completed within their kind's timeout.\n"
-            text += "# TYPE telemetry_operations_stuck gauge\n"
-            for kind in catalog.lifecycles.map(\.kind) {
-                text += "telemetry_operations_stuck{kind=\"\(kind)\"} \(stuck[kind] ?? 0)\n"
-            }
+            metrics.setStuck(try await store.stuckOperationCounts(nowMicros: Self.nowMicros()))
+            metrics.storeBytes.set(Double(try await store.sizeBytes()))
+            metrics.queueDepth.set(Double(ingestor.writer.pendingEvents))
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: .init(string: text)))
+                body: .init(byteBuffer: .init(bytes: metrics.registry.emitToBuffer())))
         } catch let error as StoreError {
             return Self.storeError(error)
         }

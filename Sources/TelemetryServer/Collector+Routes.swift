@@ -42,6 +42,7 @@ extension Collector {
         let ndjson = request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true
         do {
             let result = try await ingestor.ingest(body, ndjson: ndjson, requestID: requestID, receivedMicros: received)
+            metrics.countIngest(result)
             return Self.json(.ok, Self.ingestResponse(result), headers: idHeader)
         } catch let failure as EventBody.Failure {
             let status: HTTPResponse.Status = failure.code == "too_many_events" ? .contentTooLarge : .badRequest

@@ -28,12 +28,15 @@ public struct Collector: Sendable {
     public let ingestor: Ingestor
     public let broadcaster: SequenceBroadcaster
     public let catalog: Catalog
+    /// The collector's metrics, rendered by `GET /metrics`.
+    public let metrics: CollectorMetrics
     let logger: Logger
 
     public init(
         configuration: CollectorConfiguration, store: any EventStore, ingestor: Ingestor, broadcaster: SequenceBroadcaster,
-        logger: Logger
+        metrics: CollectorMetrics = CollectorMetrics(), logger: Logger
     ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.store = store
         self.ingestor = ingestor
@@ -48,6 +51,7 @@ public struct Collector: Sendable {
     /// - Parameter onServerRunning: called with the bound port once the server listens.
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
         addRoutes(to: router)
         return Application(
             router: router,
@@ -100,5 +104,23 @@ public struct Collector: Sendable {
 
     static func nowMicros() -> Int64 {
         Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
+    }
+}
+
+/// Times every request into `telemetry_http_request_duration_seconds`, labelled with the route's
+/// pattern (`/v1/events/{id}`, not the id), so that the number of series stays small.
+struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: CollectorMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        do {
+            let response = try await next(request, context)
+            metrics.recordRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, duration: .now - started)
+            return response
+        } catch {
+            metrics.recordRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, duration: .now - started)
+            throw error
+        }
     }
 }

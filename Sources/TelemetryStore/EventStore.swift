@@ -37,6 +37,9 @@ public protocol EventStore: Sendable {
 
     /// How many operations of each kind are stuck at `nowMicros`, every kind listed.
     func stuckOperationCounts(nowMicros: Int64) async throws -> [String: Int]
+
+    /// The store's size on disk, bytes.
+    func sizeBytes() async throws -> Int64
 }
 
 /// One event to store, with where it came from.

@@ -29,13 +29,17 @@ struct TestCollector {
         storeConfiguration.durability = .normal
         let store = try SQLiteStore(configuration: storeConfiguration, logger: logger)
         let broadcaster = SequenceBroadcaster()
-        let writer = IngestWriter(store: store, logger: logger, onCommit: { broadcaster.publish($0) })
+        let metrics = CollectorMetrics()
+        let writer = IngestWriter(
+            store: store, logger: logger, onCommit: { broadcaster.publish($0) },
+            onTransaction: { metrics.recordCommit(events: $0, nanoseconds: $1) })
         let ingestor = Ingestor(limits: limits, writer: writer)
         var configuration = CollectorConfiguration()
         configuration.port = 0
         configuration.streamHeartbeatSeconds = 1
         configure(&configuration)
-        let collector = Collector(configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, logger: logger)
+        let collector = Collector(
+            configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, metrics: metrics, logger: logger)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = collector.application { port in portContinuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [writer, app], logger: logger))

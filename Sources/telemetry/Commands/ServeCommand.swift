@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 import TelemetryCatalog
@@ -118,7 +120,11 @@ struct ServeCommand: AsyncParsableCommand {
         var logger = Logger(label: "telemetry.serve")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let host = self.host
-        let (services, store) = try makeServices(logger: logger) { port, storePath in
+        // The Prometheus backend: the collector's own metrics, and anything libraries record
+        // through swift-metrics, in one registry that GET /metrics renders.
+        let metrics = CollectorMetrics()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
+        let (services, store) = try makeServices(logger: logger, metrics: metrics) { port, storePath in
             // Scripts read this line to find the port (with --port 0).
             print("telemetry: collector listening on http://\(host):\(port) (store sqlite:\(storePath))")
             fflush(nil)
@@ -132,7 +138,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// The collector's services (writer, retention, HTTP server) over its store; `onListening` gets
     /// the bound port and the store's path once the server listens. Also used by `demo`.
     func makeServices(
-        logger: Logger, onListening: @escaping @Sendable (Int, String) async -> Void
+        logger: Logger, metrics: CollectorMetrics = CollectorMetrics(), onListening: @escaping @Sendable (Int, String) async -> Void
     ) throws -> (services: [any Service], store: SQLiteStore) {
         var storeConfiguration = SQLiteStoreConfiguration(path: try storePath())
         storeConfiguration.durability = Durability(name: fsync)!
@@ -147,13 +153,16 @@ struct ServeCommand: AsyncParsableCommand {
             CommandFailure.exit("\(error)")
         }
         let broadcaster = SequenceBroadcaster()
-        let writer = IngestWriter(store: store, logger: logger, onCommit: { broadcaster.publish($0) })
+        let writer = IngestWriter(
+            store: store, logger: logger, onCommit: { broadcaster.publish($0) },
+            onTransaction: { metrics.recordCommit(events: $0, nanoseconds: $1) })
         let ingestor = Ingestor(limits: IngestLimits(maxEventsPerRequest: maxEvents, maxDepth: maxDepth), writer: writer)
         var configuration = CollectorConfiguration()
         configuration.host = host
         configuration.port = port
         configuration.maxBodyBytes = maxBody
-        let collector = Collector(configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, logger: logger)
+        let collector = Collector(
+            configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, metrics: metrics, logger: logger)
         let storePath = storeConfiguration.path
         let app = collector.application { port in await onListening(port, storePath) }
         var services: [any Service] = [writer]
