@@ -150,6 +150,7 @@ public final class TelemetryEmitter: Service, Sendable {
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 let waiting = queuedCount
+                metrics.queued.record(waiting)
                 if waiting >= configuration.batchSize || (waiting > 0 && ContinuousClock.now - lastSend >= configuration.flushInterval) {
                     await sendQueued()
                     lastSend = .now
@@ -347,6 +348,8 @@ public final class TelemetryEmitter: Service, Sendable {
 
 /// The emitter's counters as swift-metrics metrics (a no-op until the process bootstraps a backend).
 struct EmitterMetrics: Sendable {
+    /// Events waiting in the queue, set by the sending loop (not by `emit`, which stays cheap).
+    let queued = Gauge(label: "telemetry_client_queue_events")
     let sent = Counter(label: "telemetry_client_events", dimensions: [("outcome", "sent")])
     let retried = Counter(label: "telemetry_client_retries")
     let spooled = Counter(label: "telemetry_client_events", dimensions: [("outcome", "spooled")])
