@@ -83,6 +83,9 @@ public final class TelemetryEmitter: Service, Sendable {
     let spool: Spool
     private let ids = Mutex(UUIDv7Generator())
     private let retryState: Mutex<RetryState>
+    /// One keep-alive connection: only the sending loop (and then the final flush) uses it, one
+    /// request at a time.
+    private let connection: HTTPConnection
     private let metrics: EmitterMetrics
 
     /// The queue and the counters, under one lock: `emit` takes it once.
@@ -101,6 +104,7 @@ public final class TelemetryEmitter: Service, Sendable {
         self.spool = try Spool(directory: configuration.spoolDirectory, maxBytes: configuration.spoolMaxBytes)
         self.metrics = EmitterMetrics()
         self.retryState = Mutex(RetryState(delay: configuration.initialBackoff))
+        self.connection = HTTPConnection(host: configuration.host, port: configuration.port)
         queue.withLock { $0.events.reserveCapacity(min(configuration.queueCapacity, 4096)) }
     }
 
@@ -166,7 +170,7 @@ public final class TelemetryEmitter: Service, Sendable {
 
     /// Sends everything queued and spooled, for at most `timeout`; what is still queued then goes
     /// to the spool, to be sent at the next start (with no spool folder it is lost with the process).
-    public func flush(timeout: Duration) async {
+    func flush(timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             await sendQueued(deadline: deadline)
@@ -258,8 +262,6 @@ public final class TelemetryEmitter: Service, Sendable {
         }
         var headers = [("Content-Type", "application/x-ndjson")]
         if body.count > 2, body[0] == 0x1f, body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
-        let connection = HTTPConnection(host: configuration.host, port: configuration.port)
-        defer { connection.close() }
         let response: HTTPResponse
         do {
             response = try await connection.request("POST", "/v1/events", headers: headers, body: body, timeoutSeconds: 30)

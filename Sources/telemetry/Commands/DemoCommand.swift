@@ -259,7 +259,7 @@ final class SimulatedPlatform: Service, Sendable {
                                 service: "kube-operator", resourceID: resource, userTenantID: tenant, resourceTenantID: tenant,
                                 hardware: hardware, envelope: EventEnvelope(tenantID: tenant)))
                         try await self.pause(hardware == "nvidia-l4" ? Double.random(in: 2...4) : Double.random(in: 4...9))
-                        let deployed = Double.random(in: 0..<1) >= 0.05
+                        let deployed = (first && slot == 0) || Double.random(in: 0..<1) >= 0.05
                         deploy.complete(result: deployed, description: deployed ? "pod running" : "insufficient GPU capacity")
                         if deployed {
                             // The pod's life; the first pod of the first slot is short, so that frees show early.
