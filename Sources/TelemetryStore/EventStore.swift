@@ -23,7 +23,8 @@ public protocol EventStore: Sendable {
     /// Rejected events, newest first.
     func rejected(_ query: RejectedQuery) async throws -> RejectedPage
 
-    /// Deletes up to `limit` events whose timestamp is before `micros`; returns how many it deleted.
+    /// Deletes up to `limit` events whose timestamp is before `micros`, and up to `limit` operations
+    /// that started before it; returns the larger of the two counts (0 when nothing is left to delete).
     func deleteEvents(before micros: Int64, limit: Int) async throws -> Int
 
     /// The sequence number of the newest stored event (0 when empty).

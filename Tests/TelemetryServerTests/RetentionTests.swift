@@ -32,4 +32,26 @@ import Testing
             #expect(await retention.sweep() == 0)
         }
     }
+
+    @Test func oldOperationsGoWithTheirEvents() async throws {
+        try await OperationTests.withStore { store in
+            var events: [JSONValue] = []
+            // Twelve generations 40 days before "now", eight one day before.
+            let now = OperationTests.base + 41 * 86_400_000_000
+            for task in 0..<20 {
+                let at = Double(task < 12 ? 0 : 40 * 86_400) + Double(task)
+                events.append(OperationTests.generationStart(100 + task, task: task, at: at))
+                events.append(OperationTests.generationComplete(200 + task, task: task, at: at + 3))
+            }
+            try await OperationTests.write(store, events)
+            var logger = Logger(label: "test.retention")
+            logger.logLevel = .critical
+            let retention = RetentionService(store: store, retention: .seconds(30 * 86_400), batchSize: 5, logger: logger, now: { now })
+            #expect(await retention.sweep() >= 24)
+            let left = try await store.operations(OperationQuery(limit: 100, nowMicros: now)).operations
+            #expect(left.count == 8)
+            #expect(left.allSatisfy { ($0.startedMicros ?? 0) >= OperationTests.base + 40 * 86_400_000_000 })
+            #expect(try await store.counts().events == 16)
+        }
+    }
 }

@@ -99,6 +99,7 @@ extension SQLiteStore {
 
     public func deleteEvents(before micros: Int64, limit: Int) async throws -> Int {
         let types = typesList
+        let kinds = catalog.lifecycles.map { "'" + $0.kind.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
         do {
             return try await pool.write { db in
                 try db.execute(
@@ -106,7 +107,18 @@ extension SQLiteStore {
                         DELETE FROM events WHERE _seq IN
                         (SELECT _seq FROM events WHERE event_type IN (\(types)) AND "timestamp" < ? LIMIT ?)
                         """, arguments: [micros, limit])
-                return db.changesCount
+                let events = db.changesCount
+                var operations = 0
+                if !kinds.isEmpty {
+                    // Operations go with their start's time, through the (kind, _at_us) index.
+                    try db.execute(
+                        sql: """
+                            DELETE FROM operations WHERE _seq IN
+                            (SELECT _seq FROM operations WHERE kind IN (\(kinds)) AND _at_us < ? LIMIT ?)
+                            """, arguments: [micros, limit])
+                    operations = db.changesCount
+                }
+                return max(events, operations)
             }
         } catch {
             throw mapError(error)
