@@ -77,7 +77,8 @@ extension Collector {
         switch (parameters.get("event_type"), parameters.get("operation")) {
         case (let eventType?, nil): source = .events(eventType: eventType)
         case (nil, let kind?): source = .operations(kind: kind)
-        default: throw QueryError("give exactly one of event_type=TYPE or operation=KIND")
+        case (nil, nil): source = .allEvents
+        default: throw QueryError("give at most one of event_type=TYPE or operation=KIND (neither: events of every type)")
         }
         var query = StatsQuery(source: source, nowMicros: now)
         query.field = parameters.get("field")

@@ -166,7 +166,7 @@ enum OpenAPIDocument {
             "/v1/stats": [
                 "get": [
                     "summary": "Aggregates of events or operations, grouped and bucketed",
-                    "description": "Exactly one of event_type and operation. count counts rows; sum, avg, min, max, last (the newest row's value) and percentiles (pN, exact, nearest rank) read a numeric field; rate is the share of true of a bool field. For operations field defaults to duration_ms; duration_s and duration_h are the same in seconds and hours, and success (true when succeeded, false when failed) is a bool field.",
+                    "description": "At most one of event_type and operation; with neither, events of every type (fields: the envelope's, and topic). count counts rows; sum, avg, min, max, last (the newest row's value) and percentiles (pN, exact, nearest rank) read a numeric field; rate is the share of true of a bool field. For operations field defaults to duration_ms; duration_s and duration_h are the same in seconds and hours, and success (true when succeeded, false when failed) is a bool field.",
                     "operationId": "stats",
                     "parameters": .array([
                         query("event_type", "Aggregate events of this type."),

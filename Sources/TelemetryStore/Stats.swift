@@ -7,6 +7,8 @@ public struct StatsQuery: Sendable {
     public enum Source: Sendable, Hashable {
         /// Events of one type; time is their `timestamp`.
         case events(eventType: String)
+        /// Events of every type (only the envelope's fields, and `topic`); time is their `timestamp`.
+        case allEvents
         /// Operations of one kind; time is when they started (or completed, when the start is unknown).
         case operations(kind: String)
     }

@@ -71,8 +71,10 @@ import Testing
         let bad = try await CLI.runOffPool(["stats", "--url", server.url, "--operation", "weights_load", "--group-by", "colour"])
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("colour"))
-        let both = try await CLI.runOffPool(["stats", "--url", server.url])
+        let both = try await CLI.runOffPool(["stats", "--url", server.url, "--event-type", "x", "--operation", "generation"])
         #expect(both.status == 2)
-        #expect(both.stderr.contains("exactly one of --event-type and --operation"))
+        #expect(both.stderr.contains("at most one of --event-type and --operation"))
+        let all = try await CLI.runOffPool(["stats", "--url", server.url, "--group-by", "topic"])
+        #expect(all.stdout.contains("xumi_load"), "\(all.stdout)")
     }
 }

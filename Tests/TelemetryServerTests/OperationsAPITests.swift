@@ -92,6 +92,14 @@ import Testing
                 })
             #expect(counts == ["succeeded": 8, "failed": 2, "stuck": 2])
 
+            // Events of every type, by topic.
+            let byTopic = try await connection.getJSON("/v1/stats?group_by=topic")
+            let topics = Dictionary(
+                uniqueKeysWithValues: (byTopic.json["groups"] as? [[String: Any]] ?? []).map {
+                    (($0["key"] as? [String: Any])?["topic"] as? String ?? "", $0["count"] as? Int ?? 0)
+                })
+            #expect(topics == ["xumi_task": 22])
+
             let bucketed = try await connection.getJSON(
                 "/v1/stats?event_type=xumi.generation.start&group_by=model&interval=1h")
             for group in bucketed.json["groups"] as? [[String: Any]] ?? [] {
@@ -99,7 +107,7 @@ import Testing
             }
 
             for bad in [
-                "operation=generation&event_type=x", "", "operation=generation&agg=p101", "event_type=xumi.generation.start&field=model&agg=avg",
+                "operation=generation&event_type=x", "operation=generation&agg=p101", "group_by=model", "event_type=xumi.generation.start&field=model&agg=avg",
                 "operation=generation&interval=soon", "operation=generation&group_by=colour",
             ] {
                 let answer = try await connection.getJSON("/v1/stats?\(bad)")

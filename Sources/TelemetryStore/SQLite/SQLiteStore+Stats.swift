@@ -65,6 +65,26 @@ extension SQLiteStore {
                 plan.conditions.append("\(column) = ?")
                 plan.arguments.append(value.databaseValue)
             }
+        case .allEvents:
+            plan.table = "events"
+            timeColumn = "\"timestamp\""
+            for field in catalog.envelope where ColumnLayout.isColumn(field.type) {
+                fields[field.name] = ("\"\(field.name)\"", field.type)
+            }
+            // The topic follows from the event type.
+            let cases = catalog.events.map { "WHEN '\($0.eventType)' THEN '\($0.topic.name)'" }.joined(separator: " ")
+            fields["topic"] = ("(CASE event_type \(cases) END)", .string)
+            // Naming the types lets time ranges use the (event_type, timestamp) index.
+            plan.conditions.append("event_type IN (\(typesList))")
+            for filter in query.filters {
+                let name = catalog.canonicalFieldName(filter.field) ?? filter.field
+                guard let field = fields[name], name != "topic" else {
+                    throw StoreError(.badQuery, "events of every type can be filtered by envelope fields only; not \(filter.field)")
+                }
+                let (column, value) = try columnValue(FieldFilter(field: name, value: filter.value), type: field.type)
+                plan.conditions.append("\(column) = ?")
+                plan.arguments.append(value.databaseValue)
+            }
         case .operations(let kind):
             guard let lifecycle = catalog.lifecycle(kind) else {
                 throw StoreError(.badQuery, "\(kind) is not an operation kind; kinds: \(catalog.lifecycles.map(\.kind).joined(separator: ", "))")
@@ -121,6 +141,7 @@ extension SQLiteStore {
         let what: String
         switch query.source {
         case .events(let eventType): what = eventType
+        case .allEvents: what = "events"
         case .operations(let kind): what = "\(kind) operations"
         }
         for name in query.groupBy {

@@ -165,7 +165,8 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats",
         abstract: "Aggregate events or operations: counts, rates, sums, averages, percentiles (GET /v1/stats).",
         discussion: """
-            Give --event-type or --operation. count counts rows; sum, avg, min, max, last (the \
+            Give --event-type or --operation, or neither for events of every type (grouped by \
+            envelope fields or topic). count counts rows; sum, avg, min, max, last (the \
             newest value) and pN (p50, p95, p99, …; exact) read a numeric --field; rate is the \
             share of true of a bool field. For operations --field defaults to duration_ms \
             (duration_s and duration_h are the same in seconds and hours), and success is a bool \
@@ -178,6 +179,7 @@ struct StatsCommand: ParsableCommand {
               telemetry stats --operation generation --field success --agg rate --group-by model
               telemetry stats --operation weights_load --field speed --agg avg,p95 --group-by storage_type
               telemetry stats --event-type pbac.agent.politics.check --field eval_ms --agg p99 --interval 1h --since 24h
+              telemetry stats --group-by topic --interval 1m --since 1h
             """
     )
 
@@ -220,7 +222,7 @@ struct StatsCommand: ParsableCommand {
     var format: Format = .table
 
     func validate() throws {
-        guard (eventType == nil) != (operation == nil) else { throw ValidationError("give exactly one of --event-type and --operation") }
+        guard eventType == nil || operation == nil else { throw ValidationError("give at most one of --event-type and --operation") }
         if let interval, DurationText.seconds(interval) == nil { throw ValidationError("--interval takes a number and s, m, h or d, e.g. 1h") }
         _ = try keyValuePairs(filters, option: "--where")
     }
