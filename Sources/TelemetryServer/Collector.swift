@@ -78,6 +78,11 @@ public struct Collector: Sendable {
             }
             return Self.json(.ok, schema.render())
         }
+        router.get("/") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
+                body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
+        }
         router.get("healthz") { _, _ in Self.json(.ok, #"{"status":"ok"}"#) }
         router.get("readyz") { _, _ in
             do {

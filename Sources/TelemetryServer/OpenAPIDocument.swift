@@ -201,6 +201,14 @@ enum OpenAPIDocument {
                     ],
                 ]
             ],
+            "/": [
+                "get": [
+                    "summary": "The dashboard",
+                    "description": "A self-contained HTML page (no outside resources) that draws SVG charts from this API. Query parameters tenant_id, range (e.g. 1h), since and until set its filters.",
+                    "operationId": "dashboard",
+                    "responses": ["200": ["description": "The dashboard.", "content": ["text/html": ["schema": ["type": "string"]]]]],
+                ]
+            ],
             "/healthz": [
                 "get": ["summary": "Liveness", "operationId": "healthz", "responses": ["200": response("Alive.", ref("Status"))]]
             ],

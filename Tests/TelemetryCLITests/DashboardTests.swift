@@ -1,0 +1,102 @@
+import Foundation
+import TelemetryCatalog
+import TelemetryClient
+import Testing
+
+/// The dashboard in a real browser: headless Chromium (installed by scripts/test) loads `GET /` from a
+/// collector seeded with known events, runs the page's script, and the rendered DOM shows the
+/// seeded models, the counts and a chart in every section, with nothing on the console.
+@Suite struct DashboardTests {
+    @Test func aBrowserRendersEverySectionFromTheSeededEvents() async throws {
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let server = try await ServerProcess.start(data: data)
+        defer { server.stop() }
+
+        // 3,800 events of every type over the last few minutes, whose completions pair.
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        var sampler = EventSampler(seed: 9, startMicros: now - 10 * 60 * 1_000_000)
+        sampler.linksLifecycles = true
+        sampler.lifecycleLag = 4
+        sampler.spacingMicros = 100_000
+        let lines = (0..<3_800).map { i in sampler.sample(Catalog.builtin.events[i % 19]).render() }
+        let connection = HTTPConnection(host: "127.0.0.1", port: server.port)
+        for chunk in stride(from: 0, to: lines.count, by: 1000) {
+            let body = lines[chunk..<min(lines.count, chunk + 1000)].joined(separator: "\n")
+            let response = try await connection.request("POST", "/v1/events", body: Array(body.utf8))
+            #expect(response.status == 200)
+        }
+
+        let page = try await connection.request("GET", "/")
+        #expect(page.header("content-type")?.hasPrefix("text/html") == true)
+        // No outside resources: no linked styles or scripts, and no address but the SVG namespace.
+        #expect(!page.text.contains("<link") && !page.text.contains("src=") && !page.text.contains("@import"))
+        #expect(page.text.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "").contains("http") == false)
+
+        let (dom, log) = try await Self.render("\(server.url)/?range=1h&tail=off")
+        #expect(dom.contains("data-ready=\"true\""), "the script ran to its end")
+        let consoleLines = log.split(separator: "\n").filter { $0.contains(":CONSOLE") }
+        #expect(consoleLines.isEmpty, "console: \(consoleLines.prefix(5))")
+        if let failure = dom.range(of: "<h3>Could not load this section</h3>") {
+            Issue.record("a section failed: \(dom[failure.lowerBound...].prefix(400))")
+        }
+
+        // A chart in every section.
+        let sections = ["overview", "generation", "loads", "pods", "pbac", "assets"]
+        for (index, section) in sections.enumerated() {
+            let start = try #require(dom.range(of: "data-section=\"\(section)\""))
+            let end = index + 1 < sections.count ? dom.range(of: "data-section=\"\(sections[index + 1])\"")?.lowerBound ?? dom.endIndex : dom.endIndex
+            #expect(dom[start.upperBound..<end].contains("data-chart="), "no chart in \(section)")
+        }
+        // The seeded models and counts.
+        for model in ["sdxl-1.0", "flux-1-dev", "llama-3.1-8b-instruct", "whisper-large-v3", "qwen2.5-14b-instruct"] {
+            #expect(dom.contains(model), "\(model) is not shown")
+        }
+        #expect(dom.contains(">3800<"), "the accepted count is shown")
+        #expect(dom.contains("nvidia-h100-80gb"))
+        #expect(dom.contains("data-chart=\"events-by-topic\""))
+    }
+
+    /// The DOM after the page's script has run, and Chromium's log.
+    static func render(_ url: String) async throws -> (dom: String, log: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result {
+                    let browser = Process()
+                    browser.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                    browser.arguments = [
+                        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                        "--virtual-time-budget=15000", "--dump-dom", url,
+                    ]
+                    let output = Pipe()
+                    let errors = Pipe()
+                    browser.standardOutput = output
+                    browser.standardError = errors
+                    try browser.run()
+                    let collected = ErrorCollector(errors.fileHandleForReading)
+                    let dom = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    browser.waitUntilExit()
+                    return (dom, collected.text())
+                })
+            }
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own, so that neither pipe fills up.
+private final class ErrorCollector: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            data = handle.readDataToEndOfFile()
+            done.signal()
+        }
+    }
+
+    func text() -> String {
+        done.wait()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
