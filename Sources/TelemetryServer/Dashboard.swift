@@ -311,10 +311,11 @@ function tail() {
 }
 
 (async () => {
-  for (const [name, draw] of [["overview", overview], ["generation", generation], ["loads", loads], ["pods", pods],
-                              ["pbac", pbac], ["assets", assets], ["operations", operations]]) {
+  // Sections load side by side (the store serves concurrent reads); each draws its own cards in order.
+  await Promise.all([["overview", overview], ["generation", generation], ["loads", loads], ["pods", pods],
+                     ["pbac", pbac], ["assets", assets], ["operations", operations]].map(async ([name, draw]) => {
     try { await draw(); } catch (error) { empty(card(name, "Could not load this section"), String(error.message || error)); }
-  }
+  }));
   document.body.setAttribute("data-ready", "true");
   // tail=off: a page without the stream, for headless snapshots (an open stream never lets a
   // headless browser consider the page loaded).
