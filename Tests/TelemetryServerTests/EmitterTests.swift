@@ -118,13 +118,16 @@ import Testing
             // Nobody listens: the batches go to the spool, none is lost.
             try await Self.waitUntil { emitter.counts.spooled == 2_500 }
             #expect(emitter.counts.sent == 0)
-            #expect(try FileManager.default.contentsOfDirectory(atPath: spool).count == 13)
+            // At least 13 batches of at most 200 (fewer events a batch when the sending loop
+            // wakes while the test is still emitting).
+            let batches = try FileManager.default.contentsOfDirectory(atPath: spool).count
+            #expect(batches >= 13)
             try await TestCollector.run(configure: { $0.port = port }) { collector in
                 try await Self.waitUntil { emitter.counts.sent == 2_500 }
                 let stored = try await Self.storedIDs(collector.store)
                 #expect(stored.count == 2_500, "every event exactly once")
                 #expect(stored == emitted, "in the order they were emitted")
-                #expect(emitter.counts.retried >= 13)
+                #expect(emitter.counts.retried >= batches)
                 #expect(emitter.counts.dropped == 0)
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: spool).isEmpty)
@@ -147,7 +150,6 @@ import Testing
             try await Self.waitUntil { emitter.queuedCount == 0 && emitter.counts.spooled == 3_000 }
             let dropped = emitter.counts.dropped
             #expect(dropped > 0)
-            #expect(dropped % 100 == 0, "whole batches are dropped")
             let onDisk = try FileManager.default.contentsOfDirectory(atPath: spool).reduce(0) { total, name in
                 total + ((try? FileManager.default.attributesOfItem(atPath: spool + "/" + name)[.size] as? Int) ?? 0)
             }
