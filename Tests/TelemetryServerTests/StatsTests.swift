@@ -196,6 +196,37 @@ import Testing
         }
     }
 
+    @Test(arguments: ["topic", "event_type"])
+    func eventsOfEveryTypeCountedByTopicOrTypePerBucket(_ groupBy: String) async throws {
+        var random = Random(seed: 21)
+        var sampler = EventSampler(seed: 21)
+        var events: [JSONValue] = []
+        var expected: [String: Int] = [:]
+        for _ in 0..<2_000 {
+            var event = sampler.sample()
+            let at = OperationTests.base + Int64(random.below(6 * 3600)) * 1_000_000 + Int64(random.below(1_000_000))
+            event["timestamp"] = .string(ISO8601Timestamp.string(fromMicroseconds: at))
+            guard case .string(let type)? = event["event_type"] else { continue }
+            let group = groupBy == "topic" ? Catalog.builtin.latest(type)!.topic.name : type
+            expected["\(group)|\((at / Self.hour) * Self.hour)", default: 0] += 1
+            events.append(event)
+        }
+        try await OperationTests.withStore { store in
+            try await OperationTests.write(store, events)
+            let groups = try await store.stats(
+                StatsQuery(source: .allEvents, groupBy: [groupBy], intervalMicros: Self.hour, nowMicros: 0))
+            var seen: [String: Int] = [:]
+            for group in groups {
+                guard case .string(let key)? = group.key.first?.1, let bucket = group.bucketMicros else { continue }
+                seen["\(key)|\(bucket)"] = group.count
+            }
+            #expect(seen == expected)
+            // Sorted by key, then bucket.
+            let order = groups.map { (JSONValue.object($0.key).render(), $0.bucketMicros ?? 0) }
+            #expect(zip(order, order.dropFirst()).allSatisfy { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) })
+        }
+    }
+
     @Test func badQuestionsGetSpecificErrors() async throws {
         try await OperationTests.withStore { store in
             let cases: [(StatsQuery, String)] = [

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 public import TelemetryCatalog
 
 extension SQLiteStore {
@@ -17,7 +18,8 @@ extension SQLiteStore {
     public func stats(_ query: StatsQuery) async throws -> [StatsGroup] {
         let plan = try statsPlan(query)
         let groups = try await readOperations { db in
-            plan.needsValues ? try Self.aggregateInMemory(plan, db) : try Self.aggregateInSQL(plan, db)
+            if plan.countsInIndexOrder { return try Self.countInIndexOrder(plan, db) }
+            return plan.needsValues ? try Self.aggregateInMemory(plan, db) : try Self.aggregateInSQL(plan, db)
         }
         return groups
     }
@@ -33,6 +35,16 @@ extension SQLiteStore {
         var aggregates: [StatsAggregate]
         /// The time column, for `last`.
         var time = ""
+        var intervalMicros: Int64?
+        /// The topic of each event type, for counting events by topic.
+        var topicOfType: [String: String] = [:]
+        /// Counts of events by type or topic per time bucket: read in the `(event_type, timestamp)`
+        /// index's order and counted as runs, instead of grouped through a temporary B-tree (the
+        /// dashboard's events-by-topic chart over a day of a large store: ~0.5 s that way).
+        var countsInIndexOrder: Bool {
+            table == "events" && intervalMicros != nil && aggregates == [.count] && groups.count == 1
+                && (groups[0].name == "event_type" || groups[0].name == "topic")
+        }
         var needsValues: Bool { aggregates.contains { $0.percentile != nil || $0 == .last } }
         var whereClause: String { conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ") }
     }
@@ -74,6 +86,7 @@ extension SQLiteStore {
             // The topic follows from the event type.
             let cases = catalog.events.map { "WHEN '\($0.eventType)' THEN '\($0.topic.name)'" }.joined(separator: " ")
             fields["topic"] = ("(CASE event_type \(cases) END)", .string)
+            for event in catalog.events { plan.topicOfType[event.eventType] = event.topic.name }
             // Naming the types lets time ranges use the (event_type, timestamp) index.
             plan.conditions.append("event_type IN (\(typesList))")
             for filter in query.filters {
@@ -157,6 +170,7 @@ extension SQLiteStore {
                 throw StoreError(.badQuery, "the range holds more than \(Self.maxStatsGroups) intervals; use a longer interval")
             }
             plan.bucket = "((\(timeColumn) / \(interval)) * \(interval))"
+            plan.intervalMicros = interval
         }
         let fieldName: String?
         if case .operations = query.source {
@@ -279,6 +293,58 @@ extension SQLiteStore {
                 }
             }
             return StatsGroup(key: accumulator.key, bucketMicros: accumulator.bucket, count: accumulator.count, values: results)
+        }
+        return sorted(groups)
+    }
+
+    /// See ``StatsPlan/countsInIndexOrder``.
+    private static func countInIndexOrder(_ plan: StatsPlan, _ db: Database) throws -> [StatsGroup] {
+        let sql = "SELECT event_type, \"timestamp\" FROM events \(plan.whereClause) ORDER BY event_type, \"timestamp\""
+        let statement = try db.makeStatement(sql: sql)
+        try statement.setArguments(StatementArguments(plan.arguments))
+        let stmt = statement.sqliteStatement
+        let interval = plan.intervalMicros!
+        let byTopic = plan.groups[0].name == "topic"
+        var counts: [String: [Int64: Int]] = [:]
+        var type: [UInt8] = []
+        var typeName = ""
+        var bucket = Int64.min
+        var run = 0
+        func flush() {
+            guard run > 0 else { return }
+            let key = byTopic ? plan.topicOfType[typeName] ?? "unknown" : typeName
+            counts[key, default: [:]][bucket, default: 0] += run
+            run = 0
+        }
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(stmt))))
+            }
+            let length = Int(sqlite3_column_bytes(stmt, 0))
+            let text = sqlite3_column_text(stmt, 0)
+            let micros = sqlite3_column_int64(stmt, 1)
+            let rowBucket = (micros / interval) * interval  // as the SQL path buckets
+            let sameType = length == type.count && text.map { memcmp($0, type, length) == 0 } ?? (length == 0)
+            if !sameType {
+                flush()
+                type = text.map { [UInt8](UnsafeBufferPointer(start: $0, count: length)) } ?? []
+                typeName = String(decoding: type, as: UTF8.self)
+                bucket = rowBucket
+            } else if rowBucket != bucket {
+                flush()
+                bucket = rowBucket
+            }
+            run += 1
+        }
+        flush()
+        guard counts.values.reduce(0, { $0 + $1.count }) <= maxStatsGroups else { throw tooManyGroups() }
+        let name = plan.groups[0].name
+        let groups = counts.flatMap { key, buckets in
+            buckets.map { bucket, count in
+                StatsGroup(key: [(name, .string(key))], bucketMicros: bucket, count: count, values: [(.count, Double(count))])
+            }
         }
         return sorted(groups)
     }
