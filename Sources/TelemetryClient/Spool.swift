@@ -44,11 +44,6 @@ final class Spool: Sendable {
 
     var isEmpty: Bool { state.withLock { $0.entries.isEmpty } }
 
-    /// Batches and events waiting.
-    var size: (batches: Int, events: Int, bytes: Int) {
-        state.withLock { ($0.entries.count, $0.entries.reduce(0) { $0 + $1.count }, $0.bytes) }
-    }
-
     /// Adds a batch at the end; returns how many events were dropped from the front to make room.
     func append(_ body: [UInt8], count: Int) -> Int {
         let (sequence, evicted) = state.withLock { state -> (Int, [Entry]) in

@@ -6,6 +6,7 @@ import TelemetryCatalog
 public struct EventJSONWriter: Sendable {
     /// The bytes written so far.
     public private(set) var bytes: [UInt8] = []
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
     private var first = true
 
     public init(reservingCapacity capacity: Int = 1024) {
@@ -85,12 +86,11 @@ public struct EventJSONWriter: Sendable {
         guard let value else { return }
         key(name)
         bytes.append(UInt8(ascii: "\""))
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         withUnsafeBytes(of: value.uuid) { raw in
             for (i, byte) in raw.enumerated() {
                 if i == 4 || i == 6 || i == 8 || i == 10 { bytes.append(UInt8(ascii: "-")) }
-                bytes.append(hex[Int(byte >> 4)])
-                bytes.append(hex[Int(byte & 0xF)])
+                bytes.append(Self.hex[Int(byte >> 4)])
+                bytes.append(Self.hex[Int(byte & 0xF)])
             }
         }
         bytes.append(UInt8(ascii: "\""))
@@ -160,10 +160,9 @@ public struct EventJSONWriter: Sendable {
             case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
             case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
             case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                bytes.append(hex[Int(byte >> 4)])
-                bytes.append(hex[Int(byte & 0xF)])
+                        bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
+                bytes.append(Self.hex[Int(byte >> 4)])
+                bytes.append(Self.hex[Int(byte & 0xF)])
             default: bytes.append(byte)
             }
         }

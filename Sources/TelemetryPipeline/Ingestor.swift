@@ -100,13 +100,16 @@ public struct Ingestor: Sendable {
         }
         let outcome = try await writer.submit(batch)
         var result = IngestResult(accepted: outcome.stored, duplicates: outcome.duplicates, rejected: batch.rejected)
+        // Counted by event definition (an array index per event), then folded into topics.
+        var accepted = [Int](repeating: 0, count: catalog.events.count)
+        var duplicates = accepted
         for (index, sequence) in outcome.sequences.enumerated() {
-            let topic = batch.events[index].event.topic.name
-            if sequence == nil {
-                result.duplicatesByTopic[topic, default: 0] += 1
-            } else {
-                result.acceptedByTopic[topic, default: 0] += 1
-            }
+            let definition = batch.events[index].event.compiled.index
+            if sequence == nil { duplicates[definition] += 1 } else { accepted[definition] += 1 }
+        }
+        for (definition, event) in catalog.events.enumerated() {
+            if accepted[definition] > 0 { result.acceptedByTopic[event.topic.name, default: 0] += accepted[definition] }
+            if duplicates[definition] > 0 { result.duplicatesByTopic[event.topic.name, default: 0] += duplicates[definition] }
         }
         return result
     }

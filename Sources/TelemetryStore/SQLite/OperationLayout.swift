@@ -146,18 +146,4 @@ struct OperationLayout: Sendable {
             role.otherColumns.isEmpty ? "" : "SELECT \(role.otherColumns.map { "\"\($0)\"" }.joined(separator: ", ")) FROM events WHERE _seq = ?"
         return role
     }
-
-    /// The SQL value of a field of an event: UUIDs as 16-byte blobs, timestamps as microseconds.
-    static func databaseValue(_ value: FieldValue?) -> DatabaseValue {
-        switch value {
-        case nil: .null
-        case .string(let text)?: text.databaseValue
-        case .integer(let v)?: v.databaseValue
-        case .number(let v)?: v.databaseValue
-        case .bool(let v)?: (v ? 1 : 0).databaseValue
-        case .uuid(let v)?: v.withBytes { Data($0) }.databaseValue
-        case .timestamp(_, let micros)?: micros.databaseValue
-        case .json(let text)?: text.databaseValue
-        }
-    }
 }

@@ -63,7 +63,7 @@ extension SQLiteStore {
         }
         let now = query.nowMicros
         let finalStatements = statements
-        var rows = try await readOperations { db in
+        var rows = try await read { db in
             try finalStatements.flatMap { sql, values in
                 try Row.fetchAll(db, sql: sql, arguments: StatementArguments(values)).map { self.operation($0, now: now) }
             }
@@ -81,7 +81,7 @@ extension SQLiteStore {
         let timed = catalog.lifecycles.compactMap { lifecycle in
             stuckAfter(lifecycle).map { (lifecycle.kind, nowMicros - Int64($0) * 1_000_000) }
         }
-        let counts = try await readOperations { db in
+        let counts = try await read { db in
             try timed.map { kind, threshold in
                 let count =
                     try Int.fetchOne(
@@ -185,14 +185,6 @@ extension SQLiteStore {
         case .double(let v): return .number(v)
         case .string(let s): return .string(s)
         case .blob: return text(value).map { .string($0) }
-        }
-    }
-
-    func readOperations<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
-        do {
-            return try await pool.read(body)
-        } catch {
-            throw mapError(error)
         }
     }
 }

@@ -161,7 +161,8 @@ extension SQLiteStore {
         return (counts[0], counts[1])
     }
 
-    private func read<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+    /// Runs `body` on a reader connection, mapping errors to ``StoreError``.
+    func read<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         do {
             return try await pool.read(body)
         } catch {

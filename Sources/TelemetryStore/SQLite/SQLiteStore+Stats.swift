@@ -17,7 +17,7 @@ extension SQLiteStore {
     ///   aggregate the field's type does not allow.
     public func stats(_ query: StatsQuery) async throws -> [StatsGroup] {
         let plan = try statsPlan(query)
-        let groups = try await readOperations { db in
+        let groups = try await read { db in
             if plan.countsInIndexOrder { return try Self.countInIndexOrder(plan, db) }
             return plan.needsValues ? try Self.aggregateInMemory(plan, db) : try Self.aggregateInSQL(plan, db)
         }

@@ -135,7 +135,7 @@ final class SimulatedPlatform: Service, Sendable {
         // One emitter a service, as in production: workers (one per node), the Kubernetes
         // operator, the PBAC agent, the asset store and the workflow engine.
         func emitter(_ source: String, node: Node? = nil) throws -> TelemetryEmitter {
-            var configuration = TelemetryEmitterConfiguration(host: host == "::1" ? "::1" : "127.0.0.1", port: port, tenantID: tenants[0], source: source)
+            var configuration = TelemetryEmitterConfiguration(host: host, port: port, tenantID: tenants[0], source: source)
             configuration.flushInterval = .milliseconds(200)
             if let node {
                 configuration.environment = EventEnvironment(
