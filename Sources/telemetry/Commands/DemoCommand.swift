@@ -145,20 +145,22 @@ final class SimulatedPlatform: Service, Sendable {
             }
             return try TelemetryEmitter(configuration: configuration, logger: logger)
         }
-        let workers = try nodes.map { try emitter("xumi-worker", node: $0) }
+        // The workers of all nodes share one emitter; each event names its node. (One emitter a
+        // node stalled deliveries with many nodes: see the session note.)
+        let worker = try emitter("xumi-worker")
         let kube = try emitter("kube-operator")
         let pbac = try emitter("pbac-agent")
         let assets = try emitter("asset-store")
         let workflows = try emitter("workflow-engine")
-        let emitters = workers + [kube, pbac, assets, workflows]
+        let emitters = [worker, kube, pbac, assets, workflows]
         let group = ServiceGroup(configuration: .init(services: emitters, logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 try await withThrowingTaskGroup(of: Void.self) { activities in
-                    for (i, node) in self.nodes.enumerated() {
-                        activities.addTask { try await self.weightsLoads(workers[i], node) }
-                        activities.addTask { try await self.generations(workers[i], node) }
+                    for node in self.nodes {
+                        activities.addTask { try await self.weightsLoads(worker, node) }
+                        activities.addTask { try await self.generations(worker, node) }
                     }
                     activities.addTask { try await self.pods(kube) }
                     activities.addTask { try await self.policy(pbac) }
@@ -196,7 +198,9 @@ final class SimulatedPlatform: Service, Sendable {
             let model = Self.models.randomElement()!
             let load = telemetry.start(
                 WeightsLoadStarted(
-                    model: model.name, url: "s3://xumi-weights/\(model.name)/model.safetensors", envelope: EventEnvelope(tenantID: tenant())))
+                    model: model.name, url: "s3://xumi-weights/\(model.name)/model.safetensors", nodeID: node.id, vmType: node.vmType,
+                    hostName: node.hostName, storageSize: node.storageSize, storageType: node.storageType,
+                    envelope: EventEnvelope(tenantID: tenant())))
             let bytesPerSecond = Double.random(in: Self.storageSpeed[node.storageType]!)
             try await pause(Double(model.bytes) / bytesPerSecond)
             let failed = Double.random(in: 0..<1) < 0.03
@@ -218,8 +222,9 @@ final class SimulatedPlatform: Service, Sendable {
                         var generation = telemetry.start(
                             GenerationStarted(
                                 model: model.name, created: Date(), prompt: "a lighthouse on a rocky coast at dawn, watercolor",
-                                speed: ["fast", "standard", "quality"].randomElement()!, taskID: UUID(),
-                                envelope: EventEnvelope(tenantID: tenant, userID: user)))
+                                speed: ["fast", "standard", "quality"].randomElement()!, taskID: UUID(), nodeID: node.id,
+                                vmType: node.vmType, hostName: node.hostName, storageSize: node.storageSize,
+                                storageType: node.storageType, envelope: EventEnvelope(tenantID: tenant, userID: user)))
                         try await self.pause(Double.random(in: 0...1.5))  // queued
                         generation.markWorkBegan()
                         let roll = Double.random(in: 0..<1)
