@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Dispatch
+import Synchronization
 
 /// Why an HTTP exchange with the collector failed.
 public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
@@ -52,7 +52,10 @@ public final class HTTPConnection: @unchecked Sendable {
     public let port: Int
     private var fd: Int32 = -1
     private var buffer: [UInt8] = []
-    private static let queue = DispatchQueue(label: "telemetry.http-client", attributes: .concurrent)
+    /// Runs the `async` requests. A thread of the connection's own, not Dispatch's global pool:
+    /// that pool is small on Linux and grows slowly, so many connections blocked in `recv` there
+    /// starved everything else on it (a collector in the same process among them) for seconds.
+    private let worker = BlockingWorker(name: "telemetry.http")
 
     /// Creates a connection; it connects on first use.
     public init(host: String, port: Int) {
@@ -60,7 +63,10 @@ public final class HTTPConnection: @unchecked Sendable {
         self.port = port
     }
 
-    deinit { close() }
+    deinit {
+        close()
+        worker.stop()
+    }
 
     /// Closes the socket; the next request reconnects.
     public func close() {
@@ -128,12 +134,12 @@ public final class HTTPConnection: @unchecked Sendable {
         }
     }
 
-    /// ``request(_:_:headers:body:timeoutSeconds:)`` on a dedicated thread.
+    /// ``request(_:_:headers:body:timeoutSeconds:)`` on the connection's own thread.
     public func request(
         _ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [], timeoutSeconds: Int = 60
     ) async throws -> HTTPResponse {
         try await withCheckedThrowingContinuation { continuation in
-            Self.queue.async {
+            worker.submit {
                 continuation.resume(with: Result { try self.request(method, path, headers: headers, body: body, timeoutSeconds: timeoutSeconds) })
             }
         }

@@ -134,6 +134,33 @@ import Testing
         }
     }
 
+    /// Many emitters in one process (a service with many components, or the demo) each keep a
+    /// connection waiting on the collector; none may starve the others, nor a collector running
+    /// in the same process.
+    @Test func manyEmittersInOneProcessAllDeliverPromptly() async throws {
+        try await TestCollector.run { collector in
+            let emitters = try (0..<40).map { _ in
+                try TelemetryEmitter(configuration: Self.configuration(port: collector.port), logger: Self.logger)
+            }
+            let group = ServiceGroup(configuration: .init(services: emitters, logger: Self.logger))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                for round in 0..<5 {
+                    for (n, emitter) in emitters.enumerated() { _ = Self.emit(emitter, round * 100 + n) }
+                    try await Task.sleep(for: .milliseconds(60))
+                }
+                let started = ContinuousClock.now
+                try await Self.waitUntil(20) { emitters.allSatisfy { $0.counts.sent == 5 } }
+                let waited = ContinuousClock.now - started
+                #expect(waited < .seconds(5), "delivered in \(waited), well past the 50 ms flush interval")
+                #expect(emitters.allSatisfy { $0.counts.retried == 0 }, "no request failed")
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+            #expect(try await collector.store.counts().events == 200)
+        }
+    }
+
     @Test func aFullSpoolDropsTheOldestAndCountsThem() async throws {
         let port = try Self.freePort()
         let spool = Self.temporaryDirectory()

@@ -145,8 +145,8 @@ final class SimulatedPlatform: Service, Sendable {
             }
             return try TelemetryEmitter(configuration: configuration, logger: logger)
         }
-        // The workers of all nodes share one emitter; each event names its node. (One emitter a
-        // node stalled deliveries with many nodes: see the session note.)
+        // The workers of all nodes share one emitter (one service, many nodes); each event names
+        // its node.
         let worker = try emitter("xumi-worker")
         let kube = try emitter("kube-operator")
         let pbac = try emitter("pbac-agent")
@@ -154,7 +154,7 @@ final class SimulatedPlatform: Service, Sendable {
         let workflows = try emitter("workflow-engine")
         let emitters = [worker, kube, pbac, assets, workflows]
         let group = ServiceGroup(configuration: .init(services: emitters, logger: logger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
+        await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 try await withThrowingTaskGroup(of: Void.self) { activities in
