@@ -50,6 +50,8 @@ public final class HTTPConnection: @unchecked Sendable {
     // is its only state.
     public let host: String
     public let port: Int
+    /// Sent as `Authorization: Bearer KEY` with every request when set.
+    public let apiKey: String?
     private var fd: Int32 = -1
     private var buffer: [UInt8] = []
     /// Runs the `async` requests. A thread of the connection's own, not Dispatch's global pool:
@@ -58,9 +60,10 @@ public final class HTTPConnection: @unchecked Sendable {
     private let worker = BlockingWorker(name: "telemetry.http")
 
     /// Creates a connection; it connects on first use.
-    public init(host: String, port: Int) {
+    public init(host: String, port: Int, apiKey: String? = nil) {
         self.host = host
         self.port = port
+        self.apiKey = apiKey
     }
 
     deinit {
@@ -153,6 +156,7 @@ public final class HTTPConnection: @unchecked Sendable {
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\n"
+        if let apiKey { head += "Authorization: Bearer \(apiKey)\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !body.isEmpty || method == "POST" || method == "PUT" { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"

@@ -14,6 +14,8 @@ public struct TelemetryEmitterConfiguration: Sendable {
     public var tenantID: UUID
     /// The emitting service, e.g. `xumi-worker`.
     public var source: String
+    /// The API key (scope `ingest`, of `tenantID`'s tenant) when the collector requires keys.
+    public var apiKey: String?
     /// Most events waiting to be sent; beyond it `emit` drops the event (counted) rather than block.
     public var queueCapacity = 100_000
     /// Events per request.
@@ -104,7 +106,7 @@ public final class TelemetryEmitter: Service, Sendable {
         self.spool = try Spool(directory: configuration.spoolDirectory, maxBytes: configuration.spoolMaxBytes)
         self.metrics = EmitterMetrics()
         self.retryState = Mutex(RetryState(delay: configuration.initialBackoff))
-        self.connection = HTTPConnection(host: configuration.host, port: configuration.port)
+        self.connection = HTTPConnection(host: configuration.host, port: configuration.port, apiKey: configuration.apiKey)
         queue.withLock { $0.events.reserveCapacity(min(configuration.queueCapacity, 4096)) }
     }
 
@@ -281,6 +283,13 @@ public final class TelemetryEmitter: Service, Sendable {
         case 429, 503, 500, 502, 504:
             let retryAfter = response.header("retry-after").flatMap(Int64.init).map { Duration.seconds($0) }
             return .later(retryAfter: retryAfter)
+        case 401, 403:
+            // A missing, revoked or under-scoped key: the batch waits in the spool (a restart with the
+            // right key replays it) rather than being dropped.
+            logger.error(
+                "telemetry.emitter.unauthorized",
+                metadata: ["http.status": "\(response.status)", "answer": "\(response.text.prefix(300))"])
+            return .later(retryAfter: nil)
         default:
             // 400/413/415: the same bytes would fail again. Logged, counted, not retried.
             logger.error(

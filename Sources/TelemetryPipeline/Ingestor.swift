@@ -1,16 +1,23 @@
 public import TelemetryCatalog
 public import TelemetryStore
 
-/// Limits on what one request may carry.
+/// Limits on what one request may carry (the body's size is the server's: it is checked before
+/// the body is read).
 public struct IngestLimits: Sendable {
     /// Events per request.
     public var maxEventsPerRequest: Int = 10_000
     /// Nesting depth of an event.
     public var maxDepth: Int = 64
+    /// Size of one event (one NDJSON line, one array element), bytes.
+    public var maxEventBytes: Int = 1 << 20
+    /// Length of a field's string value, bytes.
+    public var maxStringBytes: Int = 256 << 10
 
-    public init(maxEventsPerRequest: Int = 10_000, maxDepth: Int = 64) {
+    public init(maxEventsPerRequest: Int = 10_000, maxDepth: Int = 64, maxEventBytes: Int = 1 << 20, maxStringBytes: Int = 256 << 10) {
         self.maxEventsPerRequest = maxEventsPerRequest
         self.maxDepth = maxDepth
+        self.maxEventBytes = maxEventBytes
+        self.maxStringBytes = maxStringBytes
     }
 }
 
@@ -50,12 +57,18 @@ public struct Ingestor: Sendable {
     ///   - ndjson: whether the sender declared NDJSON.
     ///   - requestID: recorded with every stored and rejected event.
     ///   - receivedMicros: when the request arrived, UTC microseconds.
-    /// - Throws: ``EventBody/Failure`` when the body is not JSON at all or carries too many events
-    ///   (nothing is stored except the rejection of a non-JSON body); ``StoreError`` when the store
-    ///   could not write (nothing is stored).
-    public func ingest(_ body: [UInt8], ndjson: Bool, requestID: String, receivedMicros: Int64) async throws -> IngestResult {
+    ///   - tenantID: when set (the sender's API key belongs to this tenant), events of any other
+    ///     tenant are rejected as `forbidden_tenant`; the others are stored.
+    /// - Throws: ``EventBody/Failure`` when the body is not JSON at all, carries too many events, or
+    ///   holds nothing that could be read as an event (`not_json`, or `too_large` when what was
+    ///   sent is over a limit); nothing is stored then but the refusal, in the rejected store.
+    ///   ``StoreError`` when the store could not write (nothing is stored).
+    public func ingest(
+        _ body: [UInt8], ndjson: Bool, requestID: String, receivedMicros: Int64, tenantID: String? = nil
+    ) async throws -> IngestResult {
         var batch = WriteBatch()
         var notJSON: EventBody.Failure? = nil
+        let tenantBytes = tenantID.flatMap { UUIDValue($0) }
         body.withUnsafeBytes { bytes in
             let ranges: [Range<Int>]
             do throws(EventBody.Failure) {
@@ -64,11 +77,33 @@ public struct Ingestor: Sendable {
                 notJSON = error
                 return
             }
-            var validator = EventValidator(catalog: catalog, limits: ValidationLimits(maxDepth: limits.maxDepth))
+            var validator = EventValidator(
+                catalog: catalog, limits: ValidationLimits(maxDepth: limits.maxDepth, maxStringBytes: limits.maxStringBytes))
             batch.events.reserveCapacity(ranges.count)
             for (index, range) in ranges.enumerated() {
+                guard range.count <= limits.maxEventBytes else {
+                    // Not parsed: kept (its first 64 KiB) with the reason.
+                    let issue = ValidationIssue(
+                        field: "", code: .tooLarge,
+                        message: "the event is \(range.count) bytes, over the limit of \(limits.maxEventBytes) bytes per event (the first 65536 bytes are kept)")
+                    batch.rejected.append(
+                        RejectedEvent(
+                            raw: Array(bytes[range].prefix(1 << 16)), issues: [issue], eventType: nil, eventID: nil, index: index,
+                            receivedMicros: receivedMicros, requestID: requestID))
+                    continue
+                }
                 switch validator.validate(UnsafeRawBufferPointer(rebasing: bytes[range])) {
                 case .valid(let event):
+                    if let tenantBytes, event.tenantID != tenantBytes {
+                        let issue = ValidationIssue(
+                            field: "tenant_id", code: .forbiddenTenant,
+                            message: "tenant_id \(event.tenantID) is not the tenant of the API key that sent it (\(tenantID!)); a key writes its own tenant's events only")
+                        batch.rejected.append(
+                            RejectedEvent(
+                                raw: Array(bytes[range]), issues: [issue], eventType: event.compiled.definition?.eventType,
+                                eventID: event.eventID.description, index: index, receivedMicros: receivedMicros, requestID: requestID))
+                        continue
+                    }
                     batch.events.append(IncomingEvent(event: event, receivedMicros: receivedMicros, requestID: requestID))
                 case .invalid(let invalid):
                     batch.rejected.append(
@@ -77,22 +112,33 @@ public struct Ingestor: Sendable {
                             index: index, receivedMicros: receivedMicros, requestID: requestID))
                 }
             }
-            // Nothing in the body was JSON: refuse it whole, as not JSON.
+            // Nothing in the body could be read as an event: refuse it whole, as not JSON, or as
+            // over a limit when that is why (a hostile body gets a 4xx, not a 200).
+            let unreadable: Set<ValidationIssue.Code> = [.malformedJSON, .tooDeep, .tooLarge]
             if batch.events.isEmpty, !batch.rejected.isEmpty,
-                batch.rejected.allSatisfy({ $0.issues.first?.code == .malformedJSON })
+                batch.rejected.allSatisfy({ rejected in rejected.issues.contains { unreadable.contains($0.code) } })
             {
-                notJSON = EventBody.Failure(code: "not_json", message: "the body is not JSON: \(batch.rejected[0].issues[0].message)")
+                let first = batch.rejected[0].issues.first { unreadable.contains($0.code) }!
+                notJSON =
+                    first.code == .malformedJSON
+                    ? EventBody.Failure(code: "not_json", message: "the body is not JSON: \(first.message)")
+                    : EventBody.Failure(
+                        code: first.code.rawValue, message: "\(first.field.isEmpty ? "" : first.field + ": ")\(first.message)")
             }
         }
         if let notJSON {
-            if notJSON.code == "not_json" {
+            if notJSON.code != "too_many_events" {
                 // Not lost either: the bytes are kept in the rejected store with the reason (the first
                 // 64 KiB: a body that is no JSON at all is evidence, not data to replay).
                 let kept = 1 << 16
                 let note = body.count > kept ? " (the first \(kept) of \(body.count) bytes are kept)" : ""
                 let rejection = RejectedEvent(
                     raw: Array(body.prefix(kept)),
-                    issues: [ValidationIssue(field: "", code: .malformedJSON, message: notJSON.message + note)], eventType: nil,
+                    issues: [
+                        ValidationIssue(
+                            field: "", code: notJSON.code == "not_json" ? .malformedJSON : ValidationIssue.Code(rawValue: notJSON.code),
+                            message: notJSON.message + note)
+                    ], eventType: nil,
                     eventID: nil, index: 0, receivedMicros: receivedMicros, requestID: requestID)
                 _ = try await writer.submit(WriteBatch(rejected: [rejection]))
             }

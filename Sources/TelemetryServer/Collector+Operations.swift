@@ -10,10 +10,10 @@ extension Collector {
 
     static let operationParameters: Set<String> = ["kind", "status", "tenant_id", "key", "since", "until", "limit", "cursor"]
 
-    func listOperations(_ request: Request) async throws -> Response {
+    func listOperations(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters
         var query = OperationQuery(nowMicros: Self.nowMicros())
-        do throws(QueryError) {
+        do {
             query.kind = parameters.get("kind")
             if let status = parameters.get("status") {
                 guard let parsed = OperationStatus(name: status) else {
@@ -21,7 +21,7 @@ extension Collector {
                 }
                 query.status = parsed
             }
-            query.tenantID = parameters.get("tenant_id")
+            query.tenantID = try context.access.tenantFilter(parameters.get("tenant_id"))
             query.key = parameters.get("key")
             (query.since, query.until) = try Self.timeRange(parameters)
             if let text = parameters.get("limit") {
@@ -36,7 +36,7 @@ extension Collector {
                 query.attributes.append(FieldFilter(field: String(key), value: String(value)))
             }
         } catch {
-            return Self.error(.badRequest, "bad_query", error.message)
+            return Self.refusal(error)
         }
         do {
             let page = try await store.operations(query)
@@ -56,12 +56,13 @@ extension Collector {
         "event_type", "operation", "field", "agg", "group_by", "since", "until", "interval", "tenant_id",
     ]
 
-    func stats(_ request: Request) async throws -> Response {
-        let query: StatsQuery
+    func stats(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
+        var query: StatsQuery
         do {
             query = try Self.statsQuery(request.uri.queryParameters, now: Self.nowMicros())
+            query.tenantID = try context.access.tenantFilter(query.tenantID)
         } catch {
-            return Self.error(.badRequest, "bad_query", error.message)
+            return Self.refusal(error)
         }
         do {
             let groups = try await store.stats(query)

@@ -10,7 +10,7 @@ import TelemetryStore
 extension Collector {
     // MARK: POST /v1/events
 
-    func postEvents(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func postEvents(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
         let requestID = UUID().uuidString.lowercased()
         let received = Self.nowMicros()
         let idHeader: HTTPFields = [.init("X-Request-ID")!: requestID]
@@ -41,11 +41,12 @@ extension Collector {
         let body = buffer.readBytes(length: buffer.readableBytes) ?? []
         let ndjson = request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true
         do {
-            let result = try await ingestor.ingest(body, ndjson: ndjson, requestID: requestID, receivedMicros: received)
+            let result = try await ingestor.ingest(
+                body, ndjson: ndjson, requestID: requestID, receivedMicros: received, tenantID: context.access.tenantScope)
             metrics.countIngest(result)
             return Self.json(.ok, Self.ingestResponse(result), headers: idHeader)
         } catch let failure as EventBody.Failure {
-            let status: HTTPResponse.Status = failure.code == "too_many_events" ? .contentTooLarge : .badRequest
+            let status: HTTPResponse.Status = failure.code == "not_json" ? .badRequest : .contentTooLarge
             return Self.error(status, failure.code, failure.message, headers: idHeader)
         } catch let error as StoreError {
             logger.warning("ingest.unavailable", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
@@ -77,12 +78,12 @@ extension Collector {
     static let reservedParameters: Set<String> = ["event_type", "topic", "tenant_id", "source", "since", "until", "limit", "cursor"]
 
     /// Reads the filters shared by `GET /v1/events` and `GET /v1/stream`.
-    func eventQuery(_ request: Request) throws(QueryError) -> EventQuery {
+    func eventQuery(_ request: Request, _ access: Access) throws -> EventQuery {
         let parameters = request.uri.queryParameters
         var query = EventQuery()
         query.eventType = parameters.get("event_type")
         query.topic = parameters.get("topic")
-        query.tenantID = parameters.get("tenant_id")
+        query.tenantID = try access.tenantFilter(parameters.get("tenant_id"))
         query.source = parameters.get("source")
         (query.since, query.until) = try Self.timeRange(parameters)
         (query.limit, query.before) = try Self.paging(parameters, defaultLimit: query.limit)
@@ -110,12 +111,12 @@ extension Collector {
         return (limit, before)
     }
 
-    func listEvents(_ request: Request) async throws -> Response {
+    func listEvents(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
         let query: EventQuery
         do {
-            query = try eventQuery(request)
+            query = try eventQuery(request, context.access)
         } catch {
-            return Self.error(.badRequest, "bad_query", error.message)
+            return Self.refusal(error)
         }
         do {
             let page = try await store.events(query)
@@ -131,13 +132,14 @@ extension Collector {
         }
     }
 
-    func getEvent(_ context: BasicRequestContext) async throws -> Response {
+    func getEvent(_ context: CollectorRequestContext) async throws -> Response {
         let text = try context.parameters.require("id")
         guard let id = UUIDValue(text) else {
             return Self.error(.badRequest, "bad_uuid", "\(text) is not a UUID (8-4-4-4-12 hex digits)")
         }
         do {
-            guard let event = try await store.event(id: id, tenant: nil) else {
+            // Another tenant's event is as absent as one never sent (404): its existence is not told.
+            guard let event = try await store.event(id: id, tenant: context.access.tenantScope.flatMap { UUIDValue($0) }) else {
                 return Self.error(.notFound, "not_found", "no event \(id)")
             }
             return Self.json(.ok, event.json)
@@ -148,10 +150,14 @@ extension Collector {
 
     // MARK: GET /v1/rejected
 
-    func listRejected(_ request: Request) async throws -> Response {
+    func listRejected(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters
         var query = RejectedQuery()
-        query.tenantID = parameters.get("tenant_id")
+        do {
+            query.tenantID = try context.access.tenantFilter(parameters.get("tenant_id"))
+        } catch {
+            return Self.refusal(error)
+        }
         query.eventType = parameters.get("event_type")
         query.code = parameters.get("code")
         do {
@@ -179,6 +185,15 @@ extension Collector {
             return Self.json(.ok, body.render())
         } catch let error as StoreError {
             return Self.storeError(error)
+        }
+    }
+
+    /// A request that cannot be answered as asked: 403 for another tenant's data, else 400.
+    static func refusal(_ error: any Error) -> Response {
+        switch error {
+        case let denied as AccessDenied: Self.error(.forbidden, "forbidden_tenant", denied.message)
+        case let query as QueryError: Self.error(.badRequest, "bad_query", query.message)
+        default: Self.error(.badRequest, "bad_query", "\(error)")
         }
     }
 

@@ -17,12 +17,12 @@ extension Collector {
     /// Starts after the newest stored event, or after `Last-Event-ID` when the client reconnects,
     /// so a reconnecting client misses nothing. Each event is `id: <sequence>`, `event: event`,
     /// `data: <event JSON>`; a comment line keeps idle connections open.
-    func stream(_ request: Request) async throws -> Response {
+    func stream(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
         var query: EventQuery
         do {
-            query = try eventQuery(request)
+            query = try eventQuery(request, context.access)
         } catch {
-            return Self.error(.badRequest, "bad_query", error.message)
+            return Self.refusal(error)
         }
         let start: Int64
         if let header = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters.get("last_event_id") {

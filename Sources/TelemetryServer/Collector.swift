@@ -17,6 +17,15 @@ public struct CollectorConfiguration: Sendable {
     public var maxBodyBytes: Int = 16 << 20
     /// Seconds a stream waits without events before sending a keep-alive comment.
     public var streamHeartbeatSeconds: Int = 15
+    /// Requests a second each API key may make on average (a token bucket); `nil` for no limit.
+    public var rateLimit: Double? = 100
+    /// The most requests a key may make at once, beyond its rate.
+    public var rateBurst: Int = 200
+    /// How long a client has to send a request's head, from connecting or from the end of the
+    /// previous response (so also how long an idle keep-alive connection stays open).
+    public var headerTimeout: Duration = .seconds(30)
+    /// How long a client has to send a request's body once its head is in.
+    public var bodyTimeout: Duration = .seconds(60)
 
     public init() {}
 }
@@ -30,13 +39,19 @@ public struct Collector: Sendable {
     public let catalog: Catalog
     /// The collector's metrics, rendered by `GET /metrics`.
     public let metrics: CollectorMetrics
+    /// The API keys; `nil` (or no key created yet) serves without keys, which the caller must keep
+    /// to loopback.
+    public let keys: KeyStore?
+    let limiter: RateLimiter?
     let logger: Logger
 
     public init(
         configuration: CollectorConfiguration, store: any EventStore, ingestor: Ingestor, broadcaster: SequenceBroadcaster,
-        metrics: CollectorMetrics = CollectorMetrics(), logger: Logger
+        metrics: CollectorMetrics = CollectorMetrics(), keys: KeyStore? = nil, logger: Logger
     ) {
         self.metrics = metrics
+        self.keys = keys
+        self.limiter = configuration.rateLimit.map { RateLimiter(rate: $0, burst: configuration.rateBurst) }
         self.configuration = configuration
         self.store = store
         self.ingestor = ingestor
@@ -50,25 +65,33 @@ public struct Collector: Sendable {
     ///
     /// - Parameter onServerRunning: called with the bound port once the server listens.
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: CollectorRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
+        router.add(middleware: AuthMiddleware(keys: keys, limiter: limiter, metrics: metrics, logger: logger))
         addRoutes(to: router)
+        let headerTimeout = TimeAmount(configuration.headerTimeout)
+        let bodyTimeout = TimeAmount(configuration.bodyTimeout)
         return Application(
             router: router,
+            server: .http1(
+                configuration: .init(additionalChannelHandlers: [RequestDeadlineHandler(headerTimeout: headerTimeout, bodyTimeout: bodyTimeout)])),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "xumi-telemetry"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
     }
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to router: Router<CollectorRequestContext>) {
         router.post("v1/events") { request, context in try await self.postEvents(request, context) }
-        router.get("v1/events") { request, _ in try await self.listEvents(request) }
+        router.get("v1/events") { request, context in try await self.listEvents(request, context) }
         router.get("v1/events/:id") { _, context in try await self.getEvent(context) }
-        router.get("v1/rejected") { request, _ in try await self.listRejected(request) }
-        router.get("v1/stream") { request, _ in try await self.stream(request) }
-        router.get("v1/operations") { request, _ in try await self.listOperations(request) }
-        router.get("v1/stats") { request, _ in try await self.stats(request) }
+        router.get("v1/rejected") { request, context in try await self.listRejected(request, context) }
+        router.get("v1/stream") { request, context in try await self.stream(request, context) }
+        router.get("v1/operations") { request, context in try await self.listOperations(request, context) }
+        router.get("v1/stats") { request, context in try await self.stats(request, context) }
+        router.get("v1/keys") { request, context in try await self.listKeys(request, context) }
+        router.post("v1/keys") { request, context in try await self.createKey(request, context) }
+        router.delete("v1/keys/:key_id") { _, context in try await self.revokeKey(context) }
         router.get("metrics") { _, _ in try await self.metrics() }
         router.get("v1/catalog") { _, _ in Self.json(.ok, self.catalog.jsonListing().render()) }
         router.get("v1/catalog/:event_type") { _, context in

@@ -53,6 +53,22 @@ public final class CollectorMetrics: Sendable {
             helpText: "Operations started and not completed within their kind's timeout, by kind.")
     }
 
+    static var authFailures: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "telemetry", metricName: "auth_failures_total",
+            helpText: "Requests refused by authentication or authorisation, by key id (unknown when no known key was presented) and reason.")
+    }
+    static var keyChanges: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "telemetry", metricName: "api_key_changes_total",
+            helpText: "API keys created or revoked through the admin API, by action.")
+    }
+    static var rateLimited: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "telemetry", metricName: "rate_limited_requests_total",
+            helpText: "Requests answered 429 by the per-key rate limit, by key id.")
+    }
+
     static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
         .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
@@ -104,6 +120,18 @@ public final class CollectorMetrics: Sendable {
     func recordRequest(route: String, method: String, duration: Duration) {
         registry.makeDurationHistogram(descriptor: Self.requests, labels: [("route", route), ("method", method)], buckets: Self.durationBuckets)
             .record(duration)
+    }
+
+    func countAuthFailure(keyID: String?, reason: String) {
+        registry.makeCounter(descriptor: Self.authFailures, labels: [("key_id", keyID ?? "unknown"), ("reason", reason)]).increment()
+    }
+
+    func countKeyChange(_ action: String) {
+        registry.makeCounter(descriptor: Self.keyChanges, labels: [("action", action)]).increment()
+    }
+
+    func countRateLimited(keyID: String) {
+        registry.makeCounter(descriptor: Self.rateLimited, labels: [("key_id", keyID)]).increment()
     }
 
     func setStuck(_ counts: [String: Int]) {

@@ -307,7 +307,13 @@ import Testing
         var event = validEvent("xumi.generation.start")
         let prompt = String(repeating: "a photo of a cat ", count: 10 * 1024 * 1024 / 17)
         event["prompt"] = .string(prompt)
-        let normalized = try #require(check(event).event)
+        // Over the default limit for a string: refused, naming the field and the limit.
+        let refused = check(event)
+        #expect(refused.codes == ["too_large"] && refused.fields == ["prompt"])
+        #expect(refused.issues.first?.message.contains("262144") == true)
+        // Under a raised limit the whole string is kept, byte for byte.
+        var roomy = EventValidator(limits: ValidationLimits(maxStringBytes: 16 << 20))
+        let normalized = try #require(roomy.validate(event.render()).event)
         #expect(normalized.value("prompt") == .string(prompt))
         let unterminated = #"{"prompt":""# + String(repeating: "x", count: 10 * 1024 * 1024)
         #expect(check(unterminated).codes == ["malformed_json"])
@@ -358,8 +364,8 @@ extension String {
 @Suite struct ErrorCodeCoverageTests {
     /// One input per code; a code added without an input here fails the test.
     @Test func everyCodeIsProducedAndNamed() {
-        // too_large is produced by `validate` for over-long lines: see the CLI tests.
-        let producedByTheCLI: Set<ValidationIssue.Code> = [.tooLarge]
+        // forbidden_tenant is produced by the collector for API keys: see the security tests.
+        let producedElsewhere: Set<ValidationIssue.Code> = [.forbiddenTenant]
         let event = validEvent("assets.access.read")
         func with(_ field: String, _ value: JSONValue) -> String {
             var copy = event
@@ -376,9 +382,10 @@ extension String {
                 check["user"] = "alice"
                 return check.render()
             }(),
+            .tooLarge: with("resource_url", .string(String(repeating: "x", count: 300_000))),
             .unknownEventType: with("event_type", "assets.access.reed"), .unknownVersion: with("version", "0.9"),
         ]
-        for code in ValidationIssue.Code.all where !producedByTheCLI.contains(code) {
+        for code in ValidationIssue.Code.all where !producedElsewhere.contains(code) {
             guard let input = inputs[code] else {
                 Issue.record("no input produces \(code)")
                 continue

@@ -149,10 +149,16 @@ import Testing
             let many = try await http.post(sampleLines(6, seed: 16).joined(separator: "\n"))
             #expect(many.status == 413)
             #expect((many.json["error"] as? [String: String])?["code"] == "too_many_events")
+            // Nothing readable in the body (one event, too deep): refused whole, as over a limit.
             let deep = #"{"metadata":"# + String(repeating: "[", count: 20_000) + "}"
             let deepResult = try await http.post(deep)
-            #expect(deepResult.status == 200)
-            let deepErrors = (deepResult.json["rejected"] as? [[String: Any]])?.first?["errors"] as? [[String: String]]
+            #expect(deepResult.status == 413)
+            #expect((deepResult.json["error"] as? [String: String])?["code"] == "too_deep")
+            // Next to a good event, the deep one is just rejected (partial acceptance).
+            let mixed = try await http.post(sampleLines(1, seed: 17)[0] + "\n" + deep)
+            #expect(mixed.status == 200)
+            #expect(mixed.json["accepted"] as? Int == 1)
+            let deepErrors = (mixed.json["rejected"] as? [[String: Any]])?.first?["errors"] as? [[String: String]]
             #expect(deepErrors?.first?["code"] == "too_deep")
             #expect(try await http.request("GET", "/healthz").status == 200)
             #expect(try await http.request("GET", "/readyz").status == 200)

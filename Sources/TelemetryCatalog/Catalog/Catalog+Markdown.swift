@@ -143,7 +143,7 @@ extension Catalog {
     static func codeMeaning(_ code: ValidationIssue.Code) -> String {
         switch code {
         case .malformedJSON: "the bytes are not JSON: truncated, invalid UTF-8, a bad escape, trailing data"
-        case .tooLarge: "the event (or NDJSON line) is larger than the limit that applies to it"
+        case .tooLarge: "the event (or NDJSON line), or a string field, is larger than the limit that applies to it"
         case .tooDeep: "objects or arrays nested deeper than the limit (64 levels)"
         case .notAnObject: "valid JSON, but not an object"
         case .duplicateField: "a member name sent twice, or one field under two names"
@@ -156,6 +156,7 @@ extension Catalog {
         case .badEmbeddedJSON: "a `json_object` string that does not hold a JSON object"
         case .unknownEventType: "an `event_type` the catalog does not define"
         case .unknownVersion: "a `version` the catalog does not define for the event type"
+        case .forbiddenTenant: "the `tenant_id` is not the tenant of the API key that sent the event (collector only)"
         default: code.rawValue
         }
     }

@@ -2,10 +2,14 @@
 public struct ValidationLimits: Hashable, Sendable {
     /// The deepest nesting of objects and arrays accepted; the event object itself is depth 1.
     public var maxDepth: Int
+    /// The longest string value of a field, bytes as sent (escapes included). Strings nested in
+    /// objects are bounded by the size limit of the whole event instead.
+    public var maxStringBytes: Int
 
     /// Creates limits.
-    public init(maxDepth: Int = 64) {
+    public init(maxDepth: Int = 64, maxStringBytes: Int = 256 << 10) {
         self.maxDepth = maxDepth
+        self.maxStringBytes = maxStringBytes
     }
 }
 
@@ -200,6 +204,14 @@ public struct EventValidator: Sendable {
                     continue
                 }
                 seenStamp[member.nameID] = stamp
+            }
+            if member.value.kind == .string, member.value.end - member.value.start > limits.maxStringBytes {
+                let name = member.nameID >= 0 ? catalog.names[member.nameID] : String(decoding: contentBytes(member.key, scanner), as: UTF8.self)
+                issues.append(
+                    ValidationIssue(
+                        field: name, code: .tooLarge,
+                        message: "\(name) is \(member.value.end - member.value.start) bytes long, over the limit of \(limits.maxStringBytes) bytes for a string"))
+                continue
             }
             guard slot >= 0 else {
                 // Unknown to this event: kept verbatim, listed, and checked for duplicates by bytes.

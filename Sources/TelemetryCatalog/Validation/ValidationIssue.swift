@@ -10,7 +10,7 @@ public struct ValidationIssue: Hashable, Sendable, CustomStringConvertible {
         /// The code with this text (as read back from a store or a response).
         public init(rawValue: String) { self.rawValue = rawValue }
 
-        /// The event (or line) is larger than the limit that applies to it.
+        /// The event (or line), or one of its strings, is larger than the limit that applies to it.
         public static let tooLarge = Code("too_large")
         /// The bytes are not JSON (truncated, invalid UTF-8, bad escapes, trailing data, …).
         public static let malformedJSON = Code("malformed_json")
@@ -38,11 +38,13 @@ public struct ValidationIssue: Hashable, Sendable, CustomStringConvertible {
         public static let unknownEventType = Code("unknown_event_type")
         /// A `version` the catalog does not know for this event type.
         public static let unknownVersion = Code("unknown_version")
+        /// The event's `tenant_id` is not the tenant of the API key that sent it (set by the collector).
+        public static let forbiddenTenant = Code("forbidden_tenant")
 
         /// Every code, for docs and tests.
         public static let all: [Code] = [
             .malformedJSON, .tooLarge, .tooDeep, .notAnObject, .duplicateField, .missing, .wrongType, .badUUID, .badTimestamp,
-            .badIP, .outOfRange, .badEmbeddedJSON, .unknownEventType, .unknownVersion,
+            .badIP, .outOfRange, .badEmbeddedJSON, .unknownEventType, .unknownVersion, .forbiddenTenant,
         ]
 
         public var description: String { rawValue }

@@ -20,16 +20,18 @@ struct ServeCommand: AsyncParsableCommand {
             and answers only once the accepted events are durable. Concurrent requests share \
             commits (group commit). GET /openapi.json describes the whole API.
 
-            Until API keys exist (a later release) the collector only listens on loopback.
+            API keys (`telemetry keys create`, kept hashed in DIR/keys.sqlite) are required on every             /v1 route once the first one exists; a key reads and writes its own tenant only. With no             key the collector serves loopback only and refuses any other --host. docs/security.md             has the details.
 
             Examples:
               telemetry serve
               telemetry serve --port 9000 --data /var/lib/telemetry --retention 30d
               telemetry serve --store sqlite:/tmp/t.sqlite --fsync normal
+              telemetry keys create --tenant 0b6c7c2e-5f0e-4c55-9c0f-7f2b1d1e9a10 --scopes ingest,read
+              telemetry serve --host 0.0.0.0
             """
     )
 
-    @Option(help: "Address to listen on (loopback only, for now).")
+    @Option(help: "Address to listen on; anything but loopback needs an API key to exist first.")
     var host: String = "127.0.0.1"
 
     @Option(help: "Port to listen on; 0 picks a free one (printed at start).")
@@ -56,6 +58,27 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Deepest nesting of an event's JSON.")
     var maxDepth: Int = 64
 
+    @Option(help: "Largest event (NDJSON line or array element), bytes.")
+    var maxEventBytes: Int = 1 << 20
+
+    @Option(help: "Longest string value of a field, bytes.")
+    var maxStringBytes: Int = 256 << 10
+
+    @Option(help: "The API keys' file (default DIR/keys.sqlite).")
+    var keys: String?
+
+    @Option(help: "Requests a second per API key (token bucket); 0 for no limit.")
+    var rateLimit: Double = 100
+
+    @Option(help: "Requests a key may make at once beyond its rate.")
+    var rateBurst: Int = 200
+
+    @Option(help: "Time a client has to send a request's head (also how long an idle connection stays open), e.g. 30s.")
+    var headerTimeout: String = "30s"
+
+    @Option(help: "Time a client has to send a request's body once its head is in, e.g. 60s.")
+    var bodyTimeout: String = "60s"
+
     @Option(help: "Cap the store's file size, bytes; past it ingest answers 503 until room is made.")
     var maxStoreBytes: Int64?
 
@@ -75,14 +98,24 @@ struct ServeCommand: AsyncParsableCommand {
         guard Durability(name: fsync) != nil else { throw ValidationError("--fsync must be full or normal") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
         if let retention { guard Self.parseDuration(retention) != nil else { throw ValidationError("--retention takes a number and d, h, m or s, e.g. 30d") } }
-        guard maxBody > 0, maxEvents > 0, maxDepth > 1 else { throw ValidationError("--max-body, --max-events and --max-depth must be positive") }
+        guard maxBody > 0, maxEvents > 0, maxDepth > 1, maxEventBytes > 0, maxStringBytes > 0 else {
+            throw ValidationError("--max-body, --max-events, --max-depth, --max-event-bytes and --max-string-bytes must be positive")
+        }
+        guard rateLimit >= 0, rateBurst > 0 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst positive") }
+        for (name, text) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout)] {
+            guard let seconds = DurationText.seconds(text), seconds > 0 else {
+                throw ValidationError("\(name) takes a number and s, m or h, e.g. 30s; got \(text)")
+            }
+        }
         _ = try stuckAfterSeconds()
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
-        guard ["127.0.0.1", "localhost", "::1"].contains(host) || host.hasPrefix("127.") else {
-            throw ValidationError(
-                "the collector only listens on loopback until API keys exist; use --host 127.0.0.1 (or put a proxy that authenticates in front of it)")
-        }
     }
+
+    static func isLoopback(_ host: String) -> Bool {
+        ["localhost", "::1", "[::1]"].contains(host) || host.hasPrefix("127.")
+    }
+
+    var keysPath: String { keys ?? (data as NSString).appendingPathComponent("keys.sqlite") }
 
     static func parseDuration(_ text: String) -> Duration? {
         DurationText.seconds(text).map { .seconds($0) }
@@ -156,13 +189,34 @@ struct ServeCommand: AsyncParsableCommand {
         let writer = IngestWriter(
             store: store, logger: logger, onCommit: { broadcaster.publish($0) },
             onTransaction: { metrics.recordCommit(events: $0, nanoseconds: $1) })
-        let ingestor = Ingestor(limits: IngestLimits(maxEventsPerRequest: maxEvents, maxDepth: maxDepth), writer: writer)
+        let keyStore: KeyStore
+        do {
+            keyStore = try KeyStore(path: keysPath)
+            // Without a key anybody who can reach the collector may read every tenant's events.
+            if !Self.isLoopback(host), try !keyStore.isEnforcing {
+                CommandFailure.exit(
+                    """
+                    refusing to listen on \(host): no API key exists yet, so anybody reaching it could read and write every tenant's events.
+                    Create one first, e.g.: telemetry keys create --keys \(keysPath) --tenant TENANT_UUID --scopes ingest,read
+                    (or an admin key: --scopes admin), or listen on loopback (--host 127.0.0.1).
+                    """)
+            }
+        } catch {
+            CommandFailure.exit("\(error)")
+        }
+        let limits = IngestLimits(maxEventsPerRequest: maxEvents, maxDepth: maxDepth, maxEventBytes: maxEventBytes, maxStringBytes: maxStringBytes)
+        let ingestor = Ingestor(limits: limits, writer: writer)
         var configuration = CollectorConfiguration()
         configuration.host = host
         configuration.port = port
         configuration.maxBodyBytes = maxBody
+        configuration.rateLimit = rateLimit > 0 ? rateLimit : nil
+        configuration.rateBurst = rateBurst
+        configuration.headerTimeout = Self.parseDuration(headerTimeout)!
+        configuration.bodyTimeout = Self.parseDuration(bodyTimeout)!
         let collector = Collector(
-            configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, metrics: metrics, logger: logger)
+            configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, metrics: metrics, keys: keyStore,
+            logger: logger)
         let storePath = storeConfiguration.path
         let app = collector.application { port in await onListening(port, storePath) }
         var services: [any Service] = [writer]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TelemetryClient
 
 /// The collector's address, as `--url http://HOST:PORT`.
@@ -28,7 +29,11 @@ struct CollectorURL: ExpressibleByArgument {
     /// How `--help` shows a default: the URL itself.
     var defaultValueDescription: String { host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)" }
 
-    func connection() -> HTTPConnection { HTTPConnection(host: host, port: port) }
+    /// A connection to the collector, with the API key of `TELEMETRY_API_KEY` when it is set (a key
+    /// is read from the environment rather than an option, so that it does not show in `ps`).
+    func connection() -> HTTPConnection {
+        HTTPConnection(host: host, port: port, apiKey: ProcessInfo.processInfo.environment["TELEMETRY_API_KEY"].flatMap { $0.isEmpty ? nil : $0 })
+    }
 }
 
 /// Percent-encodes a query parameter value.
