@@ -13,11 +13,11 @@ struct TestCollector {
     let port: Int
     let path: String
 
-    func connection() -> HTTPConnection { HTTPConnection(host: "127.0.0.1", port: port) }
+    func connection(key: String? = nil) -> HTTPConnection { HTTPConnection(host: "127.0.0.1", port: port, apiKey: key) }
 
     /// Starts a collector (on `path`, or a new temporary file), runs `body`, then stops it.
     static func run<T: Sendable>(
-        path: String? = nil, maxBytes: Int64? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
+        path: String? = nil, maxBytes: Int64? = nil, keys: KeyStore? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
         limits: IngestLimits = IngestLimits(), _ body: @Sendable (TestCollector) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("collector-\(UUID().uuidString)")
@@ -39,7 +39,8 @@ struct TestCollector {
         configuration.streamHeartbeatSeconds = 1
         configure(&configuration)
         let collector = Collector(
-            configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, metrics: metrics, logger: logger)
+            configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, metrics: metrics, keys: keys,
+            logger: logger)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = collector.application { port in portContinuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [writer, app], logger: logger))
