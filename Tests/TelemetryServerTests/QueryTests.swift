@@ -168,9 +168,11 @@ final class LockedLines: @unchecked Sendable {
     }
 }
 
-/// Runs blocking work on a dispatch thread, so it never holds one of the cooperative pool's threads.
-func offThePool(_ work: @escaping @Sendable () throws -> Void) async throws {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+/// Runs blocking work on a thread of its own, so it never holds a thread of the cooperative pool
+/// (nor of Dispatch's small shared pool).
+@discardableResult
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
     }
 }
