@@ -7,7 +7,7 @@ import Synchronization
 
 /// Why an HTTP exchange with the collector failed.
 public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
-    /// `connect_failed`, `io`, `bad_response` or `closed`.
+    /// `connect_failed`, `io`, `timeout`, `bad_response` or `closed`.
     public let code: String
     public let message: String
 
@@ -54,6 +54,8 @@ public final class HTTPConnection: @unchecked Sendable {
     public let apiKey: String?
     private var fd: Int32 = -1
     private var buffer: [UInt8] = []
+    /// Whether any byte of the current exchange's response has arrived.
+    private var responseStarted = false
     /// Runs the `async` requests. A thread of the connection's own, not Dispatch's global pool:
     /// that pool is small on Linux and grows slowly, so many connections blocked in `recv` there
     /// starved everything else on it (a collector in the same process among them) for seconds.
@@ -115,8 +117,20 @@ public final class HTTPConnection: @unchecked Sendable {
     public func request(
         _ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [], timeoutSeconds: Int = 60
     ) throws -> HTTPResponse {
+        let reused = fd >= 0
         do {
             return try exchange(method, path, headers: headers, body: body, timeoutSeconds: timeoutSeconds, onChunk: nil)
+        } catch let error as HTTPClientError where reused && (error.code == "closed" || error.code == "io") && !responseStarted {
+            // The collector closed the kept-alive connection while it was idle (its header timeout):
+            // nothing was answered, so the request goes again on a new connection, once. (A POST of
+            // events is safe to repeat: the collector dedupes by event_id.)
+            close()
+            do {
+                return try exchange(method, path, headers: headers, body: body, timeoutSeconds: timeoutSeconds, onChunk: nil)
+            } catch {
+                close()
+                throw error
+            }
         } catch {
             close()
             throw error
@@ -153,6 +167,7 @@ public final class HTTPConnection: @unchecked Sendable {
         onHead: (Int) throws -> Void = { _ in }, onChunk: (([UInt8]) throws -> Bool)?
     ) throws -> HTTPResponse {
         if fd < 0 { try connect() }
+        responseStarted = false
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\n"
@@ -243,11 +258,12 @@ public final class HTTPConnection: @unchecked Sendable {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n > 0 {
                 buffer.append(contentsOf: chunk[..<n])
+                responseStarted = true
                 return true
             }
             if n == 0 { return false }
             if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK { throw HTTPClientError("io", "timed out waiting for the collector") }
+            if errno == EAGAIN || errno == EWOULDBLOCK { throw HTTPClientError("timeout", "timed out waiting for the collector") }
             throw HTTPClientError("io", "receive failed: \(String(cString: strerror(errno)))")
         }
     }

@@ -161,6 +161,22 @@ import Testing
         }
     }
 
+    /// The collector closes idle keep-alive connections (its header timeout); the next batch goes
+    /// on a new connection at once, not after a failed attempt and a backoff.
+    @Test func anIdleConnectionClosedByTheCollectorIsReopenedWithoutARetry() async throws {
+        try await TestCollector.run(configure: { $0.headerTimeout = .milliseconds(300) }) { collector in
+            let emitter = try TelemetryEmitter(configuration: Self.configuration(port: collector.port), logger: Self.logger)
+            try await Self.running(emitter) {
+                for i in 0..<5 { _ = Self.emit(emitter, i) }
+                try await Self.waitUntil { emitter.counts.sent == 5 }
+                try await Task.sleep(for: .milliseconds(900))
+                for i in 5..<10 { _ = Self.emit(emitter, i) }
+                try await Self.waitUntil { emitter.counts.sent == 10 }
+            }
+            #expect(emitter.counts.retried == 0)
+        }
+    }
+
     @Test func aFullSpoolDropsTheOldestAndCountsThem() async throws {
         let port = try Self.freePort()
         let spool = Self.temporaryDirectory()
