@@ -42,10 +42,13 @@ public struct Ingestor: Sendable {
     public let catalog: Catalog
     public let limits: IngestLimits
     public let writer: IngestWriter
+    /// Applied to every valid event before it is stored; `nil` stores events as sent.
+    public let privacy: PrivacyPolicy?
 
-    public init(catalog: Catalog = .builtin, limits: IngestLimits = IngestLimits(), writer: IngestWriter) {
+    public init(catalog: Catalog = .builtin, limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, writer: IngestWriter) {
         self.catalog = catalog
         self.limits = limits
+        self.privacy = privacy
         self.writer = writer
     }
 
@@ -98,17 +101,20 @@ public struct Ingestor: Sendable {
                         let issue = ValidationIssue(
                             field: "tenant_id", code: .forbiddenTenant,
                             message: "tenant_id \(event.tenantID) is not the tenant of the API key that sent it (\(tenantID!)); a key writes its own tenant's events only")
+                        let raw = Array(bytes[range])
                         batch.rejected.append(
                             RejectedEvent(
-                                raw: Array(bytes[range]), issues: [issue], eventType: event.compiled.definition?.eventType,
+                                raw: privacy?.apply(toRaw: raw) ?? raw, issues: [issue], eventType: event.compiled.definition?.eventType,
                                 eventID: event.eventID.description, index: index, receivedMicros: receivedMicros, requestID: requestID))
                         continue
                     }
-                    batch.events.append(IncomingEvent(event: event, receivedMicros: receivedMicros, requestID: requestID))
+                    let stored = privacy?.apply(to: event) ?? event
+                    batch.events.append(IncomingEvent(event: stored, receivedMicros: receivedMicros, requestID: requestID))
                 case .invalid(let invalid):
+                    let raw = Array(bytes[range])
                     batch.rejected.append(
                         RejectedEvent(
-                            raw: Array(bytes[range]), issues: invalid.issues, eventType: invalid.eventType, eventID: invalid.eventID,
+                            raw: privacy?.apply(toRaw: raw) ?? raw, issues: invalid.issues, eventType: invalid.eventType, eventID: invalid.eventID,
                             index: index, receivedMicros: receivedMicros, requestID: requestID))
                 }
             }

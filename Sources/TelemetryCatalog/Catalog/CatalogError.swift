@@ -5,7 +5,7 @@ public struct CatalogError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What is wrong, in words a person can act on.
     public let message: String
 
-    init(_ code: String, _ message: String) {
+    package init(_ code: String, _ message: String) {
         self.code = code
         self.message = message
     }

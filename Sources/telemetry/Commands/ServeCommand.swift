@@ -64,6 +64,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Longest string value of a field, bytes.")
     var maxStringBytes: Int = 256 << 10
 
+    @Option(help: ArgumentHelp("Privacy rules over the defaults (prompt=hash,IP=truncate), e.g. detail=truncate:200,prompt=keep. Actions: keep, drop, hash, truncate[:N]. See docs/security.md.", valueName: "FIELD=ACTION,..."))
+    var privacy: String = ""
+
+    @Option(help: "The secret key of the privacy policy's hash (default DIR/privacy.key, created when missing).")
+    var privacyKey: String?
+
     @Option(help: "The API keys' file (default DIR/keys.sqlite).")
     var keys: String?
 
@@ -108,6 +114,11 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
         _ = try stuckAfterSeconds()
+        do {
+            _ = try PrivacyPolicy(rules: try PrivacyPolicy.parseRules(privacy), key: [UInt8](repeating: 0, count: 32))
+        } catch {
+            throw ValidationError("--privacy: \(error.message)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -205,7 +216,14 @@ struct ServeCommand: AsyncParsableCommand {
             CommandFailure.exit("\(error)")
         }
         let limits = IngestLimits(maxEventsPerRequest: maxEvents, maxDepth: maxDepth, maxEventBytes: maxEventBytes, maxStringBytes: maxStringBytes)
-        let ingestor = Ingestor(limits: limits, writer: writer)
+        let policy: PrivacyPolicy
+        do {
+            let key = try PrivacyPolicy.loadOrCreateKey(at: privacyKey ?? (data as NSString).appendingPathComponent("privacy.key"))
+            policy = try PrivacyPolicy(rules: try PrivacyPolicy.parseRules(privacy), key: key)
+        } catch {
+            CommandFailure.exit("\(error)")
+        }
+        let ingestor = Ingestor(limits: limits, privacy: policy, writer: writer)
         var configuration = CollectorConfiguration()
         configuration.host = host
         configuration.port = port

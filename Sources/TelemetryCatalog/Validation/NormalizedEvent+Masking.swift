@@ -1,0 +1,109 @@
+/// A change to one field of a normalised event, made by a privacy policy before it is stored.
+public struct FieldMask: Sendable {
+    /// The field's slot in ``NormalizedEvent/fields``; it must hold a string (a `string` or
+    /// `ip_address` field that is present).
+    public let slot: Int
+    /// The new text, or `nil` to remove the member.
+    public let replacement: String?
+    /// What was done, recorded in the event's `_masked` member (e.g. `hash`, `truncate`, `drop`).
+    public let action: String
+
+    public init(slot: Int, replacement: String?, action: String) {
+        self.slot = slot
+        self.replacement = replacement
+        self.action = action
+    }
+}
+
+extension NormalizedEvent {
+    /// The name of the member that records which fields were masked and how:
+    /// `"_masked":{"prompt":"hash","IP":"truncate"}`.
+    public static let maskedMember = "_masked"
+
+    /// Whether the field at `slot` holds a string that ``masking(_:)`` can change.
+    public func isMaskable(_ slot: Int) -> Bool {
+        if case .text = values[slot] { return true }
+        return false
+    }
+
+    /// The event with `masks` applied: each field's value replaced (or its member removed), the
+    /// typed values moved to match, and the `_masked` member added at the end.
+    ///
+    /// - Precondition: every mask's slot ``isMaskable(_:)``; at most one mask per slot.
+    public func masking(_ masks: [FieldMask]) -> NormalizedEvent {
+        guard !masks.isEmpty else { return self }
+        // The byte range each mask replaces, in order.
+        var edits: [(range: Range<Int>, bytes: [UInt8], mask: FieldMask)] = []
+        for mask in masks {
+            guard case .text(let start, let end, _) = values[mask.slot] else { preconditionFailure("slot \(mask.slot) holds no string") }
+            var range = (Int(start) - 1)..<(Int(end) + 1)  // the string with its quotes
+            var bytes: [UInt8] = []
+            if let replacement = mask.replacement {
+                bytes = Array(JSONValue.string(replacement).render().utf8)
+            } else {
+                // The whole member, `"name":"value"`, and one comma next to it.
+                var lower = range.lowerBound - (compiled.fieldNameBytes[mask.slot].count + 3)
+                var upper = range.upperBound
+                if json[lower - 1] == UInt8(ascii: ",") {
+                    lower -= 1
+                } else if json[upper] == UInt8(ascii: ",") {
+                    upper += 1
+                }
+                range = lower..<upper
+            }
+            edits.append((range, bytes, mask))
+        }
+        edits.sort { $0.range.lowerBound < $1.range.lowerBound }
+
+        var out: [UInt8] = []
+        out.reserveCapacity(json.count + 64)
+        var cursor = 0
+        var newValues = values
+        // Where each edit ends in the old JSON, and the shift it leaves behind it.
+        var shifts: [(end: Int, delta: Int)] = []
+        var delta = 0
+        for edit in edits {
+            out.append(contentsOf: json[cursor..<edit.range.lowerBound])
+            let newStart = out.count
+            out.append(contentsOf: edit.bytes)
+            if edit.mask.replacement != nil {
+                let escaped = edit.bytes.contains(UInt8(ascii: "\\"))
+                newValues[edit.mask.slot] = .text(start: Int32(newStart + 1), end: Int32(out.count - 1), escaped: escaped)
+            } else {
+                newValues[edit.mask.slot] = .absent
+            }
+            cursor = edit.range.upperBound
+            delta += edit.bytes.count - edit.range.count
+            shifts.append((edit.range.upperBound, delta))
+        }
+        // Everything after the last edit, but the closing brace: the record of what was masked goes there.
+        out.append(contentsOf: json[cursor..<(json.count - 1)])
+        let note: JSONValue = .object(masks.map { (fields[$0.slot].name, JSONValue.string($0.action)) })
+        if out.last != UInt8(ascii: "{") { out.append(UInt8(ascii: ",")) }
+        out.append(contentsOf: Array("\"\(Self.maskedMember)\":".utf8))
+        out.append(contentsOf: Array(note.render().utf8))
+        out.append(UInt8(ascii: "}"))
+
+        let masked = Set(masks.map(\.slot))
+        func shifted(_ offset: Int32) -> Int32 {
+            var d = 0
+            for shift in shifts where shift.end <= Int(offset) { d = shift.delta }
+            return offset + Int32(d)
+        }
+        for slot in newValues.indices where !masked.contains(slot) {
+            switch newValues[slot] {
+            case .text(let start, let end, let escaped):
+                newValues[slot] = .text(start: shifted(start), end: shifted(end), escaped: escaped)
+            case .object(let start, let end):
+                newValues[slot] = .object(start: shifted(start), end: shifted(end))
+            case .timestamp(let micros, let start, let end, let escaped):
+                newValues[slot] = .timestamp(micros: micros, start: shifted(start), end: shifted(end), escaped: escaped)
+            default:
+                break
+            }
+        }
+        return NormalizedEvent(
+            compiled: compiled, eventID: eventID, tenantID: tenantID, timestampMicros: timestampMicros, json: out,
+            unknownFields: unknownFields, values: newValues)
+    }
+}
