@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import Synchronization
 public import TelemetryStore
+import TelemetryCatalog
 
 /// Who is asking: anybody (no key is configured, so the collector serves loopback only), or the
 /// holder of an API key.
@@ -171,5 +172,48 @@ struct AuthMiddleware: RouterMiddleware {
         var headers: HTTPFields = [:]
         if status == .unauthorized { headers[.wwwAuthenticate] = #"Bearer realm="xumi-telemetry""# }
         return Collector.error(status, code, message, headers: headers)
+    }
+}
+
+extension Parameters {
+    /// The query parameter `name`, with an empty value read as absent (`?cursor=` is no cursor).
+    func value(_ name: String) -> String? {
+        guard let text = get(name), !text.isEmpty else { return nil }
+        return text
+    }
+}
+
+/// Answers 405 with `Allow` (instead of the router's 404) for a method a known path does not
+/// have, from the paths and methods of the OpenAPI document.
+struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Each documented path as its segments (`nil` for a `{parameter}`), with its methods.
+    static var routes: [(segments: [Substring?], methods: [String])] {
+        guard let value = OpenAPIDocument.document["paths"], case JSONValue.object(let paths) = value else { return [] }
+        return paths.map { path, item in
+            let segments = path.split(separator: "/").map { $0.hasPrefix("{") ? nil : $0 }
+            guard case JSONValue.object(let operations) = item else { return (segments, []) }
+            return (segments, operations.map { $0.0.uppercased() })
+        }
+    }
+
+    let routes = Self.routes
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let segments = request.uri.path.split(separator: "/")
+            guard
+                let route = routes.first(where: { route in
+                    route.segments.count == segments.count && zip(route.segments, segments).allSatisfy { $0 == nil || $0 == $1 }
+                })
+            else { throw error }
+            var allowed = route.methods
+            if allowed.contains("GET") { allowed.append("HEAD") }
+            return Collector.error(
+                .methodNotAllowed, "method_not_allowed",
+                "\(request.method.rawValue) is not a method of \(request.uri.path); it has \(allowed.joined(separator: ", "))",
+                headers: [.allow: allowed.joined(separator: ", ")])
+        }
     }
 }

@@ -27,7 +27,7 @@ extension Collector {
 
     func listKeys(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
         do {
-            let keys = try keyStore().list(tenantID: request.uri.queryParameters.get("tenant_id"))
+            let keys = try keyStore().list(tenantID: request.uri.queryParameters.value("tenant_id"))
             return Self.json(.ok, JSONValue.object([("keys", .array(keys.map(Self.keyJSON)))]).render())
         } catch let error as StoreError {
             return Self.storeError(error)

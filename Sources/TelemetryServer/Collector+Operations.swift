@@ -14,21 +14,21 @@ extension Collector {
         let parameters = request.uri.queryParameters
         var query = OperationQuery(nowMicros: Self.nowMicros())
         do {
-            query.kind = parameters.get("kind")
-            if let status = parameters.get("status") {
+            query.kind = parameters.value("kind")
+            if let status = parameters.value("status") {
                 guard let parsed = OperationStatus(name: status) else {
                     throw QueryError("status is one of running, succeeded, failed, stuck; got \(status)")
                 }
                 query.status = parsed
             }
-            query.tenantID = try context.access.tenantFilter(parameters.get("tenant_id"))
-            query.key = parameters.get("key")
+            query.tenantID = try context.access.tenantFilter(parameters.value("tenant_id"))
+            query.key = parameters.value("key")
             (query.since, query.until) = try Self.timeRange(parameters)
-            if let text = parameters.get("limit") {
+            if let text = parameters.value("limit") {
                 guard let n = Int(text), (1...1000).contains(n) else { throw QueryError("limit must be a whole number from 1 to 1000") }
                 query.limit = n
             }
-            if let text = parameters.get("cursor") {
+            if let text = parameters.value("cursor") {
                 guard let cursor = OperationCursor(text) else { throw QueryError("cursor is not one this API returned") }
                 query.before = cursor
             }
@@ -75,15 +75,15 @@ extension Collector {
 
     static func statsQuery(_ parameters: Parameters, now: Int64) throws(QueryError) -> StatsQuery {
         let source: StatsQuery.Source
-        switch (parameters.get("event_type"), parameters.get("operation")) {
+        switch (parameters.value("event_type"), parameters.value("operation")) {
         case (let eventType?, nil): source = .events(eventType: eventType)
         case (nil, let kind?): source = .operations(kind: kind)
         case (nil, nil): source = .allEvents
         default: throw QueryError("give at most one of event_type=TYPE or operation=KIND (neither: events of every type)")
         }
         var query = StatsQuery(source: source, nowMicros: now)
-        query.field = parameters.get("field")
-        if let list = parameters.get("agg") {
+        query.field = parameters.value("field")
+        if let list = parameters.value("agg") {
             query.aggregates = []
             for name in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
                 guard let aggregate = StatsAggregate(name: name) else {
@@ -92,17 +92,17 @@ extension Collector {
                 query.aggregates.append(aggregate)
             }
         }
-        if let list = parameters.get("group_by") {
+        if let list = parameters.value("group_by") {
             query.groupBy = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         (query.since, query.until) = try timeRange(parameters)
-        if let interval = parameters.get("interval") {
+        if let interval = parameters.value("interval") {
             guard let seconds = DurationText.seconds(interval) else {
                 throw QueryError("interval takes a number and s, m, h or d, e.g. 1m or 1h; got \(interval)")
             }
             query.intervalMicros = seconds * 1_000_000
         }
-        query.tenantID = parameters.get("tenant_id")
+        query.tenantID = parameters.value("tenant_id")
         for (key, value) in parameters where !statsParameters.contains(String(key)) {
             query.filters.append(FieldFilter(field: String(key), value: String(value)))
         }
@@ -112,13 +112,13 @@ extension Collector {
     /// `since` and `until` as UTC microseconds.
     static func timeRange(_ parameters: Parameters) throws(QueryError) -> (Int64?, Int64?) {
         var result: (Int64?, Int64?) = (nil, nil)
-        if let since = parameters.get("since") {
+        if let since = parameters.value("since") {
             guard let micros = ISO8601Timestamp.microseconds(since) else {
                 throw QueryError("since must be an ISO 8601 timestamp with a zone, e.g. 2026-11-29T00:00:00Z")
             }
             result.0 = micros
         }
-        if let until = parameters.get("until") {
+        if let until = parameters.value("until") {
             guard let micros = ISO8601Timestamp.microseconds(until) else {
                 throw QueryError("until must be an ISO 8601 timestamp with a zone, e.g. 2026-11-29T00:00:00Z")
             }

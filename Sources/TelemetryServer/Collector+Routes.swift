@@ -81,10 +81,10 @@ extension Collector {
     func eventQuery(_ request: Request, _ access: Access) throws -> EventQuery {
         let parameters = request.uri.queryParameters
         var query = EventQuery()
-        query.eventType = parameters.get("event_type")
-        query.topic = parameters.get("topic")
-        query.tenantID = try access.tenantFilter(parameters.get("tenant_id"))
-        query.source = parameters.get("source")
+        query.eventType = parameters.value("event_type")
+        query.topic = parameters.value("topic")
+        query.tenantID = try access.tenantFilter(parameters.value("tenant_id"))
+        query.source = parameters.value("source")
         (query.since, query.until) = try Self.timeRange(parameters)
         (query.limit, query.before) = try Self.paging(parameters, defaultLimit: query.limit)
         for (key, value) in parameters where !Self.reservedParameters.contains(String(key)) {
@@ -100,11 +100,11 @@ extension Collector {
     static func paging(_ parameters: Parameters, defaultLimit: Int) throws(QueryError) -> (limit: Int, before: Int64?) {
         var limit = defaultLimit
         var before: Int64? = nil
-        if let text = parameters.get("limit") {
+        if let text = parameters.value("limit") {
             guard let n = Int(text), (1...1000).contains(n) else { throw QueryError("limit must be a whole number from 1 to 1000") }
             limit = n
         }
-        if let cursor = parameters.get("cursor") {
+        if let cursor = parameters.value("cursor") {
             guard let value = Int64(cursor), value > 0 else { throw QueryError("cursor is not one this API returned") }
             before = value
         }
@@ -154,12 +154,12 @@ extension Collector {
         let parameters = request.uri.queryParameters
         var query = RejectedQuery()
         do {
-            query.tenantID = try context.access.tenantFilter(parameters.get("tenant_id"))
+            query.tenantID = try context.access.tenantFilter(parameters.value("tenant_id"))
         } catch {
             return Self.refusal(error)
         }
-        query.eventType = parameters.get("event_type")
-        query.code = parameters.get("code")
+        query.eventType = parameters.value("event_type")
+        query.code = parameters.value("code")
         do {
             (query.limit, query.before) = try Self.paging(parameters, defaultLimit: query.limit)
         } catch {

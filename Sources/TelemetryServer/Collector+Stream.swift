@@ -25,7 +25,7 @@ extension Collector {
             return Self.refusal(error)
         }
         let start: Int64
-        if let header = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters.get("last_event_id") {
+        if let header = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters.value("last_event_id") {
             guard let value = Int64(header), value >= 0 else {
                 return Self.error(.badRequest, "bad_query", "Last-Event-ID must be an id this stream sent")
             }

@@ -67,6 +67,7 @@ public struct Collector: Sendable {
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router(context: CollectorRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
+        router.add(middleware: MethodNotAllowedMiddleware())
         router.add(middleware: AuthMiddleware(keys: keys, limiter: limiter, metrics: metrics, logger: logger))
         addRoutes(to: router)
         let headerTimeout = TimeAmount(configuration.headerTimeout)

@@ -37,7 +37,47 @@ enum OpenAPIDocument {
         query("cursor", "next_cursor of the previous page."),
     ]
 
-    static let document: JSONValue = [
+    /// The document, with what every `/v1` route shares (the API key, and its 401, 403 and 429)
+    /// added to each of their operations.
+    static let document: JSONValue = {
+        guard case .object(var members) = base, let pathsIndex = members.firstIndex(where: { $0.0 == "paths" }),
+            case .object(var paths) = members[pathsIndex].1
+        else { fatalError("the OpenAPI document has paths") }
+        for (p, (path, item)) in paths.enumerated() {
+            guard case .object(var operations) = item else { continue }
+            for (o, (method, operation)) in operations.enumerated() {
+                var operation = operation
+                if path.hasPrefix("/v1/") {
+                    operation["security"] = [["apiKey": []]]
+                    var responses = operation["responses"] ?? [:]
+                    responses["401"] = errorResponse("No API key, or an unknown or revoked one (once any key exists, every /v1 route needs one).")
+                    responses["403"] = errorResponse("The key lacks the route's scope, or asks for another tenant's data.")
+                    responses["429"] = errorResponse("The key is over its rate limit; retry after Retry-After seconds.")
+                    operation["responses"] = responses
+                } else {
+                    operation["security"] = []
+                }
+                operations[o] = (method, operation)
+            }
+            paths[p] = (path, .object(operations))
+        }
+        members[pathsIndex] = ("paths", .object(paths))
+        return .object(members)
+    }()
+
+    static let apiKeySchema: JSONValue = [
+        "type": "object", "required": ["key_id", "tenant_id", "scopes", "name", "created_at", "revoked_at"],
+        "properties": [
+            "key_id": ["type": "string", "pattern": "^[0-9a-f]{16}$"],
+            "tenant_id": ["type": ["string", "null"], "format": "uuid", "description": "null: an admin key for every tenant."],
+            "scopes": ["type": "array", "items": ["type": "string", "enum": ["ingest", "read", "admin"]]],
+            "name": ["type": ["string", "null"]],
+            "created_at": ["type": "string", "format": "date-time"],
+            "revoked_at": ["type": ["string", "null"], "format": "date-time"],
+        ],
+    ]
+
+    static let base: JSONValue = [
         "openapi": "3.1.0",
         "info": [
             "title": "xumi telemetry collector",
@@ -63,7 +103,7 @@ enum OpenAPIDocument {
                     "responses": [
                         "200": response("What became of each event.", ref("IngestResponse")),
                         "400": errorResponse("The body is not JSON at all, or not valid gzip."),
-                        "413": errorResponse("The body, or its number of events, is over the limit."),
+                        "413": errorResponse("The body, or its number of events, is over the limit; or nothing in it could be read because of a limit (event size, string length, nesting depth)."),
                         "415": errorResponse("An unsupported Content-Encoding."),
                         "503": errorResponse("Nothing could be made durable; nothing was stored. Retry after Retry-After seconds."),
                     ],
@@ -176,7 +216,7 @@ enum OpenAPIDocument {
                         query("group_by", "Comma-separated fields to group by."),
                         query("since", "Rows at or after this instant.", ["type": "string", "format": "date-time"]),
                         query("until", "Rows before this instant.", ["type": "string", "format": "date-time"]),
-                        query("interval", "Time bucket width: a number and s, m, h or d (e.g. 1m, 1h).", ["type": "string", "pattern": "^[0-9]+[smhd]$"]),
+                        query("interval", "Time bucket width: a number and s, m, h or d (e.g. 1m, 1h).", ["type": "string", "pattern": "^[1-9][0-9]*[smhd]$"]),
                         query("tenant_id", "Only this tenant.", ["type": "string", "format": "uuid"]),
                         [
                             "name": "filters", "in": "query", "required": false, "style": "form", "explode": true,
@@ -188,6 +228,51 @@ enum OpenAPIDocument {
                         "200": response("One entry per group and bucket.", ref("StatsResponse")),
                         "400": errorResponse("An unknown type, kind or field, or an aggregate the field's type does not allow."),
                         "503": errorResponse("The store cannot be read."),
+                    ],
+                ]
+            ],
+            "/v1/keys": [
+                "get": [
+                    "summary": "List API keys (admin)",
+                    "description": "Every key, revoked ones included; never their secrets.",
+                    "operationId": "listKeys",
+                    "parameters": [query("tenant_id", "Only this tenant's keys.", ["type": "string", "format": "uuid"])],
+                    "responses": [
+                        "200": response("The keys.", ["type": "object", "required": ["keys"], "properties": ["keys": ["type": "array", "items": ref("APIKey")]]]),
+                        "503": errorResponse("The key file cannot be read."),
+                    ],
+                ],
+                "post": [
+                    "summary": "Create an API key (admin)",
+                    "description": "The answer's `key` is the key itself, shown this once: only its hash is kept.",
+                    "operationId": "createKey",
+                    "requestBody": [
+                        "required": true,
+                        "content": jsonContent([
+                            "type": "object", "required": ["scopes"],
+                            "properties": [
+                                "tenant_id": ["type": "string", "format": "uuid", "description": "Required unless scopes has admin."],
+                                "scopes": ["type": "array", "minItems": 1, "items": ["type": "string", "enum": ["ingest", "read", "admin"]]],
+                                "name": ["type": "string"],
+                            ],
+                        ]),
+                    ],
+                    "responses": [
+                        "201": response("The new key.", ["allOf": [ref("APIKey"), ["type": "object", "required": ["key"], "properties": ["key": ["type": "string"]]]]]),
+                        "400": errorResponse("Unknown scopes, or no tenant for a key without admin."),
+                        "503": errorResponse("The key file cannot be written."),
+                    ],
+                ],
+            ],
+            "/v1/keys/{key_id}": [
+                "delete": [
+                    "summary": "Revoke an API key at once (admin)",
+                    "operationId": "revokeKey",
+                    "parameters": [["name": "key_id", "in": "path", "required": true, "schema": ["type": "string"]]],
+                    "responses": [
+                        "200": response("The revoked key.", ref("APIKey")),
+                        "404": errorResponse("No such key."),
+                        "503": errorResponse("The key file cannot be written."),
                     ],
                 ]
             ],
@@ -224,6 +309,12 @@ enum OpenAPIDocument {
             ],
         ],
         "components": [
+            "securitySchemes": [
+                "apiKey": [
+                    "type": "http", "scheme": "bearer",
+                    "description": "An API key (telemetry keys create, or POST /v1/keys): Authorization: Bearer xtk_<id>_<secret>. Required on every /v1 route once any key exists; until then the collector serves loopback only, without keys.",
+                ]
+            ],
             "schemas": [
                 "Event": [
                     "type": "object",
@@ -325,6 +416,7 @@ enum OpenAPIDocument {
                     ],
                 ],
                 "Status": ["type": "object", "required": ["status"], "properties": ["status": ["type": "string"]]],
+                "APIKey": apiKeySchema,
                 "Error": [
                     "type": "object", "required": ["error"],
                     "properties": [

@@ -24,10 +24,15 @@ struct CLI {
 
     /// Runs `telemetry` with `arguments`, feeding `stdin` (written from another thread, so large
     /// inputs do not dead-lock against a full output pipe).
-    static func run(_ arguments: [String], stdin: Data? = nil, executable: URL = executable, timeoutSeconds: Int = 300) throws -> Result {
+    static func run(
+        _ arguments: [String], stdin: Data? = nil, executable: URL = executable, environment: [String: String] = [:], timeoutSeconds: Int = 300
+    ) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.currentDirectoryURL = packageRoot
         let out = Pipe()
         let err = Pipe()
@@ -63,13 +68,19 @@ struct CLI {
             stderr: String(decoding: stderrData, as: UTF8.self))
     }
 
-    /// ``run(_:stdin:executable:timeoutSeconds:)`` on a dispatch thread: async tests must not hold
-    /// one of the cooperative pool's two threads while a child process runs.
-    static func runOffPool(_ arguments: [String], stdin: Data? = nil, timeoutSeconds: Int = 300) async throws -> Result {
+    /// ``run(_:stdin:executable:environment:timeoutSeconds:)`` on a thread of its own: async tests
+    /// must not hold one of the cooperative pool's two threads while a child process runs.
+    static func runOffPool(
+        _ arguments: [String], stdin: Data? = nil, executable: URL = executable, environment: [String: String] = [:],
+        timeoutSeconds: Int = 300
+    ) async throws -> Result {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Swift.Result { try run(arguments, stdin: stdin, timeoutSeconds: timeoutSeconds) })
-            }
+            Thread {
+                continuation.resume(
+                    with: Swift.Result {
+                        try run(arguments, stdin: stdin, executable: executable, environment: environment, timeoutSeconds: timeoutSeconds)
+                    })
+            }.start()
         }
     }
 
