@@ -95,7 +95,7 @@ final class RateLimiter: Sendable {
 /// Once any API key exists, every `/v1` request needs `Authorization: Bearer KEY` (401 without or
 /// with an unknown or revoked key; 403 when the key lacks the route's scope); each key gets a token
 /// bucket (429 with `Retry-After` when it is empty). `POST /v1/events` needs `ingest`, `/v1/keys`
-/// needs `admin`, every other `/v1` route `read`. Outside `/v1` (dashboard page, health, metrics,
+/// needs `admin`, `GET /v1/access` any key, every other `/v1` route `read`. Outside `/v1` (dashboard page, health, metrics,
 /// the OpenAPI document) nothing is asked: those carry no tenant's data.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = CollectorRequestContext
@@ -132,7 +132,7 @@ struct AuthMiddleware: RouterMiddleware {
                 return refuse(.unauthorized, "unauthorized", "malformed_key", keyID: nil, context, request,
                     "that is not an API key of this collector (they look like xtk_<16 hex>_<64 hex>)")
             }
-            guard key.allows(scope) else {
+            if let scope, !key.allows(scope) {
                 return refuse(.forbidden, "forbidden", "missing_scope", keyID: key.id, context, request,
                     "API key \(key.id) has the scopes \(key.scopeList); \(request.method.rawValue) \(path) needs \(scope.rawValue)")
             }
@@ -152,7 +152,9 @@ struct AuthMiddleware: RouterMiddleware {
         }
     }
 
-    static func requiredScope(method: HTTPRequest.Method, path: String) -> KeyScope {
+    /// The scope a route needs; `nil` for any valid key (`GET /v1/access`).
+    static func requiredScope(method: HTTPRequest.Method, path: String) -> KeyScope? {
+        if path == "/v1/access" { return nil }
         if path == "/v1/keys" || path.hasPrefix("/v1/keys/") { return .admin }
         if method == .post && path == "/v1/events" { return .ingest }
         return .read

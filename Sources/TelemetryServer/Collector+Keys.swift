@@ -20,6 +20,27 @@ extension Collector {
         ]
     }
 
+    /// `GET /v1/access`: who the request is, as the collector sees it: the key and what it may do,
+    /// or an open collector (no key exists) that serves everybody on loopback.
+    func access(_ context: CollectorRequestContext) -> Response {
+        switch context.access {
+        case .open:
+            return Self.json(
+                .ok,
+                JSONValue.object([
+                    ("keys_required", .bool(false)), ("key_id", .null), ("tenant_id", .null),
+                    ("scopes", .array(KeyScope.allCases.map { .string($0.rawValue) })), ("all_tenants", .bool(true)),
+                ]).render())
+        case .key(let key):
+            return Self.json(
+                .ok,
+                JSONValue.object([
+                    ("keys_required", .bool(true)), ("key_id", .string(key.id)), ("tenant_id", key.tenantID.map { .string($0) } ?? .null),
+                    ("scopes", .array(key.scopes.sorted().map { .string($0.rawValue) })), ("all_tenants", .bool(key.isAdmin)),
+                ]).render())
+        }
+    }
+
     private func keyStore() throws(AccessDenied) -> KeyStore {
         guard let keys else { throw AccessDenied("this collector keeps no API keys") }
         return keys

@@ -90,6 +90,7 @@ public struct Collector: Sendable {
         router.get("v1/stream") { request, context in try await self.stream(request, context) }
         router.get("v1/operations") { request, context in try await self.listOperations(request, context) }
         router.get("v1/stats") { request, context in try await self.stats(request, context) }
+        router.get("v1/access") { _, context in self.access(context) }
         router.get("v1/keys") { request, context in try await self.listKeys(request, context) }
         router.post("v1/keys") { request, context in try await self.createKey(request, context) }
         router.delete("v1/keys/:key_id") { _, context in try await self.revokeKey(context) }

@@ -2,6 +2,10 @@
 /// so it works air-gapped) whose small script reads the collector's own API and draws SVG charts.
 ///
 /// Filters (`tenant_id`, and `range` or `since`/`until`) live in the URL, so a view can be shared.
+/// When the collector requires API keys, the page asks for one (or takes it from the URL's
+/// fragment, `#key=…`, which is never sent to the server), keeps it for the browser tab only
+/// (sessionStorage) and sends it as `Authorization: Bearer` with every call; a `read` key shows its
+/// own tenant only.
 enum Dashboard {
     static let html = #"""
 <!doctype html>
@@ -49,6 +53,11 @@ enum Dashboard {
     </select></label>
     <button type="submit">Apply</button>
   </form>
+  <form id="keyform" hidden>
+    <label>API key <input name="key" type="password" placeholder="xtk_…" size="30" autocomplete="off"></label>
+    <button type="submit">Use key</button>
+    <span id="keynote" class="muted"></span>
+  </form>
   <span id="span" class="muted"></span>
 </header>
 <main>
@@ -82,12 +91,40 @@ const spanSeconds = Math.max(60, (until - since) / 1000);
 const interval = [[60, "10s"], [900, "30s"], [3600, "1m"], [21600, "5m"], [86400, "30m"], [604800, "6h"]].find(([s]) => spanSeconds <= s)?.[1] || "1d";
 document.getElementById("span").textContent = since.toISOString().slice(0, 16) + " → " + until.toISOString().slice(0, 16) + " UTC, buckets of " + interval;
 
+// The API key: from the URL's fragment (#key=…, then removed from the address bar), else what
+// this tab stored. Never put in the query string, so it stays out of the collector's logs.
+const fragment = new URLSearchParams(location.hash.slice(1));
+if (fragment.get("key")) {
+  sessionStorage.setItem("telemetry-key", fragment.get("key"));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+const keyForm = document.getElementById("keyform");
+keyForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem("telemetry-key", keyForm.key.value.trim());
+  location.reload();
+});
+function authHeaders() {
+  const key = sessionStorage.getItem("telemetry-key");
+  return key ? { Authorization: "Bearer " + key } : {};
+}
+function askForKey(status) {
+  keyForm.hidden = false;
+  document.getElementById("keynote").textContent = status === 401
+    ? "This collector requires an API key with the read scope."
+    : "This key may not read that (it reads its own tenant only).";
+}
+
 async function api(path, query = {}, timed = true) {
   const q = new URLSearchParams(query);
   const tenant = params.get("tenant_id");
   if (tenant) q.set("tenant_id", tenant);
   if (timed) { q.set("since", since.toISOString()); q.set("until", until.toISOString()); }
-  const response = await fetch(path + "?" + q.toString());
+  const response = await fetch(path + "?" + q.toString(), { headers: authHeaders() });
+  if (response.status === 401 || response.status === 403) {
+    askForKey(response.status);
+    throw new Error(path + ": HTTP " + response.status + (response.status === 401 ? " (an API key is needed: enter one above)" : " (not allowed for this key)"));
+  }
   if (!response.ok) throw new Error(path + ": HTTP " + response.status);
   return response.json();
 }
@@ -202,15 +239,23 @@ async function overview() {
   const byTopic = await stats({ group_by: "topic", interval });
   const perSecond = byTopic.map((g) => ({ ...g, rate: g.count / parseRange(interval) }));
   lines(card("overview", "Events per second by topic"), "events-by-topic", series(perSecond, "topic", "rate"), "/s", NO_DATA);
-  const metrics = await fetch("/metrics").then((r) => r.text());
-  const outcomes = { accepted: 0, duplicate: 0, rejected: 0 };
-  for (const line of metrics.split("\n")) {
-    const m = /^telemetry_ingest_events_total\{.*outcome="(\w+)"\} ([0-9.e+]+)/.exec(line);
-    if (m) outcomes[m[1]] += Number(m[2]);
-  }
-  const box = card("overview", "Received since the collector started");
-  bars(box, "ingest-outcomes", Object.entries(outcomes).map(([label, value]) => ({ label, value })), "", NO_DATA);
   const rejected = (await api("/v1/rejected", { limit: 200 }, false)).rejected;
+  const access = await api("/v1/access", {}, false);
+  if (access.all_tenants) {
+    // The collector's own counters (every tenant): only for who may see every tenant.
+    const metrics = await fetch("/metrics").then((r) => r.text());
+    const outcomes = { accepted: 0, duplicate: 0, rejected: 0 };
+    for (const line of metrics.split("\n")) {
+      const m = /^telemetry_ingest_events_total\{.*outcome="(\w+)"\} ([0-9.e+]+)/.exec(line);
+      if (m) outcomes[m[1]] += Number(m[2]);
+    }
+    bars(card("overview", "Received since the collector started"), "ingest-outcomes",
+      Object.entries(outcomes).map(([label, value]) => ({ label, value })), "", NO_DATA);
+  } else {
+    const stored = (await stats({ agg: "count" })).reduce((n, g) => n + g.count, 0);
+    bars(card("overview", "Tenant " + access.tenant_id + " in this range"), "ingest-outcomes",
+      [{ label: "stored", value: stored }, { label: "rejected (latest 200)", value: rejected.length }], "", NO_DATA);
+  }
   const reasons = new Map();
   for (const r of rejected) for (const e of r.errors) reasons.set(e.code + " " + e.field, (reasons.get(e.code + " " + e.field) || 0) + 1);
   bars(card("overview", "Top rejection reasons (last 200 rejected)"), "rejection-reasons",
@@ -295,19 +340,47 @@ async function operations() {
     rejected.map((r) => [r.received_at.slice(11, 19), r.event_type ?? "(unreadable)", r.errors.map((e) => e.field + ": " + e.code).join("; ")]), "Nothing rejected.");
 }
 
-function tail() {
+// The live tail reads the server-sent events with fetch (EventSource cannot send the API key),
+// reconnecting after the last event id it saw.
+async function tail() {
   const box = document.getElementById("tail");
   const query = new URLSearchParams();
   if (params.get("tenant_id")) query.set("tenant_id", params.get("tenant_id"));
-  const source = new EventSource("/v1/stream?" + query.toString());
   let lines = [];
-  source.addEventListener("event", (e) => {
-    const event = JSON.parse(e.data);
-    lines.unshift(event.timestamp + "  " + event.event_type + "  " + event.event_id);
-    lines = lines.slice(0, 50);
-    box.classList.remove("empty");
-    box.textContent = lines.join("\n");
-  });
+  let lastID = null;
+  for (;;) {
+    try {
+      const headers = authHeaders();
+      if (lastID) headers["Last-Event-ID"] = lastID;
+      const response = await fetch("/v1/stream?" + query.toString(), { headers });
+      if (response.status === 401 || response.status === 403) { askForKey(response.status); box.textContent = "The live tail needs an API key with the read scope."; return; }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let pending = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        pending += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = pending.indexOf("\n\n")) >= 0) {
+          const message = pending.slice(0, end);
+          pending = pending.slice(end + 2);
+          let data = null;
+          for (const line of message.split("\n")) {
+            if (line.startsWith("id: ")) lastID = line.slice(4);
+            if (line.startsWith("data: ")) data = line.slice(6);
+          }
+          if (!data) continue;
+          const event = JSON.parse(data);
+          lines.unshift(event.timestamp + "  " + event.event_type + "  " + event.event_id);
+          lines = lines.slice(0, 50);
+          box.classList.remove("empty");
+          box.textContent = lines.join("\n");
+        }
+      }
+    } catch (error) { /* the collector went away: try again shortly */ }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
 }
 
 (async () => {

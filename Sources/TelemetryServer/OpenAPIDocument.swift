@@ -231,6 +231,26 @@ enum OpenAPIDocument {
                     ],
                 ]
             ],
+            "/v1/access": [
+                "get": [
+                    "summary": "Who am I: the presented key and what it may do",
+                    "description": "Any valid key may ask. Without keys (an open collector on loopback) keys_required is false and every scope is granted.",
+                    "operationId": "getAccess",
+                    "responses": [
+                        "200": response(
+                            "The key's id, tenant and scopes.",
+                            [
+                                "type": "object", "required": ["keys_required", "key_id", "tenant_id", "scopes", "all_tenants"],
+                                "properties": [
+                                    "keys_required": ["type": "boolean"], "key_id": ["type": ["string", "null"]],
+                                    "tenant_id": ["type": ["string", "null"], "format": "uuid"],
+                                    "scopes": ["type": "array", "items": ["type": "string", "enum": ["ingest", "read", "admin"]]],
+                                    "all_tenants": ["type": "boolean", "description": "Whether the key sees every tenant (admin, or no keys)."],
+                                ],
+                            ])
+                    ],
+                ]
+            ],
             "/v1/keys": [
                 "get": [
                     "summary": "List API keys (admin)",

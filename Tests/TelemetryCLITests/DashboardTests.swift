@@ -57,6 +57,42 @@ import Testing
         #expect(dom.contains("data-chart=\"events-by-topic\""))
     }
 
+    /// With API keys, the page asks for one, and with a tenant's read key shows that tenant only.
+    @Test func withKeysThePageAsksForOneAndShowsTheKeysTenantOnly() async throws {
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let tenantA = "aaaaaaaa-0000-4000-8000-00000000000a"
+        let tenantB = "bbbbbbbb-0000-4000-8000-00000000000b"
+        let admin = try #require(try await CLI.runOffPool(["keys", "create", "--data", data.path, "--scopes", "admin"]).stdout.split(separator: "\n").last)
+        let reader = try #require(
+            try await CLI.runOffPool(["keys", "create", "--data", data.path, "--tenant", tenantA, "--scopes", "read"]).stdout.split(separator: "\n").last)
+        let server = try await ServerProcess.start(data: data)
+        defer { server.stop() }
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        var sampler = EventSampler(seed: 10, startMicros: now - 5 * 60 * 1_000_000)
+        sampler.spacingMicros = 100_000
+        let lines = (0..<1_100).map { i in
+            var event = sampler.sample(Catalog.builtin.events[i % 19])
+            event["tenant_id"] = .string(i < 300 ? tenantA : tenantB)
+            return event.render()
+        }
+        let connection = HTTPConnection(host: "127.0.0.1", port: server.port, apiKey: String(admin))
+        let posted = try await connection.request("POST", "/v1/events", body: Array(lines.joined(separator: "\n").utf8))
+        #expect(posted.status == 200 && posted.text.contains(#""accepted":1100"#))
+
+        let (locked, _) = try await Self.render("\(server.url)/?range=1h&tail=off")
+        #expect(locked.contains("data-ready=\"true\""))
+        #expect(locked.contains("requires an API key"), "the key form says what is needed")
+        #expect(!locked.contains(">1100<") && !locked.contains(">300<"))
+
+        let (dom, log) = try await Self.render("\(server.url)/?range=1h&tail=off#key=\(reader)")
+        #expect(dom.contains("data-ready=\"true\""))
+        #expect(!dom.contains("<h3>Could not load this section</h3>"))
+        #expect(log.split(separator: "\n").filter { $0.contains(":CONSOLE") }.isEmpty)
+        #expect(dom.contains(">300<"), "tenant A's count")
+        #expect(!dom.contains(">1100<") && !dom.contains(">800<"), "nothing of tenant B")
+    }
+
     /// The DOM after the page's script has run, and Chromium's log.
     static func render(_ url: String) async throws -> (dom: String, log: String) {
         try await withCheckedThrowingContinuation { continuation in

@@ -92,6 +92,11 @@ import Testing
             #expect(try await read.getJSON("/v1/keys").status == 403)
             let root = collector.connection(key: admin)
             #expect(try await root.getJSON("/v1/keys").status == 200)
+            // Any key may ask what it is.
+            let me = try await ingest.getJSON("/v1/access")
+            #expect(me.status == 200 && me.json["tenant_id"] as? String == Self.tenantA && me.json["scopes"] as? [String] == ["ingest"])
+            #expect(me.json["all_tenants"] as? Bool == false)
+            #expect(try await root.getJSON("/v1/access").json["all_tenants"] as? Bool == true)
             #expect(try await root.post(Self.events(1, tenant: Self.tenantB, seed: 3)[0]).json["accepted"] as? Int == 1, "admin writes any tenant")
         }
     }
