@@ -20,6 +20,8 @@ struct ServiceExample {
             tenantID: UUID(uuidString: "5c1e7a52-0d6a-4c3e-8b59-1f2d3e4a5b6c")!,
             source: "xumi-worker")
         configuration.spoolDirectory = NSTemporaryDirectory() + "service-example-spool"
+        // An ingest key of this tenant, when the collector requires keys (docs/security.md).
+        configuration.apiKey = ProcessInfo.processInfo.environment["TELEMETRY_API_KEY"]
         if configuration.environment.nodeID == nil {
             configuration.environment.nodeID = UUID(uuidString: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d")
         }
