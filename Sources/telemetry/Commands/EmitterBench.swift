@@ -11,14 +11,17 @@ struct EmitterBench: AsyncParsableCommand {
         commandName: "emitter",
         abstract: "The SDK's emitter delivering into a local collector, against plain HTTP posts in the same run.",
         discussion: """
-            Starts a `telemetry serve` child process for each measurement and measures, in one run:
-              baseline  the same events, pre-encoded as NDJSON batches, posted from --connections
-                        connections (no SDK: the collector's own ceiling)
-              emitter   --producers tasks calling `emit` as fast as they can on one TelemetryEmitter
-                        (batches, gzip, one request in flight, as in a service)
-            and prints the rate at which `emit` returned, the rate the collector acknowledged, events
-            dropped because the queue was full (the emitter never blocks its caller), and this
-            process's peak RSS (bounded by the queue, whatever the load).
+            Starts a `telemetry serve` child process for each measurement and measures, in one \
+            run:
+
+              baseline: the same events, pre-encoded as NDJSON batches, posted from
+                --connections connections (no SDK: the collector's own ceiling)
+              emitter: --producers tasks calling `emit` as fast as they can on one
+                TelemetryEmitter (batches, gzip, one request in flight, as in a service)
+
+            It prints the rate at which `emit` returned, the rate the collector acknowledged, \
+            events dropped because the queue was full (the emitter never blocks its caller), and \
+            this process's peak RSS (bounded by the queue, whatever the load).
             """
     )
 

@@ -20,7 +20,10 @@ struct ServeCommand: AsyncParsableCommand {
             and answers only once the accepted events are durable. Concurrent requests share \
             commits (group commit). GET /openapi.json describes the whole API.
 
-            API keys (`telemetry keys create`, kept hashed in DIR/keys.sqlite) are required on every             /v1 route once the first one exists; a key reads and writes its own tenant only. With no             key the collector serves loopback only and refuses any other --host. docs/security.md             has the details.
+            API keys (`telemetry keys create`, kept hashed in DIR/keys.sqlite) are required on every \
+            /v1 route once the first one exists; a key reads and writes its own tenant only. With no \
+            key the collector serves loopback only and refuses any other --host. docs/security.md \
+            has the details.
 
             Examples:
               telemetry serve
