@@ -192,21 +192,21 @@ public struct PrivacyPolicy: Sendable {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
             v4.s_addr &= UInt32(0xFFFF_FF00).bigEndian
-            return Self.format(AF_INET, &v4, Int(INET_ADDRSTRLEN)) ?? text
+            return withUnsafeBytes(of: &v4) { Self.format(AF_INET, $0, Int(INET_ADDRSTRLEN)) } ?? text
         }
         var v6 = in6_addr()
         if inet_pton(AF_INET6, text, &v6) == 1 {
             withUnsafeMutableBytes(of: &v6) { bytes in
                 for i in 6..<16 { bytes[i] = 0 }
             }
-            return Self.format(AF_INET6, &v6, Int(INET6_ADDRSTRLEN)) ?? text
+            return withUnsafeBytes(of: &v6) { Self.format(AF_INET6, $0, Int(INET6_ADDRSTRLEN)) } ?? text
         }
         return text
     }
 
-    private static func format<T>(_ family: Int32, _ address: inout T, _ length: Int) -> String? {
+    private static func format(_ family: Int32, _ address: UnsafeRawBufferPointer, _ length: Int) -> String? {
         var buffer = [CChar](repeating: 0, count: length)
-        guard inet_ntop(family, &address, &buffer, socklen_t(length)) != nil else { return nil }
+        guard inet_ntop(family, address.baseAddress, &buffer, socklen_t(length)) != nil else { return nil }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
