@@ -18,6 +18,11 @@ let package = Package(
         .library(name: "TelemetryCatalog", targets: ["TelemetryCatalog"]),
         .library(name: "TelemetryEvents", targets: ["TelemetryEvents"]),
     ],
+    // Kafka support (`serve --kafka`, `consume`) links librdkafka (Debian librdkafka-dev); the default
+    // build has no system dependency: `swift build --traits Kafka` turns it on.
+    traits: [
+        .trait(name: "Kafka", description: "Kafka producer and consumer through librdkafka (needs librdkafka-dev)."),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -106,6 +111,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // librdkafka's C API and its mock cluster, as a module (only imported with the trait).
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        // Kafka: a producer and a consumer group over librdkafka, the collector's Kafka sink and the
+        // consumer into a store. Empty without the trait `Kafka`.
+        .target(
+            name: "TelemetryKafka",
+            dependencies: [
+                .target(name: "CRdKafka", condition: .when(traits: ["Kafka"])),
+                "TelemetryCatalog",
+                "TelemetryStore",
+                "TelemetryPipeline",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "telemetry",
             dependencies: [
@@ -115,6 +140,7 @@ let package = Package(
                 "TelemetryStore",
                 "TelemetryPipeline",
                 "TelemetryServer",
+                "TelemetryKafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -152,6 +178,7 @@ let package = Package(
             name: "TelemetryServerTests",
             dependencies: [
                 "TelemetryCatalog", "TelemetryClient", "TelemetryEvents", "TelemetryStore", "TelemetryPipeline", "TelemetryServer",
+                "TelemetryKafka",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

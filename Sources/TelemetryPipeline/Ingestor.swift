@@ -1,3 +1,4 @@
+import Foundation
 public import TelemetryCatalog
 public import TelemetryStore
 
@@ -41,15 +42,16 @@ public struct IngestResult: Sendable {
 public struct Ingestor: Sendable {
     public let catalog: Catalog
     public let limits: IngestLimits
-    public let writer: IngestWriter
+    /// Where valid events (and the rejections) go: the store's writer, or Kafka.
+    public let sink: any EventSink
     /// Applied to every valid event before it is stored; `nil` stores events as sent.
     public let privacy: PrivacyPolicy?
 
-    public init(catalog: Catalog = .builtin, limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, writer: IngestWriter) {
+    public init(catalog: Catalog = .builtin, limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: any EventSink) {
         self.catalog = catalog
         self.limits = limits
         self.privacy = privacy
-        self.writer = writer
+        self.sink = sink
     }
 
     /// Validates the events of `body`, stores the valid ones and the rejections in one transaction,
@@ -118,6 +120,11 @@ public struct Ingestor: Sendable {
                             index: index, receivedMicros: receivedMicros, requestID: requestID))
                 }
             }
+            // Each rejection belongs to the sender's tenant when a key says who sent it, else to the
+            // tenant the event names (when it can be read), so a tenant's reader sees its own.
+            for i in batch.rejected.indices {
+                batch.rejected[i].tenantID = tenantID?.lowercased() ?? Self.tenantNamed(in: batch.rejected[i].raw)
+            }
             // Nothing in the body could be read as an event: refuse it whole, as not JSON, or as
             // over a limit when that is why (a hostile body gets a 4xx, not a 200).
             let unreadable: Set<ValidationIssue.Code> = [.malformedJSON, .tooDeep, .tooLarge]
@@ -138,7 +145,7 @@ public struct Ingestor: Sendable {
                 // 64 KiB: a body that is no JSON at all is evidence, not data to replay).
                 let kept = 1 << 16
                 let note = body.count > kept ? " (the first \(kept) of \(body.count) bytes are kept)" : ""
-                let rejection = RejectedEvent(
+                var rejection = RejectedEvent(
                     raw: Array(body.prefix(kept)),
                     issues: [
                         ValidationIssue(
@@ -146,11 +153,12 @@ public struct Ingestor: Sendable {
                             message: notJSON.message + note)
                     ], eventType: nil,
                     eventID: nil, index: 0, receivedMicros: receivedMicros, requestID: requestID)
-                _ = try await writer.submit(WriteBatch(rejected: [rejection]))
+                rejection.tenantID = tenantID?.lowercased()
+                _ = try await sink.submit(WriteBatch(rejected: [rejection]))
             }
             throw notJSON
         }
-        let outcome = try await writer.submit(batch)
+        let outcome = try await sink.submit(batch)
         var result = IngestResult(accepted: outcome.stored, duplicates: outcome.duplicates, rejected: batch.rejected)
         // Counted by event definition (an array index per event), then folded into topics.
         var accepted = [Int](repeating: 0, count: catalog.events.count)
@@ -164,5 +172,13 @@ public struct Ingestor: Sendable {
             if duplicates[definition] > 0 { result.duplicatesByTopic[event.topic.name, default: 0] += duplicates[definition] }
         }
         return result
+    }
+
+    /// The `tenant_id` of a rejected event's bytes, when they are a JSON object naming a UUID.
+    static func tenantNamed(in raw: [UInt8]) -> String? {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any],
+            let text = object["tenant_id"] as? String, let uuid = UUIDValue(text)
+        else { return nil }
+        return uuid.description
     }
 }

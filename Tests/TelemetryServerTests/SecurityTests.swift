@@ -140,9 +140,14 @@ import Testing
             #expect(try await a.getJSON("/v1/events/\(bID)").status == 404)
             #expect(try await root.getJSON("/v1/events/\(bID)").status == 200)
             #expect(try await a.getJSON("/v1/events/\(eventID(of: mine[0]))").status == 200)
-            // Rejected: none of B's.
+            // Rejected: A's own (what A's key sent), none of B's.
             let aRejected = try await a.getJSON("/v1/rejected")
-            #expect((aRejected.json["rejected"] as? [Any])?.isEmpty == true)
+            let aCodes = (aRejected.json["rejected"] as? [[String: Any]] ?? []).compactMap {
+                (($0["errors"] as? [[String: String]])?.first?["code"])
+            }
+            #expect(aCodes == ["forbidden_tenant", "forbidden_tenant"])
+            let bRejected = try await root.getJSON("/v1/rejected?tenant_id=\(Self.tenantB)")
+            #expect((bRejected.json["rejected"] as? [Any])?.count == 1, "B's own invalid event is B's")
             #expect(try await a.getJSON("/v1/rejected?tenant_id=\(Self.tenantB)").status == 403)
             #expect(((try await root.getJSON("/v1/rejected")).json["rejected"] as? [Any])?.count == 3)
             // Stats: A's count only.

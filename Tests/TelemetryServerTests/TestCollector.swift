@@ -33,7 +33,7 @@ struct TestCollector {
         let writer = IngestWriter(
             store: store, logger: logger, onCommit: { broadcaster.publish($0) },
             onTransaction: { metrics.recordCommit(events: $0, nanoseconds: $1) })
-        let ingestor = Ingestor(limits: limits, privacy: privacy, writer: writer)
+        let ingestor = Ingestor(limits: limits, privacy: privacy, sink: writer)
         var configuration = CollectorConfiguration()
         configuration.port = 0
         configuration.streamHeartbeatSeconds = 1

@@ -226,7 +226,7 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             CommandFailure.exit("\(error)")
         }
-        let ingestor = Ingestor(limits: limits, privacy: policy, writer: writer)
+        let ingestor = Ingestor(limits: limits, privacy: policy, sink: writer)
         var configuration = CollectorConfiguration()
         configuration.host = host
         configuration.port = port

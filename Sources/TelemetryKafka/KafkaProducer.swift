@@ -1,0 +1,158 @@
+#if Kafka
+import CRdKafka
+import Foundation
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// A Kafka producer: `send` produces a batch and returns once every message has its delivery
+/// report, throwing if any failed. Idempotent, `acks=all` by default.
+///
+/// librdkafka calls the delivery reports from `rd_kafka_poll`, which a thread of the producer's own
+/// runs (never Swift's cooperative pool). As a `Service`, `run` waits for shutdown and then
+/// flushes what is in flight.
+public final class KafkaProducer: Service, @unchecked Sendable {
+    // @unchecked: `client` is a librdkafka handle, thread-safe by librdkafka's contract; the rest is
+    // immutable or under a Mutex.
+    let client: OpaquePointer
+    let logger: Logger
+    private let polling: PollingThread
+
+    /// The properties the producer sets before `configuration`'s: idempotence (so retries never
+    /// duplicate or reorder), `acks=all`, a short linger to batch concurrent requests, and a bound
+    /// on how long a message may wait for the brokers.
+    public static let defaults: [String: String] = [
+        "enable.idempotence": "true", "acks": "all", "linger.ms": "5", "message.timeout.ms": "10000",
+        "compression.type": "lz4",
+    ]
+
+    /// Creates a producer for the brokers of `bootstrap` (`host:port,…`).
+    public init(bootstrap: String, configuration: [String: String] = [:], logger: Logger) throws(KafkaError) {
+        self.logger = logger
+        var properties = Self.defaults.merging(configuration) { $1 }
+        properties["bootstrap.servers"] = bootstrap
+        let conf = try makeConfiguration(properties)
+        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
+            guard let message, let opaque = message.pointee._private else { return }
+            Unmanaged<DeliveryTracker>.fromOpaque(opaque).takeRetainedValue().delivered(message.pointee.err)
+        }
+        client = try makeClient(RD_KAFKA_PRODUCER, conf)
+        polling = PollingThread(client: client, name: "telemetry.kafka.producer")
+    }
+
+    deinit {
+        close()
+        rd_kafka_destroy(client)
+    }
+
+    /// Produces `messages` and returns once all are acknowledged by the brokers.
+    ///
+    /// - Throws: ``KafkaError`` for the first message that could not be delivered (queue full,
+    ///   brokers unreachable beyond `message.timeout.ms`, a non-retriable broker error). Others of
+    ///   the batch may have been delivered: the caller must not acknowledge any of them (a retry
+    ///   duplicates those, which the consumer's dedupe absorbs).
+    public func send(_ messages: [KafkaOutgoingMessage]) async throws {
+        if messages.isEmpty { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let tracker = DeliveryTracker(count: messages.count, continuation: continuation)
+            for message in messages {
+                let headers = rd_kafka_headers_new(message.headers.count)!
+                for header in message.headers {
+                    _ = header.value.withUnsafeBytes { rd_kafka_header_add(headers, header.name, -1, $0.baseAddress, $0.count) }
+                }
+                let opaque = Unmanaged.passRetained(tracker).toOpaque()
+                let error = message.key.withUnsafeBytes { key in
+                    message.value.withUnsafeBytes { value in
+                        xt_produce(client, message.topic, key.baseAddress, key.count, value.baseAddress, value.count, headers, opaque)
+                    }
+                }
+                if let error {
+                    // Not queued: no delivery report will come for it.
+                    let code = rd_kafka_error_code(error)
+                    rd_kafka_error_destroy(error)
+                    rd_kafka_headers_destroy(headers)
+                    Unmanaged<DeliveryTracker>.fromOpaque(opaque).takeRetainedValue().delivered(code)
+                }
+            }
+        }
+    }
+
+    /// Waits for what is in flight (at most `timeout`) and stops the polling thread.
+    public func close(timeout: Duration = .seconds(10)) {
+        guard polling.stop() else { return }
+        let milliseconds = Int32(timeout.components.seconds * 1000)
+        let error = rd_kafka_flush(client, milliseconds)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.warning("kafka.producer.flush_incomplete", metadata: ["error": "\(KafkaError(error))"])
+        }
+    }
+
+    public func run() async throws {
+        // The polling thread does the work; this waits for shutdown, then flushes off the pool.
+        try? await gracefulShutdown()
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread { [self] in
+                close()
+                done.resume()
+            }.start()
+        }
+    }
+}
+
+/// A thread that calls `rd_kafka_poll` until stopped (delivery reports and other callbacks run on it).
+final class PollingThread: @unchecked Sendable {
+    // @unchecked: the handle is thread-safe by librdkafka's contract; the flag is atomic.
+    private let client: OpaquePointer
+    private let stopped = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(client: OpaquePointer, name: String) {
+        self.client = client
+        let thread = Thread { [self] in
+            while !self.stopped.load(ordering: .acquiring) { rd_kafka_poll(self.client, 100) }
+            self.finished.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Stops the thread and waits for it; false when it was already stopped.
+    func stop() -> Bool {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        finished.wait()
+        return true
+    }
+}
+
+/// Counts the delivery reports of one `send`; resumes it when the last arrives.
+final class DeliveryTracker: @unchecked Sendable {
+    // @unchecked: its state is under a Mutex.
+    private struct State {
+        var remaining: Int
+        var error: rd_kafka_resp_err_t = RD_KAFKA_RESP_ERR_NO_ERROR
+        var continuation: CheckedContinuation<Void, any Error>?
+    }
+
+    private let state: Mutex<State>
+
+    init(count: Int, continuation: CheckedContinuation<Void, any Error>) {
+        state = Mutex(State(remaining: count, continuation: continuation))
+    }
+
+    func delivered(_ error: rd_kafka_resp_err_t) {
+        let done = state.withLock { state -> (CheckedContinuation<Void, any Error>, rd_kafka_resp_err_t)? in
+            if error != RD_KAFKA_RESP_ERR_NO_ERROR && state.error == RD_KAFKA_RESP_ERR_NO_ERROR { state.error = error }
+            state.remaining -= 1
+            guard state.remaining == 0, let continuation = state.continuation else { return nil }
+            state.continuation = nil
+            return (continuation, state.error)
+        }
+        guard let (continuation, error) = done else { return }
+        if error == RD_KAFKA_RESP_ERR_NO_ERROR {
+            continuation.resume()
+        } else {
+            continuation.resume(throwing: KafkaError(error))
+        }
+    }
+}
+#endif
