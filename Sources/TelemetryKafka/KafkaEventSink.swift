@@ -1,0 +1,90 @@
+#if Kafka
+import Foundation
+public import TelemetryCatalog
+public import TelemetryPipeline
+public import TelemetryStore
+import Synchronization
+
+/// The collector's sink in Kafka mode: each valid event goes to its catalog topic (with an optional
+/// prefix), keyed by `tenant_id`, with headers `event_type`, `tenant_id`, `version` (and
+/// `request_id`, `received_us` for the consumer); each rejected event goes to the `rejected` topic
+/// with its reasons. `submit` returns once the brokers acknowledged every message (idempotent
+/// producer, `acks=all`), and throws ``StoreError`` (a 503, nothing acknowledged) otherwise.
+public final class KafkaEventSink: EventSink {
+    public let producer: KafkaProducer
+    public let topicPrefix: String
+    private let inFlight = Atomic<Int>(0)
+
+    /// The topic of rejected events (after the prefix).
+    public static let rejectedTopic = "rejected"
+
+    public init(producer: KafkaProducer, topicPrefix: String = "") {
+        self.producer = producer
+        self.topicPrefix = topicPrefix
+    }
+
+    /// Every topic this sink may write, prefixed: the catalog's and `rejected`.
+    public static func topics(catalog: Catalog = .builtin, prefix: String = "") -> [String] {
+        catalog.topics.map { prefix + $0.name } + [prefix + rejectedTopic]
+    }
+
+    public var pendingEvents: Int { inFlight.load(ordering: .relaxed) }
+
+    public func submit(_ batch: WriteBatch) async throws -> WriteOutcome {
+        var messages: [KafkaOutgoingMessage] = []
+        messages.reserveCapacity(batch.events.count + batch.rejected.count)
+        for incoming in batch.events {
+            let event = incoming.event
+            let tenant = event.tenantID.description
+            messages.append(
+                KafkaOutgoingMessage(
+                    topic: topicPrefix + event.topic.name, key: Array(tenant.utf8), value: event.json,
+                    headers: [
+                        ("event_type", Array(event.eventType.utf8)), ("tenant_id", Array(tenant.utf8)), ("version", Array(event.version.utf8)),
+                        ("request_id", Array(incoming.requestID.utf8)), ("received_us", Array(String(incoming.receivedMicros).utf8)),
+                    ]))
+        }
+        for rejected in batch.rejected {
+            messages.append(
+                KafkaOutgoingMessage(
+                    topic: topicPrefix + Self.rejectedTopic, key: Array((rejected.tenantID ?? "").utf8), value: Self.encode(rejected),
+                    headers: [("request_id", Array(rejected.requestID.utf8))]))
+        }
+        inFlight.add(messages.count, ordering: .relaxed)
+        defer { inFlight.subtract(messages.count, ordering: .relaxed) }
+        do {
+            try await producer.send(messages)
+        } catch {
+            throw StoreError(.unavailable, "Kafka did not acknowledge every event of the batch (\(error)); nothing is acknowledged", cause: error)
+        }
+        return WriteOutcome(sequences: batch.events.map { _ in 0 })
+    }
+
+    /// A rejected event as the `rejected` topic carries it: JSON, the raw bytes in base64.
+    static func encode(_ rejected: RejectedEvent) -> [UInt8] {
+        let value: JSONValue = [
+            "received_us": .integer(rejected.receivedMicros), "request_id": .string(rejected.requestID),
+            "index": .integer(Int64(rejected.index)), "event_type": rejected.eventType.map { .string($0) } ?? .null,
+            "event_id": rejected.eventID.map { .string($0) } ?? .null, "tenant_id": rejected.tenantID.map { .string($0) } ?? .null,
+            "errors": .array(rejected.issues.map { ["field": .string($0.field), "code": .string($0.code.rawValue), "message": .string($0.message)] }),
+            "raw_base64": .string(Data(rejected.raw).base64EncodedString()),
+        ]
+        return Array(value.render().utf8)
+    }
+
+    /// The rejected event a `rejected` message carries.
+    static func decode(_ bytes: [UInt8]) -> RejectedEvent? {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
+            let received = (object["received_us"] as? NSNumber)?.int64Value, let requestID = object["request_id"] as? String,
+            let index = (object["index"] as? NSNumber)?.intValue, let errors = object["errors"] as? [[String: String]],
+            let raw = (object["raw_base64"] as? String).flatMap({ Data(base64Encoded: $0) })
+        else { return nil }
+        let issues = errors.map {
+            ValidationIssue(field: $0["field"] ?? "", code: ValidationIssue.Code(rawValue: $0["code"] ?? ""), message: $0["message"] ?? "")
+        }
+        return RejectedEvent(
+            raw: Array(raw), issues: issues, eventType: object["event_type"] as? String, eventID: object["event_id"] as? String,
+            tenantID: object["tenant_id"] as? String, index: index, receivedMicros: received, requestID: requestID)
+    }
+}
+#endif

@@ -1,0 +1,125 @@
+#if Kafka
+import Foundation
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+public import TelemetryCatalog
+public import TelemetryStore
+
+/// `telemetry consume`: a consumer group over the topics that writes what it reads into a store,
+/// batch by batch, and commits the offsets only after the store's transaction committed.
+///
+/// A crash between the write and the commit redelivers the batch, which the store's dedupe on
+/// `event_id` absorbs: every event is stored once. On graceful shutdown it finishes the batch in
+/// hand, commits, and leaves the group.
+public final class KafkaStoreLoader: Service, Sendable {
+    /// What the loader has done so far.
+    public struct Counts: Sendable, Hashable {
+        public var messages = 0
+        public var stored = 0
+        public var duplicates = 0
+        public var rejected = 0
+        /// Messages that were neither a valid event nor a rejection record (logged, skipped).
+        public var unreadable = 0
+        public var batches = 0
+    }
+
+    let consumer: KafkaConsumer
+    let store: any EventStore
+    let catalog: Catalog
+    let logger: Logger
+    let batchSize: Int
+    let rejectedTopic: String
+    private let state = Mutex(Counts())
+    /// Called after each committed batch, with the consumer's lag by topic and partition.
+    let onBatch: @Sendable (Counts, [(topic: String, partition: Int32, lag: Int64)]) -> Void
+
+    public init(
+        consumer: KafkaConsumer, store: any EventStore, catalog: Catalog = .builtin, topicPrefix: String = "", batchSize: Int = 5000,
+        logger: Logger, onBatch: @escaping @Sendable (Counts, [(topic: String, partition: Int32, lag: Int64)]) -> Void = { _, _ in }
+    ) {
+        self.consumer = consumer
+        self.store = store
+        self.catalog = catalog
+        self.logger = logger
+        self.batchSize = batchSize
+        self.rejectedTopic = topicPrefix + KafkaEventSink.rejectedTopic
+        self.onBatch = onBatch
+    }
+
+    public var counts: Counts { state.withLock { $0 } }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let messages = await blocking { [consumer, batchSize] in consumer.poll(maxMessages: batchSize, timeout: .milliseconds(250)) }
+                if messages.isEmpty { continue }
+                try await load(messages)
+            }
+        } onGracefulShutdown: {}
+        await blocking { [consumer] in consumer.close() }
+    }
+
+    /// Writes one polled batch and commits its offsets.
+    func load(_ messages: [KafkaMessage]) async throws {
+        var batch = WriteBatch()
+        var validator = EventValidator(catalog: catalog)
+        var unreadable = 0
+        let now = Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
+        for message in messages {
+            if message.topic == rejectedTopic {
+                if let rejected = KafkaEventSink.decode(message.value) {
+                    batch.rejected.append(rejected)
+                } else {
+                    unreadable += 1
+                }
+                continue
+            }
+            switch message.value.withUnsafeBytes({ validator.validate($0) }) {
+            case .valid(let event):
+                batch.events.append(
+                    IncomingEvent(
+                        event: event, receivedMicros: message.header("received_us").flatMap { Int64($0) } ?? now,
+                        requestID: message.header("request_id") ?? "kafka:\(message.topic)/\(message.partition)@\(message.offset)"))
+            case .invalid(let invalid):
+                // Not from a collector of ours (those publish validated events): kept as a rejection.
+                batch.rejected.append(
+                    RejectedEvent(
+                        raw: message.value, issues: invalid.issues, eventType: invalid.eventType, eventID: invalid.eventID, index: 0,
+                        receivedMicros: now, requestID: "kafka:\(message.topic)/\(message.partition)@\(message.offset)"))
+            }
+        }
+        if unreadable > 0 {
+            logger.warning("kafka.consume.unreadable", metadata: ["messages": "\(unreadable)", "topic": "\(rejectedTopic)"])
+        }
+        // The store first; the offsets only once it committed. A failed write throws before the
+        // commit, so the batch is redelivered.
+        let outcome = try await store.write(batch)
+        try await blocking { [consumer] in try consumer.commit(messages) }
+        let lag = await blocking { [consumer] in consumer.lag() }
+        let counts = state.withLock { counts -> Counts in
+            counts.messages += messages.count
+            counts.stored += outcome.stored
+            counts.duplicates += outcome.duplicates
+            counts.rejected += batch.rejected.count
+            counts.unreadable += unreadable
+            counts.batches += 1
+            return counts
+        }
+        onBatch(counts, lag)
+    }
+}
+
+/// Runs blocking work on a thread of its own (librdkafka's calls wait on the network).
+func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
+}
+
+func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: work()) }.start()
+    }
+}
+#endif
