@@ -18,7 +18,7 @@ struct TestCollector {
     /// Starts a collector (on `path`, or a new temporary file), runs `body`, then stops it.
     static func run<T: Sendable>(
         path: String? = nil, maxBytes: Int64? = nil, keys: KeyStore? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
-        limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, _ body: @Sendable (TestCollector) async throws -> T
+        limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: (any EventSink)? = nil, _ body: @Sendable (TestCollector) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("collector-\(UUID().uuidString)")
         let path = path ?? directory.appendingPathComponent("telemetry.sqlite").path
@@ -33,7 +33,7 @@ struct TestCollector {
         let writer = IngestWriter(
             store: store, logger: logger, onCommit: { broadcaster.publish($0) },
             onTransaction: { metrics.recordCommit(events: $0, nanoseconds: $1) })
-        let ingestor = Ingestor(limits: limits, privacy: privacy, sink: writer)
+        let ingestor = Ingestor(limits: limits, privacy: privacy, sink: sink ?? writer)
         var configuration = CollectorConfiguration()
         configuration.port = 0
         configuration.streamHeartbeatSeconds = 1

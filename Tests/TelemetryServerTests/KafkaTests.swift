@@ -1,0 +1,223 @@
+#if Kafka
+import Foundation
+import Logging
+import ServiceLifecycle
+import TelemetryCatalog
+import TelemetryClient
+import TelemetryKafka
+import TelemetryPipeline
+import TelemetryServer
+import TelemetryStore
+import Testing
+
+/// The collector publishing to Kafka and `consume` loading a store, against librdkafka's mock
+/// cluster: three real brokers on loopback, in this process.
+@Suite(.serialized) struct KafkaTests {
+    static var logger: Logger {
+        var logger = Logger(label: "test.kafka")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    static func cluster() throws -> KafkaMockCluster {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        for topic in KafkaEventSink.topics() { try cluster.createTopic(topic, partitions: 3, replicationFactor: 3) }
+        return cluster
+    }
+
+    static func store() throws -> SQLiteStore {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kafka-\(UUID().uuidString)/telemetry.sqlite").path
+        var configuration = SQLiteStoreConfiguration(path: path)
+        configuration.durability = .normal
+        return try SQLiteStore(configuration: configuration, logger: logger)
+    }
+
+    /// Reads every topic with a fresh group until `count` messages arrived (or 30 s passed).
+    static func readAll(_ bootstrap: String, count: Int, group: String = "verify-\(UUID())") async throws -> [KafkaMessage] {
+        let consumer = try KafkaConsumer(bootstrap: bootstrap, group: group, topics: KafkaEventSink.topics(), logger: logger)
+        return try await offThePool {
+            var messages: [KafkaMessage] = []
+            let deadline = Date().addingTimeInterval(30)
+            while messages.count < count && Date() < deadline {
+                messages += consumer.poll(maxMessages: 1000, timeout: .milliseconds(200))
+            }
+            consumer.close()
+            return messages
+        }
+    }
+
+    /// Runs a loader (group `group`) into `store` until it holds `events` events, then stops it.
+    static func load(_ bootstrap: String, into store: SQLiteStore, events: Int, group: String = "loader") async throws -> KafkaStoreLoader.Counts {
+        let consumer = try KafkaConsumer(bootstrap: bootstrap, group: group, topics: KafkaEventSink.topics(), logger: logger)
+        let loader = KafkaStoreLoader(consumer: consumer, store: store, batchSize: 500, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [loader], logger: logger))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await EmitterTests.waitUntil(60) { try await store.counts().events >= events }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return loader.counts
+        }
+    }
+
+    @Test func everyEventLandsOnItsTopicWithKeyAndHeadersAndIsLoadedOnce() async throws {
+        let cluster = try Self.cluster()
+        let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
+        defer { producer.close() }
+        let lines = (0..<19 * 40).map { i in
+            var sampler = EventSampler(seed: UInt64(i) + 1)
+            return sampler.sample(Catalog.builtin.events[i % 19]).render()
+        }
+        let invalid = lines[0].replacingOccurrences(of: #""event_id":""#, with: #""event_id":"nope-"#)
+        try await TestCollector.run(sink: KafkaEventSink(producer: producer)) { collector in
+            let response = try await collector.connection().post((lines + [invalid]).joined(separator: "\n"))
+            #expect(response.status == 200)
+            #expect(response.json["accepted"] as? Int == lines.count)
+            #expect((response.json["rejected"] as? [Any])?.count == 1)
+        }
+        // On the brokers: each event on its type's topic, keyed by tenant, with the headers.
+        let messages = try await Self.readAll(cluster.bootstrap, count: lines.count + 1)
+        #expect(messages.count == lines.count + 1)
+        for message in messages where message.topic != KafkaEventSink.rejectedTopic {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(message.value)) as? [String: Any])
+            let type = try #require(object["event_type"] as? String)
+            #expect(message.topic == Catalog.builtin.latest(type)?.topic.name)
+            #expect(String(decoding: message.key, as: UTF8.self) == object["tenant_id"] as? String)
+            #expect(message.header("event_type") == type)
+            #expect(message.header("tenant_id") == object["tenant_id"] as? String)
+            #expect(message.header("version") == object["version"] as? String)
+        }
+        #expect(messages.filter { $0.topic == KafkaEventSink.rejectedTopic }.count == 1)
+        #expect(Set(messages.map(\.topic)).count == 8, "the seven topics and rejected")
+
+        // The consumer group loads them into a store, exactly once, rejections included.
+        let store = try Self.store()
+        let counts = try await Self.load(cluster.bootstrap, into: store, events: lines.count)
+        #expect(try await store.counts().events == lines.count)
+        #expect(counts.stored == lines.count && counts.duplicates == 0)
+        let stored = try await EmitterTests.storedIDs(store)
+        #expect(Set(stored) == Set(lines.map(eventID(of:))))
+        try await EmitterTests.waitUntil { try await store.rejected(RejectedQuery()).rejected.count == 1 }
+        let rejected = try await store.rejected(RejectedQuery()).rejected
+        #expect(rejected.first?.issues.first?.code == .badUUID)
+    }
+
+    /// Brokers failing under the producer: whatever was acknowledged reaches the store, once.
+    @Test func brokerFaultsLoseNothingAcknowledged() async throws {
+        let cluster = try Self.cluster()
+        var configuration: [String: String] = ["message.timeout.ms": "3000"]
+        configuration["retry.backoff.ms"] = "50"
+        let producer = try KafkaProducer(bootstrap: cluster.bootstrap, configuration: configuration, logger: Self.logger)
+        defer { producer.close() }
+        let acknowledged = try await TestCollector.run(sink: KafkaEventSink(producer: producer)) { collector in
+            var sampler = EventSampler(seed: 77)
+            var acknowledged: [String] = []
+            let http = collector.connection()
+            func post(_ count: Int) async throws -> Bool {
+                let lines = (0..<count).map { _ in sampler.sample().render() }
+                let response = try await http.post(lines.joined(separator: "\n"))
+                if response.status == 200 {
+                    acknowledged += lines.map(eventID(of:))
+                    return true
+                }
+                #expect(response.status == 503, "\(response.json)")
+                return false
+            }
+            #expect(try await post(100))
+            // Retriable errors on the next produce requests: the idempotent producer retries.
+            cluster.pushRequestErrors(apiKey: KafkaMockCluster.produceAPIKey, [19, 19, 7, 19])  // NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT
+            #expect(try await post(100), "retried through transient errors")
+            // A broker down while producing: its partitions' messages wait, then either land or 503.
+            cluster.setBrokerDown(1)
+            _ = try await post(100)
+            cluster.setBrokerUp(1)
+            // A non-retriable error fails the batch: 503, nothing acknowledged.
+            cluster.pushRequestErrors(apiKey: KafkaMockCluster.produceAPIKey, Array(repeating: 10, count: 12))  // MESSAGE_TOO_LARGE
+            #expect(!(try await post(50)), "a batch the brokers refused is a 503")
+            // Afterwards the cluster serves again.
+            try await EmitterTests.waitUntil(30) { try await post(20) }
+            return acknowledged
+        }
+        #expect(acknowledged.count >= 220)
+        let store = try Self.store()
+        _ = try await Self.load(cluster.bootstrap, into: store, events: acknowledged.count)
+        let stored = try await EmitterTests.storedIDs(store)
+        #expect(Set(acknowledged).isSubset(of: Set(stored)), "every acknowledged event is stored")
+        #expect(stored.count == Set(stored).count, "and none twice")
+    }
+
+    /// A consumer that wrote a batch and died before committing: the next one rereads the batch,
+    /// and the store still holds every event once.
+    @Test func aConsumerKilledBetweenWriteAndCommitLeavesEveryEventOnce() async throws {
+        let cluster = try Self.cluster()
+        let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
+        defer { producer.close() }
+        var sampler = EventSampler(seed: 5)
+        let lines = (0..<600).map { _ in sampler.sample().render() }
+        try await TestCollector.run(sink: KafkaEventSink(producer: producer)) { collector in
+            let response = try await collector.connection().post(lines.joined(separator: "\n"))
+            #expect(response.json["accepted"] as? Int == 600)
+        }
+        let store = try Self.store()
+        // The first consumer of group "loader" writes what it polled, and never commits.
+        let doomed = try KafkaConsumer(bootstrap: cluster.bootstrap, group: "loader", topics: KafkaEventSink.topics(), logger: Self.logger)
+        let polled = try await offThePool {
+            var messages: [KafkaMessage] = []
+            let deadline = Date().addingTimeInterval(30)
+            while messages.count < 300 && Date() < deadline { messages += doomed.poll(maxMessages: 300, timeout: .milliseconds(200)) }
+            return messages
+        }
+        #expect(polled.count >= 300)
+        var validator = EventValidator()
+        var batch = WriteBatch()
+        for message in polled {
+            if case .valid(let event) = message.value.withUnsafeBytes({ validator.validate($0) }) {
+                batch.events.append(IncomingEvent(event: event, receivedMicros: 0, requestID: "doomed"))
+            }
+        }
+        _ = try await store.write(batch)
+        try await offThePool { doomed.close() }  // leaves without committing: as good as dead for the group
+        let before = try await store.counts().events
+        #expect(before == polled.count)
+        // The next consumer of the group starts from the committed offsets: the beginning.
+        let counts = try await Self.load(cluster.bootstrap, into: store, events: 600)
+        #expect(counts.duplicates >= before, "the written batch came again")
+        #expect(try await store.counts().events == 600)
+        #expect(Set(try await EmitterTests.storedIDs(store)) == Set(lines.map(eventID(of:))))
+    }
+
+    /// `kcat`, an outside client, reads what the collector produced.
+    @Test func kcatReadsWhatWeProduce() async throws {
+        let cluster = try Self.cluster()
+        let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
+        defer { producer.close() }
+        var sampler = EventSampler(seed: 8)
+        let lines = (0..<30).map { _ in sampler.sample(Catalog.builtin.latest("xumi.generation.start")!).render() }
+        try await TestCollector.run(sink: KafkaEventSink(producer: producer)) { collector in
+            let response = try await collector.connection().post(lines.joined(separator: "\n"))
+            #expect(response.json["accepted"] as? Int == 30)
+        }
+        let output = try await offThePool { () -> String in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["kcat", "-b", cluster.bootstrap, "-C", "-t", "xumi_task", "-o", "beginning", "-e", "-q", "-f", "%k|%h|%s\\n"]
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        let records = output.split(separator: "\n")
+        #expect(records.count == 30)
+        let ids = Set(records.compactMap { record -> String? in
+            let parts = record.split(separator: "|", maxSplits: 2)
+            guard parts.count == 3 else { return nil }
+            #expect(parts[1].contains("event_type=xumi.generation.start"))
+            return eventID(of: String(parts[2]))
+        })
+        #expect(ids == Set(lines.map(eventID(of:))))
+    }
+}
+#endif
