@@ -189,7 +189,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TelemetryCLITests",
-            dependencies: ["telemetry", "TelemetryCatalog", "TelemetryClient"],
+            dependencies: ["telemetry", "TelemetryCatalog", "TelemetryClient", "TelemetryKafka"],
             swiftSettings: swiftSettings
         ),
     ]

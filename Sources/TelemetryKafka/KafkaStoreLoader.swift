@@ -22,6 +22,8 @@ public final class KafkaStoreLoader: Service, Sendable {
         /// Messages that were neither a valid event nor a rejection record (logged, skipped).
         public var unreadable = 0
         public var batches = 0
+
+        public init() {}
     }
 
     let consumer: KafkaConsumer

@@ -152,9 +152,24 @@ final class AcknowledgedIDs: @unchecked Sendable {
     var ids: Set<String> { lock.withLock { set } }
 }
 
-func offThePool(_ work: @escaping @Sendable () throws -> Void) async throws {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+/// Runs blocking work on a thread of its own, never on the cooperative pool (nor Dispatch's small
+/// shared pool).
+@discardableResult
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
+}
+
+/// Checks `condition` every 50 ms until it holds, for at most `seconds`.
+func waitUntil(_ seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("timed out")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(50))
     }
 }
 

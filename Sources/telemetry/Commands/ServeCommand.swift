@@ -73,6 +73,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The secret key of the privacy policy's hash (default DIR/privacy.key, created when missing).")
     var privacyKey: String?
 
+    @Option(help: "Publish validated events to the Kafka brokers at BOOTSTRAP (host:port,…) instead of writing the store; `telemetry consume` loads them into a store. Needs a build with --traits Kafka.")
+    var kafka: String?
+
+    @Option(help: "Prefix of the Kafka topics (e.g. prod. for prod.xumi_task).")
+    var topicPrefix: String = ""
+
+    @Option(help: "How long an event may wait for the brokers before its request is answered 503, e.g. 10s.")
+    var kafkaTimeout: String = "10s"
+
+    @Option(help: ArgumentHelp("A librdkafka producer property (repeatable), e.g. linger.ms=10.", valueName: "NAME=VALUE"))
+    var kafkaOption: [String] = []
+
     @Option(help: "The API keys' file (default DIR/keys.sqlite).")
     var keys: String?
 
@@ -111,7 +123,11 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-body, --max-events, --max-depth, --max-event-bytes and --max-string-bytes must be positive")
         }
         guard rateLimit >= 0, rateBurst > 0 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst positive") }
-        for (name, text) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout)] {
+        if kafka != nil && !KafkaSupport.isCompiled {
+            throw ValidationError(KafkaSupport.missingMessage)
+        }
+        _ = try KafkaSupport.properties(kafkaOption)
+        for (name, text) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--kafka-timeout", kafkaTimeout)] {
             guard let seconds = DurationText.seconds(text), seconds > 0 else {
                 throw ValidationError("\(name) takes a number and s, m or h, e.g. 30s; got \(text)")
             }
@@ -226,7 +242,22 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             CommandFailure.exit("\(error)")
         }
-        let ingestor = Ingestor(limits: limits, privacy: policy, sink: writer)
+        var services: [any Service] = [writer]
+        var sink: any EventSink = writer
+        if let kafka {
+            // Kafka mode: events go to the topics (the store stays open for the read routes, which
+            // show what `telemetry consume` loads into it).
+            var properties = (try? KafkaSupport.properties(kafkaOption)) ?? [:]
+            properties["message.timeout.ms"] = properties["message.timeout.ms"] ?? String(DurationText.seconds(kafkaTimeout)! * 1000)
+            do {
+                let (kafkaSink, service) = try KafkaSupport.sink(bootstrap: kafka, topicPrefix: topicPrefix, properties: properties, logger: logger)
+                sink = kafkaSink
+                services.append(service)
+            } catch {
+                CommandFailure.exit("\(error)")
+            }
+        }
+        let ingestor = Ingestor(limits: limits, privacy: policy, sink: sink)
         var configuration = CollectorConfiguration()
         configuration.host = host
         configuration.port = port
@@ -240,7 +271,6 @@ struct ServeCommand: AsyncParsableCommand {
             logger: logger)
         let storePath = storeConfiguration.path
         let app = collector.application { port in await onListening(port, storePath) }
-        var services: [any Service] = [writer]
         if let retention, let duration = Self.parseDuration(retention) {
             services.append(
                 RetentionService(store: store, retention: duration, logger: logger, now: { Int64(Date().timeIntervalSince1970 * 1_000_000) }))

@@ -1,0 +1,43 @@
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import TelemetryPipeline
+
+#if Kafka
+import TelemetryKafka
+#endif
+
+/// What the CLI needs of Kafka, whether or not this build has it (trait `Kafka`).
+enum KafkaSupport {
+    #if Kafka
+    static let isCompiled = true
+    #else
+    static let isCompiled = false
+    #endif
+
+    static let missingMessage =
+        "this build of telemetry has no Kafka support; build it with `swift build --traits Kafka` (needs librdkafka-dev)"
+
+    /// `NAME=VALUE` options as librdkafka properties.
+    static func properties(_ options: [String]) throws -> [String: String] {
+        var properties: [String: String] = [:]
+        for option in options {
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ValidationError("Kafka options are NAME=VALUE (librdkafka properties); got \(option)")
+            }
+            properties[parts[0]] = parts[1]
+        }
+        return properties
+    }
+
+    /// The collector's Kafka sink and the service that flushes its producer at shutdown.
+    static func sink(bootstrap: String, topicPrefix: String, properties: [String: String], logger: Logger) throws -> (any EventSink, any Service) {
+        #if Kafka
+        let producer = try KafkaProducer(bootstrap: bootstrap, configuration: properties, logger: logger)
+        return (KafkaEventSink(producer: producer, topicPrefix: topicPrefix), producer)
+        #else
+        throw CommandFailure(missingMessage)
+        #endif
+    }
+}

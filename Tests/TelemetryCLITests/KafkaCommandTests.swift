@@ -1,0 +1,95 @@
+#if Kafka
+import Foundation
+import TelemetryCatalog
+import TelemetryClient
+import TelemetryKafka
+import Testing
+
+/// `serve --kafka` and `consume` as the processes a user runs, over librdkafka's mock cluster (three
+/// brokers on loopback, in the test process): events posted to the collector reach the topics, the
+/// consumer loads them into the store, and the collector over that store answers queries on them.
+@Suite struct KafkaCommandTests {
+    @Test func serveKafkaThenConsumeIntoTheStoreTheCollectorReads() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        for topic in KafkaEventSink.topics() { try cluster.createTopic(topic, partitions: 3, replicationFactor: 3) }
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let server = try await ServerProcess.start(data: data, extraArguments: ["--kafka", cluster.bootstrap, "--fsync", "normal"])
+        defer { server.stop() }
+        let consumer = try await ConsumerProcess.start(bootstrap: cluster.bootstrap, data: data)
+        defer { consumer.stop(signal: SIGKILL) }
+
+        var sampler = EventSampler(seed: 21)
+        sampler.linksLifecycles = true
+        sampler.lifecycleLag = 3
+        let lines = (0..<500).map { _ in sampler.sample().render() }
+        let http = HTTPConnection(host: "127.0.0.1", port: server.port)
+        let posted = try await http.request("POST", "/v1/events", body: Array(lines.joined(separator: "\n").utf8))
+        #expect(posted.status == 200 && posted.text.contains(#""accepted":500"#), "\(posted.text)")
+
+        // The consumer loads them; the collector reads the same store.
+        try await waitUntil(60) {
+            let page = try await http.request("GET", "/v1/stats?agg=count")
+            return page.text.contains(#""count":500"#)
+        }
+        let operations = try await http.request("GET", "/v1/operations?limit=5")
+        #expect(operations.text.contains(#""status""#), "pairing happened in the consumer's writes")
+
+        let metrics = try await HTTPConnection(host: "127.0.0.1", port: consumer.metricsPort).request("GET", "/metrics").text
+        #expect(metrics.contains(#"telemetry_consumer_messages_total{outcome="stored"} 500"#), "\(metrics.prefix(600))")
+        #expect(metrics.contains("telemetry_consumer_lag_messages{"))
+
+        // SIGTERM: the batch in hand is finished, offsets committed, the group left; exit 0.
+        let (status, output) = consumer.stop(signal: SIGTERM)
+        #expect(status == 0)
+        #expect(output.contains("consumed 500 messages"), "\(output)")
+    }
+}
+
+/// `telemetry consume` as a child process, with its metrics port.
+final class ConsumerProcess: @unchecked Sendable {
+    let process = Process()
+    let metricsPort: Int
+    private let output = Pipe()
+    private var seen = Data()
+
+    private init(bootstrap: String, data: URL) throws {
+        process.executableURL = CLI.executable
+        process.arguments = [
+            "consume", "--kafka", bootstrap, "--data", data.path, "--fsync", "normal", "--metrics-port", "0", "--batch-size", "200",
+            "--log-level", "error",
+        ]
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var port: Int? = nil
+        let deadline = Date().addingTimeInterval(30)
+        while port == nil && Date() < deadline {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen.append(chunk)
+            if let match = String(decoding: seen, as: UTF8.self).firstMatch(of: /metrics on http:\/\/127\.0\.0\.1:(\d+)/) { port = Int(match.1) }
+        }
+        guard let port else {
+            process.terminate()
+            throw CLIError("consume did not start: \(String(decoding: seen, as: UTF8.self))")
+        }
+        metricsPort = port
+    }
+
+    static func start(bootstrap: String, data: URL) async throws -> ConsumerProcess {
+        try await offThePool { try ConsumerProcess(bootstrap: bootstrap, data: data) }
+    }
+
+    /// Signals the consumer, waits for it, and returns its exit status and everything it printed.
+    @discardableResult
+    func stop(signal: Int32) -> (Int32, String) {
+        if process.isRunning {
+            kill(process.processIdentifier, signal)
+            process.waitUntilExit()
+        }
+        let rest = output.fileHandleForReading.readDataToEndOfFile()
+        return (process.terminationStatus, String(decoding: seen + rest, as: UTF8.self))
+    }
+}
+#endif
