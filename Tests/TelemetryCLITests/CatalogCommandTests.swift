@@ -57,7 +57,7 @@ import Testing
     @Test func helpIsPlainAndExitsZero() throws {
         let commands: [[String]] = [
             [], ["serve"], ["demo"], ["validate"], ["catalog"], ["sample"], ["send"], ["query"], ["query", "events"], ["query", "ops"],
-            ["stats"], ["tail"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["bench"], ["bench", "validation"], ["bench", "ingest"], ["bench", "query"], ["bench", "emitter"],
+            ["stats"], ["tail"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["consume"], ["bench"], ["bench", "validation"], ["bench", "ingest"], ["bench", "query"], ["bench", "emitter"],
         ]
         for command in commands {
             let result = try CLI.run(command + ["--help"])

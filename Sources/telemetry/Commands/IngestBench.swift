@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import GRDBSQLite
 import TelemetryCatalog
 import TelemetryClient
 
@@ -60,7 +59,7 @@ struct IngestBench: ParsableCommand {
         }
         print("events: \(events) in \(batches.count) requests of \(batchSize), \(formatBytes(payloadBytes)); \(connections) connections; fsync \(fsync)")
 
-        let baseline = try measureBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path)
+        let baseline = try sqliteAppendBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path, fsync: fsync)
         let unpaired = try measureCollector(batches, data: directory.appendingPathComponent("unpaired"), extra: ["--no-operations"])
         let collector = try measureCollector(batches, data: directory.appendingPathComponent("collector"))
 
@@ -78,39 +77,6 @@ struct IngestBench: ParsableCommand {
         print(String(format: "ratio: collector at %.0f%% of the baseline", 100 * baseline / collector.seconds))
         print(String(format: "pairing into operations: %+.0f%% time (%.0f vs %.0f events/s)",
                      100 * (collector.seconds / unpaired.seconds - 1), Double(events) / collector.seconds, Double(events) / unpaired.seconds))
-    }
-
-    /// Appends every line into a (rowid, blob) table, one transaction per batch; returns seconds.
-    private func measureBaseline(_ batches: [[UInt8]], path: String) throws -> Double {
-        var db: OpaquePointer?
-        guard sqlite3_open(path, &db) == SQLITE_OK, let db else { throw CommandFailure("cannot open \(path)") }
-        defer { sqlite3_close(db) }
-        func exec(_ sql: String) throws {
-            guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
-                throw CommandFailure("baseline: \(String(cString: sqlite3_errmsg(db)))")
-            }
-        }
-        try exec("PRAGMA journal_mode = WAL")
-        try exec("PRAGMA synchronous = \(fsync.uppercased())")
-        try exec("CREATE TABLE events (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-        var statement: OpaquePointer?
-        sqlite3_prepare_v2(db, "INSERT INTO events (body) VALUES (?)", -1, &statement, nil)
-        defer { sqlite3_finalize(statement) }
-        let started = MonotonicClock.now()
-        for batch in batches {
-            try exec("BEGIN")
-            batch.withUnsafeBytes { raw in
-                var start = 0
-                for i in 0..<raw.count where raw[i] == UInt8(ascii: "\n") {
-                    sqlite3_bind_blob(statement, 1, raw.baseAddress! + start, Int32(i - start), nil)
-                    sqlite3_step(statement)
-                    sqlite3_reset(statement)
-                    start = i + 1
-                }
-            }
-            try exec("COMMIT")
-        }
-        return Double(MonotonicClock.now() - started) / 1e9
     }
 
     private struct CollectorRun {

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TelemetryCatalog
+import TelemetryStore
+
+#if Kafka
+import TelemetryKafka
+#endif
+
+struct KafkaBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kafka",
+        abstract: "serve --kafka and consume against librdkafka's mock cluster, with kcat and SQLite baselines in the same run.",
+        discussion: """
+            Starts a mock cluster of three brokers in this process (librdkafka's, on loopback) and \
+            measures, in one run:
+
+              producer baseline: `kcat -P` producing the same events, one message a line, to one
+                topic of the cluster (acks=all, idempotent, lz4, linger 5 ms: the collector's settings)
+              producer: a `telemetry serve --kafka` child process fed batches of 1000 events from N
+                connections: HTTP, validation, each event to its topic with key and headers, and the
+                answer only after every broker acknowledged
+              consumer baseline: the same lines appended into a plain SQLite table (as `bench ingest`)
+              consumer: `consume`'s loader reading the topics into a store: validation, typed
+                columns, dedupe, pairing, commit, then the offsets
+
+            and prints messages/s and the ratios. Needs kcat (Debian package) and a build with \
+            --traits Kafka.
+            """
+    )
+
+    @Option(help: "Distinct events.")
+    var events: Int = 200_000
+
+    @Option(help: "Events per request to the collector.")
+    var batchSize: Int = 1000
+
+    @Option(help: "Concurrent connections to the collector.")
+    var connections: Int = 4
+
+    @Option(help: "fsync of the consumer's store and of the SQLite baseline: full or normal.")
+    var fsync: String = "full"
+
+    func validate() throws {
+        guard KafkaSupport.isCompiled else { throw ValidationError(KafkaSupport.missingMessage) }
+        guard events > 0, batchSize > 0, connections > 0 else { throw ValidationError("counts must be positive") }
+        guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
+    }
+
+    func run() async throws {
+        #if Kafka
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-kafka-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cluster = try KafkaMockCluster(brokers: 3)
+        for topic in KafkaEventSink.topics() + ["bench_kcat"] { try cluster.createTopic(topic, partitions: 3, replicationFactor: 3) }
+
+        var sampler = EventSampler(seed: 1)
+        sampler.linksLifecycles = true
+        var batches: [[UInt8]] = []
+        var produced = 0
+        while produced < events {
+            let count = min(batchSize, events - produced)
+            batches.append(sampler.ndjson(count: count))
+            produced += count
+        }
+        let bytes = batches.reduce(0) { $0 + $1.count }
+        print("events: \(events) (\(formatBytes(bytes))); mock cluster of 3 brokers at \(cluster.bootstrap); fsync \(fsync)")
+
+        // Producer baseline: kcat.
+        let lines = directory.appendingPathComponent("events.ndjson")
+        try Data(batches.joined()).write(to: lines)
+        let kcatSeconds = try Self.timeKcat(bootstrap: cluster.bootstrap, file: lines.path)
+
+        // Producer: serve --kafka.
+        let collector = try CollectorChild(data: directory.appendingPathComponent("collector"), fsync: fsync, extra: ["--kafka", cluster.bootstrap])
+        let (serveSeconds, latencies) = try collector.post(batches, connections: connections)
+        collector.stop()
+
+        // Consumer baseline and consumer.
+        let appendSeconds = try sqliteAppendBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path, fsync: fsync)
+        let consumeSeconds = try await Self.timeConsumer(
+            bootstrap: cluster.bootstrap, path: directory.appendingPathComponent("consumed/telemetry.sqlite").path, fsync: fsync, events: events)
+
+        func rate(_ seconds: Double) -> String { String(format: "%9.0f messages/s", Double(events) / seconds) }
+        print("producer baseline: kcat -P (one topic)      " + rate(kcatSeconds))
+        print("producer: serve --kafka (HTTP, 7 topics)     " + rate(serveSeconds))
+        let sorted = latencies.sorted()
+        print(String(format: "  request latency p50 %.1f ms, p99 %.1f ms", sorted[sorted.count / 2] * 1000, sorted[min(sorted.count - 1, sorted.count * 99 / 100)] * 1000))
+        print("consumer baseline: SQLite append             " + rate(appendSeconds))
+        print("consumer: consume into the store             " + rate(consumeSeconds))
+        print(String(format: "ratio: producer at %.0f%% of kcat, consumer at %.0f%% of the SQLite append", 100 * kcatSeconds / serveSeconds, 100 * appendSeconds / consumeSeconds))
+        #endif
+    }
+
+    #if Kafka
+    /// Seconds `kcat -P` takes to produce every line of `file` (and be acknowledged: kcat flushes before exiting).
+    static func timeKcat(bootstrap: String, file: String) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "kcat", "-P", "-b", bootstrap, "-t", "bench_kcat", "-l", "-X", "acks=all", "-X", "enable.idempotence=true", "-X",
+            "compression.codec=lz4", "-X", "linger.ms=5", file,
+        ]
+        process.standardError = FileHandle.nullDevice
+        let started = MonotonicClock.now()
+        do {
+            try process.run()
+        } catch {
+            throw CommandFailure("cannot run kcat (Debian package kcat): \(error)")
+        }
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CommandFailure("kcat failed with status \(process.terminationStatus)") }
+        return Double(MonotonicClock.now() - started) / 1e9
+    }
+
+    /// Seconds the loader takes to bring `events` events from the topics into a new store.
+    static func timeConsumer(bootstrap: String, path: String, fsync: String, events: Int) async throws -> Double {
+        var logger = Logger(label: "bench.kafka")
+        logger.logLevel = .error
+        var configuration = SQLiteStoreConfiguration(path: path)
+        configuration.durability = Durability(name: fsync)!
+        let store = try SQLiteStore(configuration: configuration, logger: logger)
+        defer { try? store.close() }
+        let consumer = try KafkaConsumer(bootstrap: bootstrap, group: "bench", topics: KafkaEventSink.topics(), logger: logger)
+        let loader = KafkaStoreLoader(consumer: consumer, store: store, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [loader], logger: logger))
+        let started = MonotonicClock.now()
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            while loader.counts.stored < events { try await Task.sleep(for: .milliseconds(20)) }
+            let seconds = Double(MonotonicClock.now() - started) / 1e9
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return seconds
+        }
+    }
+    #endif
+}
