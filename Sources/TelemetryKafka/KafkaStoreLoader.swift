@@ -56,7 +56,21 @@ public final class KafkaStoreLoader: Service, Sendable {
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 let messages = await blocking { [consumer, batchSize] in consumer.poll(maxMessages: batchSize, timeout: .milliseconds(250)) }
                 if messages.isEmpty { continue }
-                try await load(messages)
+                // A store that cannot write now (disk full, locked) is waited for, the same batch
+                // retried with backoff; nothing is committed meanwhile. Stopping while waiting
+                // leaves the batch uncommitted, for the next consumer.
+                var delay = Duration.milliseconds(200)
+                while true {
+                    do {
+                        try await load(messages)
+                        break
+                    } catch let error as StoreError where error.isTransient {
+                        logger.warning("kafka.consume.store_unavailable", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+                        if Task.isShuttingDownGracefully { break }
+                        try? await Task.sleep(for: delay)
+                        delay = min(delay * 2, .seconds(10))
+                    }
+                }
             }
         } onGracefulShutdown: {}
         await blocking { [consumer] in consumer.close() }
@@ -97,7 +111,13 @@ public final class KafkaStoreLoader: Service, Sendable {
         // The store first; the offsets only once it committed. A failed write throws before the
         // commit, so the batch is redelivered.
         let outcome = try await store.write(batch)
-        try await blocking { [consumer] in try consumer.commit(messages) }
+        do {
+            try await blocking { [consumer] in try consumer.commit(messages) }
+        } catch {
+            // A rebalance took the partitions meanwhile (or the coordinator moved): their new owner
+            // rereads from the last commit, and the store's dedupe absorbs the batch stored here.
+            logger.warning("kafka.consume.commit_failed", metadata: ["error": "\(error)", "messages": "\(messages.count)"])
+        }
         let lag = await blocking { [consumer] in consumer.lag() }
         let counts = state.withLock { counts -> Counts in
             counts.messages += messages.count
