@@ -77,6 +77,15 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         }
     }
 
+    /// The low and high watermarks of a partition, asked of its leader. Blocks.
+    public func watermarks(topic: String, partition: Int32, timeout: Duration = .seconds(5)) throws(KafkaError) -> (low: Int64, high: Int64) {
+        var low: Int64 = 0
+        var high: Int64 = 0
+        let error = rd_kafka_query_watermark_offsets(client, topic, partition, &low, &high, Int32(timeout.components.seconds * 1000))
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(error) }
+        return (low, high)
+    }
+
     /// Waits for what is in flight (at most `timeout`) and stops the polling thread.
     public func close(timeout: Duration = .seconds(10)) {
         guard polling.stop() else { return }

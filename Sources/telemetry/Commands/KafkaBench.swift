@@ -31,8 +31,8 @@ struct KafkaBench: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Distinct events.")
-    var events: Int = 200_000
+    @Option(help: "Distinct events (the mock brokers keep about 5 MiB a partition, and events are keyed by tenant: past ~150,000 the oldest are trimmed).")
+    var events: Int = 100_000
 
     @Option(help: "Events per request to the collector.")
     var batchSize: Int = 1000
@@ -42,6 +42,8 @@ struct KafkaBench: AsyncParsableCommand {
 
     @Option(help: "fsync of the consumer's store and of the SQLite baseline: full or normal.")
     var fsync: String = "full"
+
+    static let partitions = 32
 
     func validate() throws {
         guard KafkaSupport.isCompiled else { throw ValidationError(KafkaSupport.missingMessage) }
@@ -55,7 +57,9 @@ struct KafkaBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let cluster = try KafkaMockCluster(brokers: 3)
-        for topic in KafkaEventSink.topics() + ["bench_kcat"] { try cluster.createTopic(topic, partitions: 3, replicationFactor: 3) }
+        // The mock brokers keep only the newest few MiB of each partition (they trim older message
+        // sets, as retention would): enough partitions that nothing of the run is trimmed.
+        for topic in KafkaEventSink.topics() + ["bench_kcat"] { try cluster.createTopic(topic, partitions: Self.partitions, replicationFactor: 3) }
 
         var sampler = EventSampler(seed: 1)
         sampler.linksLifecycles = true
@@ -78,6 +82,19 @@ struct KafkaBench: AsyncParsableCommand {
         let collector = try CollectorChild(data: directory.appendingPathComponent("collector"), fsync: fsync, extra: ["--kafka", cluster.bootstrap])
         let (serveSeconds, latencies) = try collector.post(batches, connections: connections)
         collector.stop()
+        // What the brokers hold (the mock brokers trim partitions past a few MiB).
+        let inspector = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Logger(label: "bench.kafka"))
+        var held = 0
+        var trimmed = 0
+        for topic in KafkaEventSink.topics() {
+            for partition in 0..<Int32(Self.partitions) {
+                let (low, high) = try inspector.watermarks(topic: topic, partition: partition)
+                held += Int(high - low)
+                trimmed += Int(low)
+            }
+        }
+        inspector.close()
+        print("on the brokers: \(held) messages (\(trimmed) trimmed by the mock brokers' retention)")
 
         // Consumer baseline and consumer.
         let appendSeconds = try sqliteAppendBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path, fsync: fsync)
@@ -130,7 +147,17 @@ struct KafkaBench: AsyncParsableCommand {
         let started = MonotonicClock.now()
         return try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            while loader.counts.stored < events { try await Task.sleep(for: .milliseconds(20)) }
+            var last = (stored: 0, at: MonotonicClock.now())
+            while loader.counts.stored < events {
+                try await Task.sleep(for: .milliseconds(20))
+                let stored = loader.counts.stored
+                if stored != last.stored {
+                    last = (stored, MonotonicClock.now())
+                } else if MonotonicClock.now() - last.at > 30_000_000_000 {
+                    await group.triggerGracefulShutdown()
+                    throw CommandFailure("the consumer stopped at \(stored) of \(events) events for 30 s (did the mock brokers trim the partitions? fewer --events)")
+                }
+            }
             let seconds = Double(MonotonicClock.now() - started) / 1e9
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
