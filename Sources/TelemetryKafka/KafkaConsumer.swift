@@ -44,18 +44,18 @@ public final class KafkaConsumer: @unchecked Sendable {
         rd_kafka_destroy(client)
     }
 
-    /// Up to `maxMessages` messages: waits up to `timeout` for the first, then takes what has
-    /// arrived. Blocks.
-    public func poll(maxMessages: Int, timeout: Duration) -> [KafkaMessage] {
+    /// Up to `maxMessages` messages: waits up to `timeout` for the first, then keeps taking what
+    /// arrives for at most `linger` more, so that a busy topic gives full batches (one store
+    /// transaction each) rather than whatever the last fetch left in the queue. Blocks.
+    public func poll(maxMessages: Int, timeout: Duration, linger: Duration = .milliseconds(50)) -> [KafkaMessage] {
         var messages: [KafkaMessage] = []
-        let deadline = ContinuousClock.now + timeout
+        var deadline = ContinuousClock.now + timeout
+        var lingering = false
         while messages.count < maxMessages {
             let left = deadline - .now
-            let wait = messages.isEmpty ? max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)) : 0
-            guard let raw = rd_kafka_consumer_poll(client, wait) else {
-                if messages.isEmpty && ContinuousClock.now < deadline { continue }
-                break
-            }
+            guard left > .zero else { break }
+            let wait = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            guard let raw = rd_kafka_consumer_poll(client, wait) else { continue }
             defer { rd_kafka_message_destroy(raw) }
             let message = raw.pointee
             if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -63,6 +63,10 @@ public final class KafkaConsumer: @unchecked Sendable {
                 continue
             }
             messages.append(Self.read(raw))
+            if !lingering {
+                lingering = true
+                deadline = min(deadline, ContinuousClock.now + linger)
+            }
         }
         return messages
     }

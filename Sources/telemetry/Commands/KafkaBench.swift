@@ -148,9 +148,11 @@ struct KafkaBench: AsyncParsableCommand {
         return try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             var last = (stored: 0, at: MonotonicClock.now())
+            var firstBatch: (stored: Int, at: UInt64)? = nil
             while loader.counts.stored < events {
                 try await Task.sleep(for: .milliseconds(20))
                 let stored = loader.counts.stored
+                if firstBatch == nil && stored > 0 { firstBatch = (stored, MonotonicClock.now()) }
                 if stored != last.stored {
                     last = (stored, MonotonicClock.now())
                 } else if MonotonicClock.now() - last.at > 30_000_000_000 {
@@ -158,7 +160,13 @@ struct KafkaBench: AsyncParsableCommand {
                     throw CommandFailure("the consumer stopped at \(stored) of \(events) events for 30 s (did the mock brokers trim the partitions? fewer --events)")
                 }
             }
-            let seconds = Double(MonotonicClock.now() - started) / 1e9
+            let now = MonotonicClock.now()
+            let seconds = Double(now - started) / 1e9
+            if let firstBatch, now > firstBatch.at {
+                // Joining the group (the brokers' initial rebalance delay) is a fixed cost of a start.
+                print(String(format: "  consumer after its first batch (group joined): %.0f messages/s; joining took %.1f s",
+                             Double(events - firstBatch.stored) / (Double(now - firstBatch.at) / 1e9), Double(firstBatch.at - started) / 1e9))
+            }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
             return seconds
