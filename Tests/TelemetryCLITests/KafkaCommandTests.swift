@@ -8,7 +8,7 @@ import Testing
 /// `serve --kafka` and `consume` as the processes a user runs, over librdkafka's mock cluster (three
 /// brokers on loopback, in the test process): events posted to the collector reach the topics, the
 /// consumer loads them into the store, and the collector over that store answers queries on them.
-@Suite struct KafkaCommandTests {
+@Suite(.timeLimit(.minutes(3))) struct KafkaCommandTests {
     @Test func serveKafkaThenConsumeIntoTheStoreTheCollectorReads() async throws {
         let cluster = try KafkaMockCluster(brokers: 3)
         for topic in KafkaEventSink.topics() { try cluster.createTopic(topic, partitions: 3, replicationFactor: 3) }
