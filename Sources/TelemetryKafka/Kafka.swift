@@ -1,5 +1,6 @@
 #if Kafka
 import CRdKafka
+import Logging
 
 /// A Kafka failure: librdkafka's error name and text.
 public struct KafkaError: Error, Sendable, CustomStringConvertible {
@@ -63,8 +64,40 @@ func makeConfiguration(_ properties: [String: String]) throws(KafkaError) -> Opa
     return configuration
 }
 
-/// Creates a client of `type` from `configuration` (which it takes over).
-func makeClient(_ type: rd_kafka_type_t, _ configuration: OpaquePointer) throws(KafkaError) -> OpaquePointer {
+/// Where librdkafka's log lines go: the client's logger (instead of standard error).
+final class KafkaLogSink: Sendable {
+    let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// syslog levels (librdkafka's) as swift-log levels.
+    static func level(_ syslog: Int32) -> Logger.Level {
+        switch syslog {
+        case ...2: .critical
+        case 3: .error
+        case 4: .warning
+        case 5: .notice
+        case 6: .info
+        default: .debug
+        }
+    }
+}
+
+/// Creates a client of `type` from `configuration` (which it takes over); with `log`, librdkafka's
+/// log lines go to its logger (the sink must live as long as the client).
+func makeClient(_ type: rd_kafka_type_t, _ configuration: OpaquePointer, log: KafkaLogSink? = nil) throws(KafkaError) -> OpaquePointer {
+    if let log {
+        rd_kafka_conf_set_opaque(configuration, Unmanaged.passUnretained(log).toOpaque())
+        rd_kafka_conf_set_log_cb(configuration) { client, level, facility, text in
+            guard let client, let opaque = rd_kafka_opaque(client) else { return }
+            let sink = Unmanaged<KafkaLogSink>.fromOpaque(opaque).takeUnretainedValue()
+            sink.logger.log(
+                level: KafkaLogSink.level(level), "kafka.\(facility.map { String(cString: $0) } ?? "log")",
+                metadata: ["message": "\(text.map { String(cString: $0) } ?? "")"])
+        }
+    }
     var errors = [CChar](repeating: 0, count: 512)
     guard let client = rd_kafka_new(type, configuration, &errors, errors.count) else {
         rd_kafka_conf_destroy(configuration)

@@ -14,6 +14,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     private let client: OpaquePointer
     let logger: Logger
     private var closed = false
+    private let log: KafkaLogSink
 
     /// Joins `group` on the brokers of `bootstrap`, subscribed to `topics`.
     public init(
@@ -27,7 +28,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         properties.merge(configuration) { $1 }
         properties["bootstrap.servers"] = bootstrap
         properties["group.id"] = group
-        client = try makeClient(RD_KAFKA_CONSUMER, try makeConfiguration(properties))
+        log = KafkaLogSink(logger: logger)
+        client = try makeClient(RD_KAFKA_CONSUMER, try makeConfiguration(properties), log: log)
         rd_kafka_poll_set_consumer(client)
         let list = rd_kafka_topic_partition_list_new(Int32(topics.count))!
         defer { rd_kafka_topic_partition_list_destroy(list) }

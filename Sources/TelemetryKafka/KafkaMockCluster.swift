@@ -1,5 +1,6 @@
 #if Kafka
 import CRdKafka
+import Logging
 
 /// librdkafka's mock cluster: real Kafka brokers (the wire protocol, partitions, consumer groups,
 /// idempotent producers) in this process, listening on loopback ports. For tests and benchmarks;
@@ -12,11 +13,17 @@ public final class KafkaMockCluster: @unchecked Sendable {
     public let bootstrap: String
     /// The Kafka protocol's ApiKey of Produce requests, for ``pushRequestErrors(apiKey:_:)``.
     public static let produceAPIKey: Int16 = 0
+    /// The mock brokers' own log lines (quiet unless asked).
+    private static let log: KafkaLogSink = {
+        var logger = Logger(label: "telemetry.kafka.mock")
+        logger.logLevel = .critical
+        return KafkaLogSink(logger: logger)
+    }()
 
     /// Starts a cluster of `brokers` brokers.
     public init(brokers: Int = 3) throws(KafkaError) {
         // The cluster lives in a client of its own, which nothing else uses.
-        host = try makeClient(RD_KAFKA_PRODUCER, try makeConfiguration(["log_level": "3"]))
+        host = try makeClient(RD_KAFKA_PRODUCER, try makeConfiguration(["log_level": "3"]), log: Self.log)
         guard let cluster = rd_kafka_mock_cluster_new(host, Int32(brokers)) else {
             rd_kafka_destroy(host)
             throw KafkaError("mock", "cannot start a mock cluster of \(brokers) brokers")

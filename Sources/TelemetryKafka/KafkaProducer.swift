@@ -17,6 +17,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     let client: OpaquePointer
     let logger: Logger
     private let polling: PollingThread
+    private let log: KafkaLogSink
 
     /// The properties the producer sets before `configuration`'s: idempotence (so retries never
     /// duplicate or reorder), `acks=all`, a short linger to batch concurrent requests, and a bound
@@ -36,7 +37,8 @@ public final class KafkaProducer: Service, @unchecked Sendable {
             guard let message, let opaque = message.pointee._private else { return }
             Unmanaged<DeliveryTracker>.fromOpaque(opaque).takeRetainedValue().delivered(message.pointee.err)
         }
-        client = try makeClient(RD_KAFKA_PRODUCER, conf)
+        log = KafkaLogSink(logger: logger)
+        client = try makeClient(RD_KAFKA_PRODUCER, conf, log: log)
         polling = PollingThread(client: client, name: "telemetry.kafka.producer")
     }
 
