@@ -44,11 +44,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: "Prefix of the topics, as given to serve --topic-prefix.")
     var topicPrefix: String = ""
 
-    @Option(help: "Data folder; the store is DIR/telemetry.sqlite unless --store says otherwise.")
-    var data: String = "./telemetry-data"
-
-    @Option(help: "The store: sqlite:PATH (default DIR/telemetry.sqlite).")
-    var store: String?
+    @OptionGroup var location: StoreLocation
 
     @Option(help: "When a commit is durable: full or normal (see serve --help).")
     var fsync: String = "full"
@@ -69,6 +65,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         guard KafkaSupport.isCompiled else { throw ValidationError(KafkaSupport.missingMessage) }
         guard Durability(name: fsync) != nil else { throw ValidationError("--fsync must be full or normal") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        _ = try location.sqlitePath()
         if let metricsPort { guard (0...65535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0-65535") } }
         _ = try KafkaSupport.properties(kafkaOption)
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -78,13 +75,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         #if Kafka
         var logger = Logger(label: "telemetry.consume")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let path: String
-        if let store {
-            guard store.hasPrefix("sqlite:") else { CommandFailure.exit("--store must be sqlite:PATH") }
-            path = String(store.dropFirst("sqlite:".count))
-        } else {
-            path = (data as NSString).appendingPathComponent("telemetry.sqlite")
-        }
+        let path = try location.sqlitePath()
         var configuration = SQLiteStoreConfiguration(path: path)
         configuration.durability = Durability(name: fsync)!
         let sqlite: SQLiteStore

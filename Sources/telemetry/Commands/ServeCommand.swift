@@ -40,11 +40,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on; 0 picks a free one (printed at start).")
     var port: Int = 8080
 
-    @Option(help: "Data folder; the store is DIR/telemetry.sqlite unless --store says otherwise.")
-    var data: String = "./telemetry-data"
+    @OptionGroup var location: StoreLocation
 
-    @Option(help: "The store: sqlite:PATH (default DIR/telemetry.sqlite).")
-    var store: String?
+    /// The data folder (`--data`): keys and the privacy key live there too.
+    var data: String { location.data }
 
     @Option(help: "When a commit is durable: full (fsync every commit; survives power loss) or normal (survives a crash of the collector; an fsync per checkpoint).")
     var fsync: String = "full"
@@ -170,14 +169,7 @@ struct ServeCommand: AsyncParsableCommand {
         return result
     }
 
-    func storePath() throws -> String {
-        guard let store else { return (data as NSString).appendingPathComponent("telemetry.sqlite") }
-        if store.hasPrefix("sqlite:") { return String(store.dropFirst("sqlite:".count)) }
-        if store.hasPrefix("clickhouse:") {
-            throw ValidationError("the ClickHouse store is not in this release yet; use sqlite:PATH")
-        }
-        throw ValidationError("--store must be sqlite:PATH")
-    }
+    func storePath() throws -> String { try location.sqlitePath() }
 
     func run() async throws {
         var logger = Logger(label: "telemetry.serve")
