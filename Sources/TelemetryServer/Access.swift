@@ -120,7 +120,8 @@ struct AuthMiddleware: RouterMiddleware {
                     "the Authorization header must be: Bearer KEY")
             }
             let key: APIKey
-            switch try keys.check(header.dropFirst(7).trimmingCharacters(in: .whitespaces)) {
+            // isEnforcing has just reloaded the keys if another process changed them: one read a request.
+            switch try keys.check(header.dropFirst(7).trimmingCharacters(in: .whitespaces), reload: false) {
             case .valid(let found):
                 key = found
             case .revoked(let found):

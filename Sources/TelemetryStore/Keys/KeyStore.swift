@@ -188,9 +188,12 @@ public final class KeyStore: Sendable {
     }
 
     /// Checks a presented key (the text after `Bearer `).
-    public func check(_ token: some StringProtocol) throws(StoreError) -> KeyCheck {
+    ///
+    /// - Parameter reload: look for another process's changes first; `false` right after
+    ///   ``isEnforcing``, which has just looked.
+    public func check(_ token: some StringProtocol, reload: Bool = true) throws(StoreError) -> KeyCheck {
         guard let (id, secret) = Self.parse(token) else { return .malformed }
-        try reloadIfChanged()
+        if reload { try reloadIfChanged() }
         guard let entry = cache.withLock({ $0.keys[id] }) else { return .unknown(keyID: nil) }
         let presented = Array(SHA256.hash(data: Array(secret.utf8)))
         guard Self.constantTimeEqual(presented, entry.hash) else { return .unknown(keyID: id) }

@@ -169,7 +169,6 @@ struct ServeCommand: AsyncParsableCommand {
         return result
     }
 
-    func storePath() throws -> String { try location.sqlitePath() }
 
     func run() async throws {
         var logger = Logger(label: "telemetry.serve")
@@ -195,7 +194,7 @@ struct ServeCommand: AsyncParsableCommand {
     func makeServices(
         logger: Logger, metrics: CollectorMetrics = CollectorMetrics(), onListening: @escaping @Sendable (Int, String) async -> Void
     ) throws -> (services: [any Service], store: SQLiteStore) {
-        var storeConfiguration = SQLiteStoreConfiguration(path: try storePath())
+        var storeConfiguration = SQLiteStoreConfiguration(path: try location.sqlitePath())
         storeConfiguration.durability = Durability(name: fsync)!
         storeConfiguration.maxBytes = maxStoreBytes
         storeConfiguration.cacheMiB = cacheMib
