@@ -85,16 +85,19 @@ import Testing
             let lines = sampleLines(40, seed: 23)
             let received = LockedLines()
             let connection = collector.connection()
+            // The stream starts after the newest event stored when its answer began: post only once
+            // its head is in (a fixed sleep lost that race on a loaded machine and hung).
+            let (opened, open) = AsyncStream.makeStream(of: Void.self)
+            let deadline = Date().addingTimeInterval(60)
             let stream = Task {
                 try await offThePool {
-                    _ = try connection.stream("GET", "/v1/stream?topic=xumi_task") { chunk in
+                    _ = try connection.stream("GET", "/v1/stream?topic=xumi_task", onHead: { _ in open.yield() }) { chunk in
                         received.append(String(decoding: chunk, as: UTF8.self))
-                        return received.events.count < 2
+                        return received.events.count < 2 && Date() < deadline
                     }
                 }
             }
-            // Let the stream connect before posting.
-            try await Task.sleep(for: .milliseconds(300))
+            for await _ in opened { break }
             _ = try await collector.connection().post(lines.joined(separator: "\n"))
             try await stream.value
             let events = received.events
@@ -110,7 +113,7 @@ import Testing
             try await offThePool {
                 _ = try second.stream("GET", "/v1/stream?topic=xumi_task", headers: [("Last-Event-ID", firstID)]) { chunk in
                     resumed.append(String(decoding: chunk, as: UTF8.self))
-                    return resumed.events.count < xumiTask.count - 1
+                    return resumed.events.count < xumiTask.count - 1 && Date() < deadline
                 }
             }
             #expect(resumed.events.count == xumiTask.count - 1)

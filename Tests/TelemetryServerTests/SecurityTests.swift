@@ -179,6 +179,7 @@ import Testing
     static func follow(_ port: Int, key: String, until: Int, _ act: @Sendable () async throws -> Void) async throws -> [String] {
         let connection = HTTPConnection(host: "127.0.0.1", port: port, apiKey: key)
         let (opened, open) = AsyncStream.makeStream(of: Void.self)
+        let deadline = Date().addingTimeInterval(60)
         async let lines: [String] = Task.detached {
             var data: [String] = []
             var pending = ""
@@ -189,7 +190,7 @@ import Testing
                     pending = String(pending[pending.index(after: newline)...])
                     if line.hasPrefix("data: ") { data.append(String(line.dropFirst(6))) }
                 }
-                return data.count < until
+                return data.count < until && Date() < deadline
             }
             return data
         }.value
