@@ -111,6 +111,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The ClickHouse store, over ClickHouse's HTTP interface with the SDK's HTTP/1.1 client.
+        .target(
+            name: "TelemetryClickHouse",
+            dependencies: [
+                "TelemetryCatalog",
+                "TelemetryStore",
+                "TelemetryClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // librdkafka's C API and its mock cluster, as a module (only imported with the trait).
         .systemLibrary(
             name: "CRdKafka",
@@ -141,6 +152,7 @@ let package = Package(
                 "TelemetryPipeline",
                 "TelemetryServer",
                 "TelemetryKafka",
+                "TelemetryClickHouse",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -178,7 +190,7 @@ let package = Package(
             name: "TelemetryServerTests",
             dependencies: [
                 "TelemetryCatalog", "TelemetryClient", "TelemetryEvents", "TelemetryStore", "TelemetryPipeline", "TelemetryServer",
-                "TelemetryKafka",
+                "TelemetryKafka", "TelemetryClickHouse",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

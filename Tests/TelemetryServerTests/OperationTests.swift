@@ -4,7 +4,7 @@ import TelemetryCatalog
 import TelemetryStore
 import Testing
 
-/// Hand-made lifecycles through a real SQLite store: pairing in any order, duplicates, tenants,
+/// Hand-made lifecycles through each real store (SQLite, ClickHouse): pairing in any order, duplicates, tenants,
 /// stuck and late, failures, restarts.
 @Suite struct OperationTests {
     static let tenantA = "11111111-1111-4111-8111-111111111111"
@@ -12,21 +12,9 @@ import Testing
     static let node = "33333333-3333-4333-8333-333333333333"
     static let base: Int64 = 1_795_000_000_000_000
 
-    /// A store on a new temporary file.
-    static func withStore<T>(path: String? = nil, _ body: (SQLiteStore) async throws -> T) async throws -> T {
-        let path = path ?? FileManager.default.temporaryDirectory.appendingPathComponent("ops-\(UUID().uuidString).sqlite").path
-        var logger = Logger(label: "test.operations")
-        logger.logLevel = .critical
-        var configuration = SQLiteStoreConfiguration(path: path)
-        configuration.durability = .normal
-        let store = try SQLiteStore(configuration: configuration, logger: logger)
-        defer { try? store.close() }
-        return try await body(store)
-    }
-
     /// Validates and writes `events` in one batch; returns how many were stored.
     @discardableResult
-    static func write(_ store: SQLiteStore, _ events: [JSONValue]) async throws -> Int {
+    static func write(_ store: any EventStore, _ events: [JSONValue]) async throws -> Int {
         var validator = EventValidator()
         let incoming = try events.map { event -> IncomingEvent in
             guard case .valid(let normalized) = validator.validate(event.render()) else {
@@ -72,14 +60,14 @@ import Testing
         return .object(members)
     }
 
-    static func operations(_ store: SQLiteStore, kind: String? = nil, status: OperationStatus? = nil, now: Int64 = base)
+    static func operations(_ store: any EventStore, kind: String? = nil, status: OperationStatus? = nil, now: Int64 = base)
         async throws -> [TelemetryStore.Operation]
     {
         try await store.operations(OperationQuery(kind: kind, status: status, limit: 1000, nowMicros: now)).operations
     }
 
-    @Test func startThenCompletionPairsWithDurationAndSpans() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func startThenCompletionPairsWithDurationAndSpans(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await Self.write(store, [Self.generationStart(1, task: 1, at: 0)])
             var ops = try await Self.operations(store)
             #expect(ops.count == 1)
@@ -101,8 +89,8 @@ import Testing
         }
     }
 
-    @Test func completionBeforeStartPairsWhenTheStartArrives() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func completionBeforeStartPairsWhenTheStartArrives(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await Self.write(store, [Self.generationComplete(2, task: 7, at: 30, result: false, queuedUntil: 5)])
             var ops = try await Self.operations(store)
             #expect(ops.count == 1)
@@ -121,8 +109,8 @@ import Testing
         }
     }
 
-    @Test func bothHalvesInOneBatchPairInEitherOrder() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func bothHalvesInOneBatchPairInEitherOrder(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await Self.write(store, [
                 Self.generationComplete(10, task: 1, at: 3), Self.generationStart(11, task: 1, at: 1),
                 Self.generationStart(12, task: 2, at: 1), Self.generationComplete(13, task: 2, at: 4),
@@ -134,8 +122,8 @@ import Testing
         }
     }
 
-    @Test func duplicatesChangeNothing() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func duplicatesChangeNothing(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             let start = Self.generationStart(1, task: 1, at: 0)
             let complete = Self.generationComplete(2, task: 1, at: 4)
             #expect(try await Self.write(store, [start, start]) == 1)
@@ -147,8 +135,8 @@ import Testing
         }
     }
 
-    @Test func neverPairsAcrossTenants() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func neverPairsAcrossTenants(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await Self.write(store, [
                 Self.generationStart(1, task: 1, at: 0, tenant: Self.tenantA),
                 Self.generationComplete(2, task: 1, at: 5, tenant: Self.tenantB),
@@ -169,8 +157,8 @@ import Testing
         }
     }
 
-    @Test func stuckAfterTheTimeoutAndLateCompletionStillCompletes() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func stuckAfterTheTimeoutAndLateCompletionStillCompletes(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await Self.write(store, [Self.generationStart(1, task: 1, at: 0), Self.generationStart(2, task: 2, at: 0)])
             let later = Self.base + 16 * 60 * 1_000_000  // past generation's 15 minutes
             #expect(try await Self.operations(store, now: Self.base + 60_000_000).allSatisfy { $0.status == .running })
@@ -187,7 +175,7 @@ import Testing
         }
     }
 
-    @Test func podDeployPairsByPrevisionEventIDElseResource() async throws {
+    @Test(arguments: StoreKind.allCases) func podDeployPairsByPrevisionEventIDElseResource(_ kind: StoreKind) async throws {
         let resource1 = "c0000000-0000-4000-8000-000000000001"
         let resource2 = "c0000000-0000-4000-8000-000000000002"
         func deploy(_ id: Int, _ resource: String, at seconds: Double) -> JSONValue {
@@ -207,7 +195,7 @@ import Testing
         func freed(_ id: Int, _ resource: String, at seconds: Double) -> JSONValue {
             .object(Self.envelope(id, "kuber.deploy.free.complete", at: seconds) + [("result", true), ("resource_id", .string(resource))])
         }
-        try await Self.withStore { store in
+        try await withStore(kind) { store in
             // Completion naming its start by event id arrives first; the other pairs by resource.
             try await Self.write(store, [
                 deployed(2, resource1, at: 40, prevision: 1),
@@ -231,8 +219,8 @@ import Testing
         }
     }
 
-    @Test func aFailedDeployStartsNoLifetime() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func aFailedDeployStartsNoLifetime(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             let resource = "c0000000-0000-4000-8000-000000000009"
             try await Self.write(store, [
                 .object(
@@ -245,8 +233,8 @@ import Testing
         }
     }
 
-    @Test func weightsLoadPairsByOriginEventID() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func weightsLoadPairsByOriginEventID(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await Self.write(store, [
                 .object(Self.envelope(1, "xumi.weights.load.start", at: 0) + [("model", "flux"), ("node_id", .string(Self.node)), ("storage_type", "ceph")]),
                 .object(
@@ -264,12 +252,12 @@ import Testing
         }
     }
 
-    @Test func aRestartInTheMiddleOfASequenceLosesNothing() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ops-restart-\(UUID().uuidString).sqlite").path
-        try await Self.withStore(path: path) { store in
+    @Test(arguments: StoreKind.allCases) func aRestartInTheMiddleOfASequenceLosesNothing(_ kind: StoreKind) async throws {
+        let name = reopenableStoreName(kind)
+        try await withStore(kind, name: name) { store in
             try await Self.write(store, [Self.generationStart(1, task: 1, at: 0), Self.generationComplete(4, task: 2, at: 9)])
         }
-        try await Self.withStore(path: path) { store in
+        try await withStore(kind, name: name) { store in
             try await Self.write(store, [Self.generationComplete(2, task: 1, at: 3), Self.generationStart(3, task: 2, at: 1)])
             let ops = try await Self.operations(store)
             #expect(ops.count == 2)
@@ -277,8 +265,8 @@ import Testing
         }
     }
 
-    @Test func listingFiltersAndPages() async throws {
-        try await Self.withStore { store in
+    @Test(arguments: StoreKind.allCases) func listingFiltersAndPages(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             var events: [JSONValue] = []
             for i in 0..<25 {
                 let model = i % 2 == 0 ? "sdxl" : "flux"

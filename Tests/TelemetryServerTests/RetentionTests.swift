@@ -33,8 +33,8 @@ import Testing
         }
     }
 
-    @Test func oldOperationsGoWithTheirEvents() async throws {
-        try await OperationTests.withStore { store in
+    @Test(arguments: StoreKind.allCases) func oldOperationsGoWithTheirEvents(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             var events: [JSONValue] = []
             // Twelve generations 40 days before "now", eight one day before.
             let now = OperationTests.base + 41 * 86_400_000_000

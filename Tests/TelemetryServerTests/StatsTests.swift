@@ -58,13 +58,13 @@ import Testing
         }
     }
 
-    @Test(arguments: [
+    @Test(arguments: StoreKind.allCases, [
         ["count", "sum", "avg", "min", "max"],
         ["count", "sum", "avg", "min", "max", "p50", "p95", "p99", "p99.9", "p100"],
     ])
-    func numericAggregatesByGroupAndHour(_ names: [String]) async throws {
+    func numericAggregatesByGroupAndHour(_ kind: StoreKind, _ names: [String]) async throws {
         let checks = Self.checks(seed: 7, count: 1500)
-        try await OperationTests.withStore { store in
+        try await withStore(kind) { store in
             try await OperationTests.write(store, checks.enumerated().map { Self.event($0, $1) })
             let query = StatsQuery(
                 source: .events(eventType: "pbac.agent.politics.check"), field: "eval_ms",
@@ -102,9 +102,9 @@ import Testing
         }
     }
 
-    @Test func rateOfABoolFieldByTenant() async throws {
+    @Test(arguments: StoreKind.allCases) func rateOfABoolFieldByTenant(_ kind: StoreKind) async throws {
         let checks = Self.checks(seed: 11, count: 800)
-        try await OperationTests.withStore { store in
+        try await withStore(kind) { store in
             try await OperationTests.write(store, checks.enumerated().map { Self.event($0, $1) })
             let groups = try await store.stats(
                 StatsQuery(
@@ -121,7 +121,7 @@ import Testing
         }
     }
 
-    @Test func operationDurationsByModelMatchTheirPairs() async throws {
+    @Test(arguments: StoreKind.allCases) func operationDurationsByModelMatchTheirPairs(_ kind: StoreKind) async throws {
         var random = Random(seed: 99)
         var events: [JSONValue] = []
         var durations: [String: [Double]] = [:]
@@ -142,7 +142,7 @@ import Testing
         }
         // Arrival order must not matter.
         for i in events.indices.reversed() { events.swapAt(i, random.below(i + 1)) }
-        try await OperationTests.withStore { store in
+        try await withStore(kind) { store in
             try await OperationTests.write(store, events)
             let groups = try await store.stats(
                 StatsQuery(
@@ -165,7 +165,7 @@ import Testing
         }
     }
 
-    @Test func lastIsTheNewestValueOfEachGroup() async throws {
+    @Test(arguments: StoreKind.allCases) func lastIsTheNewestValueOfEachGroup(_ kind: StoreKind) async throws {
         var random = Random(seed: 5)
         var events: [JSONValue] = []
         var newest: [String: (Int64, Int64)] = [:]
@@ -182,7 +182,7 @@ import Testing
                 ]))
             if at > newest[user]?.0 ?? .min { newest[user] = (at, used) }
         }
-        try await OperationTests.withStore { store in
+        try await withStore(kind) { store in
             try await OperationTests.write(store, events)
             let groups = try await store.stats(
                 StatsQuery(
@@ -196,8 +196,8 @@ import Testing
         }
     }
 
-    @Test(arguments: ["topic", "event_type"])
-    func eventsOfEveryTypeCountedByTopicOrTypePerBucket(_ groupBy: String) async throws {
+    @Test(arguments: StoreKind.allCases, ["topic", "event_type"])
+    func eventsOfEveryTypeCountedByTopicOrTypePerBucket(_ kind: StoreKind, _ groupBy: String) async throws {
         var random = Random(seed: 21)
         var sampler = EventSampler(seed: 21)
         var events: [JSONValue] = []
@@ -211,7 +211,7 @@ import Testing
             expected["\(group)|\((at / Self.hour) * Self.hour)", default: 0] += 1
             events.append(event)
         }
-        try await OperationTests.withStore { store in
+        try await withStore(kind) { store in
             try await OperationTests.write(store, events)
             let groups = try await store.stats(
                 StatsQuery(source: .allEvents, groupBy: [groupBy], intervalMicros: Self.hour, nowMicros: 0))
@@ -227,8 +227,8 @@ import Testing
         }
     }
 
-    @Test func badQuestionsGetSpecificErrors() async throws {
-        try await OperationTests.withStore { store in
+    @Test(arguments: StoreKind.allCases) func badQuestionsGetSpecificErrors(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             let cases: [(StatsQuery, String)] = [
                 (StatsQuery(source: .events(eventType: "nope"), nowMicros: 0), "not an event type"),
                 (StatsQuery(source: .operations(kind: "nope"), nowMicros: 0), "not an operation kind"),

@@ -62,7 +62,7 @@ extension SQLiteStore {
         var arguments: [DatabaseValue] = []
         if let tenant = query.tenantID {
             conditions.append("tenant_id = ?")
-            arguments.append(Self.canonicalUUIDText(tenant).databaseValue)
+            arguments.append(StoreSupport.canonicalUUIDText(tenant).databaseValue)
         }
         if let eventType = query.eventType {
             conditions.append("event_type = ?")
@@ -87,7 +87,7 @@ extension SQLiteStore {
             try Row.fetchAll(db, sql: sql, arguments: StatementArguments(finalArguments)).map { row -> RejectedEvent in
                 let errors: String = row[7]
                 var event = RejectedEvent(
-                    raw: [UInt8](row[8] as Data), issues: Self.parseIssues(errors), eventType: row[5], eventID: row[6],
+                    raw: [UInt8](row[8] as Data), issues: StoreSupport.parseIssues(errors), eventType: row[5], eventID: row[6],
                     tenantID: row[4], index: row[3], receivedMicros: row[1], requestID: row[2])
                 event.sequence = row[0]
                 return event
@@ -181,41 +181,13 @@ extension SQLiteStore {
 
     /// The column and typed value for a filter on a column named `filter.field` of type `type`.
     func columnValue(_ filter: FieldFilter, type: FieldType) throws -> (String, any DatabaseValueConvertible) {
-        let name = filter.field
-        let text = filter.value
-        let column = "\"\(name)\""
-        if name == "event_id" {
-            guard let id = UUIDValue(text) else { throw StoreError(.badQuery, "event_id must be a UUID") }
-            return (column, id.withBytes { Data($0) })
+        let column = "\"\(filter.field)\""
+        switch try StoreSupport.filterValue(filter, type: type) {
+        case .integer(let v): return (column, v)
+        case .number(let v): return (column, v)
+        case .text(let v): return (column, v)
+        case .uuid(let v): return (column, Self.uuidValue(v))
         }
-        switch type {
-        case .integer:
-            guard let v = Int64(text) else { throw StoreError(.badQuery, "\(name) is an integer; got \"\(text)\"") }
-            return (column, v)
-        case .number:
-            guard let v = Double(text) else { throw StoreError(.badQuery, "\(name) is a number; got \"\(text)\"") }
-            return (column, v)
-        case .bool:
-            switch text {
-            case "true", "1": return (column, 1)
-            case "false", "0": return (column, 0)
-            default: throw StoreError(.badQuery, "\(name) is true or false; got \"\(text)\"")
-            }
-        case .timestamp:
-            guard let micros = ISO8601Timestamp.microseconds(text) else {
-                throw StoreError(.badQuery, "\(name) is an ISO 8601 timestamp with a zone; got \"\(text)\"")
-            }
-            return (column, micros)
-        case .uuid:
-            return (column, Self.uuidValue(text))
-        default:
-            return (column, text)
-        }
-    }
-
-    /// Lower-case canonical text for a UUID, or the text unchanged when it is none.
-    static func canonicalUUIDText(_ text: String) -> String {
-        UUIDValue(text)?.description ?? text
     }
 
     /// How a UUID field's value is stored: 16 bytes when it is a UUID, else the text as sent.
@@ -224,11 +196,4 @@ extension SQLiteStore {
         return uuid.withBytes { Data($0) }
     }
 
-    static func parseIssues(_ json: String) -> [ValidationIssue] {
-        guard let array = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: String]] else { return [] }
-        return array.map { entry in
-            ValidationIssue(
-                field: entry["field"] ?? "", code: ValidationIssue.Code(rawValue: entry["code"] ?? ""), message: entry["message"] ?? "")
-        }
-    }
 }

@@ -4,8 +4,6 @@ import GRDBSQLite
 public import TelemetryCatalog
 
 extension SQLiteStore {
-    /// The most groups (group values × time buckets) one stats answer may hold.
-    static let maxStatsGroups = 10_000
 
     /// Aggregates, groups and buckets events of one type or operations of one kind.
     ///
@@ -166,8 +164,8 @@ extension SQLiteStore {
         }
         if let interval = query.intervalMicros {
             guard interval > 0 else { throw StoreError(.badQuery, "interval must be positive") }
-            if let since = query.since, let until = query.until, (until - since) / interval > Int64(Self.maxStatsGroups) {
-                throw StoreError(.badQuery, "the range holds more than \(Self.maxStatsGroups) intervals; use a longer interval")
+            if let since = query.since, let until = query.until, (until - since) / interval > Int64(StoreSupport.maxStatsGroups) {
+                throw StoreError(.badQuery, "the range holds more than \(StoreSupport.maxStatsGroups) intervals; use a longer interval")
             }
             plan.bucket = "((\(timeColumn) / \(interval)) * \(interval))"
             plan.intervalMicros = interval
@@ -214,10 +212,10 @@ extension SQLiteStore {
         let sql = """
             SELECT \(select.joined(separator: ", ")) FROM \(plan.table) \(plan.whereClause)
             \(groupCount > 0 ? "GROUP BY " + (1...groupCount).map(String.init).joined(separator: ", ") : "")
-            LIMIT \(maxStatsGroups + 1)
+            LIMIT \(StoreSupport.maxStatsGroups + 1)
             """
         let rows = try Row.fetchAll(db, sql: sql, arguments: StatementArguments(plan.arguments))
-        guard rows.count <= maxStatsGroups else { throw tooManyGroups() }
+        guard rows.count <= StoreSupport.maxStatsGroups else { throw StoreSupport.tooManyGroups() }
         var groups: [StatsGroup] = []
         for row in rows {
             let count: Int = row[groupCount]
@@ -238,7 +236,7 @@ extension SQLiteStore {
                     key: groupKey(plan, row), bucketMicros: plan.bucket == nil ? nil : row[plan.groups.count], count: count,
                     values: values))
         }
-        return sorted(groups)
+        return StoreSupport.sorted(groups)
     }
 
     private static func aggregateInMemory(_ plan: StatsPlan, _ db: Database) throws -> [StatsGroup] {
@@ -263,7 +261,7 @@ extension SQLiteStore {
             if let known = index[groupValues] {
                 position = known
             } else {
-                guard accumulators.count < maxStatsGroups else { throw tooManyGroups() }
+                guard accumulators.count < StoreSupport.maxStatsGroups else { throw StoreSupport.tooManyGroups() }
                 position = accumulators.count
                 index[groupValues] = position
                 accumulators.append(
@@ -289,12 +287,12 @@ extension SQLiteStore {
                 case .avg, .rate: return (aggregate, values.reduce(0, +) / Double(n))
                 case .last: return (aggregate, accumulator.last?.value)
                 default:
-                    return (aggregate, values[nearestRank(aggregate.percentile ?? 100, count: n)])
+                    return (aggregate, values[StoreSupport.nearestRank(aggregate.percentile ?? 100, count: n)])
                 }
             }
             return StatsGroup(key: accumulator.key, bucketMicros: accumulator.bucket, count: accumulator.count, values: results)
         }
-        return sorted(groups)
+        return StoreSupport.sorted(groups)
     }
 
     /// See ``StatsPlan/countsInIndexOrder``.
@@ -339,35 +337,16 @@ extension SQLiteStore {
             run += 1
         }
         flush()
-        guard counts.values.reduce(0, { $0 + $1.count }) <= maxStatsGroups else { throw tooManyGroups() }
+        guard counts.values.reduce(0, { $0 + $1.count }) <= StoreSupport.maxStatsGroups else { throw StoreSupport.tooManyGroups() }
         let name = plan.groups[0].name
         let groups = counts.flatMap { key, buckets in
             buckets.map { bucket, count in
                 StatsGroup(key: [(name, .string(key))], bucketMicros: bucket, count: count, values: [(.count, Double(count))])
             }
         }
-        return sorted(groups)
+        return StoreSupport.sorted(groups)
     }
 
-    /// The index into `count` sorted values of the nearest-rank percentile `p`: the smallest value
-    /// with at least p% of the values at or below it.
-    static func nearestRank(_ p: Double, count: Int) -> Int {
-        let rank = Int((p / 100 * Double(count)).rounded(.up))
-        return min(max(rank, 1), count) - 1
-    }
 
-    private static func sorted(_ groups: [StatsGroup]) -> [StatsGroup] {
-        let keyed: [(key: String, group: StatsGroup)] = groups.map { (JSONValue.object($0.key).render(), $0) }
-        let ordered = keyed.sorted { (a: (key: String, group: StatsGroup), b: (key: String, group: StatsGroup)) -> Bool in
-            if a.key != b.key { return a.key < b.key }
-            let x: Int64 = a.group.bucketMicros ?? 0
-            let y: Int64 = b.group.bucketMicros ?? 0
-            return x < y
-        }
-        return ordered.map { $0.group }
-    }
 
-    private static func tooManyGroups() -> StoreError {
-        StoreError(.badQuery, "the answer would hold more than \(maxStatsGroups) groups; group by fewer fields, narrow the range or use a longer interval")
-    }
 }

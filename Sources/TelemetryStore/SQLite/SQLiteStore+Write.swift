@@ -51,7 +51,7 @@ extension SQLiteStore {
                         let codes = "," + rejected.issues.map(\.code.rawValue).joined(separator: ",") + ","
                         try statement.execute(arguments: [
                             rejected.receivedMicros, rejected.requestID, rejected.index, rejected.tenantID, rejected.eventType,
-                            rejected.eventID, codes, Self.issuesJSON(rejected.issues), Data(rejected.raw),
+                            rejected.eventID, codes, StoreSupport.issuesJSON(rejected.issues), Data(rejected.raw),
                         ])
                     }
                 }
@@ -64,11 +64,6 @@ extension SQLiteStore {
         }
     }
 
-    static func issuesJSON(_ issues: [ValidationIssue]) -> String {
-        JSONValue.array(
-            issues.map { ["field": .string($0.field), "code": .string($0.code.rawValue), "message": .string($0.message)] }
-        ).render()
-    }
 
     /// Binds the value of `event`'s field at `slot` to `parameter`. Text and objects are bound in place
     /// from `base` (the event's JSON), so the statement must be stepped and reset while it is valid.

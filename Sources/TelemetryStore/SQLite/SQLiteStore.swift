@@ -246,7 +246,7 @@ public final class SQLiteStore: EventStore {
 
 /// The typed columns of the events table, derived from the catalog, and for every event
 /// definition the insert parameter each of its fields binds to.
-struct ColumnLayout: Sendable {
+package struct ColumnLayout: Sendable {
     struct Column: Sendable {
         let name: String
         let sqlType: String
@@ -297,7 +297,7 @@ struct ColumnLayout: Sendable {
     }
 
     /// Whether a field of this type gets a column; objects are only in the JSON.
-    static func isColumn(_ type: FieldType) -> Bool {
+    package static func isColumn(_ type: FieldType) -> Bool {
         type != .object && type != .stringMap && type != .jsonObject
     }
 }

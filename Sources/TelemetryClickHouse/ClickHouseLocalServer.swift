@@ -1,0 +1,189 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import Foundation
+import Synchronization
+import TelemetryClient
+
+/// A ClickHouse server of our own on loopback: its own config, data folder and ports, started from
+/// the installed `clickhouse-server` (Debian's package), stopped by its PID. For tests and the
+/// `bench clickhouse` command; production runs its own ClickHouse.
+public final class ClickHouseLocalServer: Sendable {
+    /// The server's folder: `config.xml`, `users.xml`, `data/`, `log/`, `server.pid`.
+    public let directory: URL
+    public let httpPort: Int
+    public let tcpPort: Int
+    public let pid: Int32
+    private let exited = Mutex(false)
+
+    /// `clickhouse:http://127.0.0.1:PORT/DATABASE`.
+    public func location(database: String) -> ClickHouseLocation {
+        ClickHouseLocation(host: "127.0.0.1", port: httpPort, database: database)
+    }
+
+    /// Where the server binary is, if installed.
+    public static var executable: String? {
+        ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server", "/usr/local/bin/clickhouse-server"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
+    }
+
+    /// Where `clickhouse-client` is, if installed.
+    public static var client: String? {
+        ["/usr/bin/clickhouse-client", "/usr/local/bin/clickhouse-client"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    public struct NotInstalled: Error, CustomStringConvertible {
+        public var description: String {
+            "clickhouse-server is not installed (Debian: apt-get install clickhouse-server clickhouse-client; scripts/test does it)"
+        }
+    }
+
+    public struct StartFailed: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Starts a server in `directory` (created; a new temporary folder when `nil`) on free loopback
+    /// ports, or on `httpPort` when given (to restart a stopped server on its data), and waits until
+    /// it answers `/ping`.
+    public init(directory: URL? = nil, httpPort: Int? = nil, tcpPort: Int? = nil, timeoutSeconds: Double = 60) throws {
+        guard let executable = Self.executable else { throw NotInstalled() }
+        let directory =
+            directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("clickhouse-\(UUID().uuidString.prefix(8))")
+        self.directory = directory
+        self.httpPort = try httpPort ?? Self.freePort()
+        self.tcpPort = try tcpPort ?? Self.freePort()
+        let manager = FileManager.default
+        for folder in ["data", "tmp", "log", "user_files", "format_schemas"] {
+            try manager.createDirectory(at: directory.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        let path = directory.path
+        let config = """
+            <?xml version="1.0"?>
+            <yandex>
+                <logger><level>warning</level><log>\(path)/log/server.log</log><errorlog>\(path)/log/error.log</errorlog><size>10M</size><count>1</count></logger>
+                <http_port>\(self.httpPort)</http_port>
+                <tcp_port>\(self.tcpPort)</tcp_port>
+                <listen_host>127.0.0.1</listen_host>
+                <path>\(path)/data/</path>
+                <tmp_path>\(path)/tmp/</tmp_path>
+                <user_files_path>\(path)/user_files/</user_files_path>
+                <format_schema_path>\(path)/format_schemas/</format_schema_path>
+                <users_config>users.xml</users_config>
+                <default_profile>default</default_profile>
+                <default_database>default</default_database>
+                <timezone>UTC</timezone>
+                <mark_cache_size>268435456</mark_cache_size>
+                <uncompressed_cache_size>268435456</uncompressed_cache_size>
+                <max_concurrent_queries>200</max_concurrent_queries>
+                <mlock_executable>false</mlock_executable>
+            </yandex>
+
+            """
+        let users = """
+            <?xml version="1.0"?>
+            <yandex>
+                <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+                <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+                <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+            </yandex>
+
+            """
+        try config.write(to: directory.appendingPathComponent("config.xml"), atomically: true, encoding: .utf8)
+        try users.write(to: directory.appendingPathComponent("users.xml"), atomically: true, encoding: .utf8)
+        pid = try Self.spawn(executable, ["--config-file=\(path)/config.xml"], directory: path)
+        try "\(pid)\n".write(to: directory.appendingPathComponent("server.pid"), atomically: true, encoding: .utf8)
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        let connection = HTTPConnection(host: "127.0.0.1", port: self.httpPort)
+        while true {
+            if let response = try? connection.request("GET", "/ping", timeoutSeconds: 2), response.status == 200 { break }
+            guard isRunning, Date() < deadline else {
+                stop()
+                let log = (try? String(contentsOf: directory.appendingPathComponent("log/error.log"), encoding: .utf8)) ?? ""
+                throw StartFailed(description: "clickhouse-server did not answer on port \(self.httpPort): \(log.suffix(800))")
+            }
+            usleep(100_000)
+        }
+        connection.close()
+    }
+
+    /// Stops the server by its PID (SIGTERM, then SIGKILL after 20 s) and waits for it to exit.
+    public func stop() {
+        guard isRunning else { return }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(20)
+        while isRunning && Date() < deadline { usleep(50_000) }
+        if isRunning { kill9() }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would, and waits for it to exit.
+    public func kill9() {
+        guard isRunning else { return }
+        kill(pid, SIGKILL)
+        while isRunning { usleep(10_000) }
+    }
+
+    /// Whether the server process is still there (reaps it once it has exited).
+    public var isRunning: Bool {
+        exited.withLock { exited in
+            if exited { return false }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { exited = true }
+            return !exited
+        }
+    }
+
+    /// Starts `executable` with default signal handling and nothing blocked: a child inherits its
+    /// parent's blocked signals and ignored ones, and a test process (or a service) may have SIGTERM
+    /// blocked, which would make the server deaf to ``stop()``.
+    private static func spawn(_ executable: String, _ arguments: [String], directory: String) throws -> Int32 {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, directory + "/log/stdout.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: Int32 = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw StartFailed(description: "cannot start \(executable): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// Removes the server's folder (after ``stop()``).
+    public func removeFiles() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// A TCP port that was free a moment ago on loopback.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw StartFailed(description: "socket: \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0 else { throw StartFailed(description: "bind: \(errno)") }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+public import TelemetryCatalog
+public import TelemetryStore
+
+extension ClickHouseStore {
+    /// The stuck timeout of `lifecycle` in seconds, after configuration; `nil` when it never sticks.
+    func stuckAfter(_ lifecycle: LifecycleDefinition) -> Int? {
+        let seconds = configuration.stuckAfterSeconds[lifecycle.kind] ?? lifecycle.stuckAfterSeconds
+        guard let seconds, seconds > 0 else { return nil }
+        return seconds
+    }
+
+    /// A column's SQL for one side's field: `event_id` and the catalog columns; NULL for a field
+    /// the events table has no column for.
+    private func column(_ field: String) -> String {
+        if field == "event_id" { return "event_id" }
+        return layout.columnIndex[field].map { layout.columns[$0].quoted } ?? "NULL"
+    }
+
+    /// The value of `field` on one side of a group (`h_is_start` or `h_is_complete`), NULL when
+    /// that side has none. (`anyIf` alone answers an empty string, not NULL, for a String column
+    /// on ClickHouse 18, hence the count.)
+    private func side(_ field: String, _ condition: String, as type: FieldType) -> String {
+        guard field == "event_id" || layout.columnIndex[field] != nil else { return "NULL" }
+        let column = layout.typed(field, as: type)
+        return "if(countIf(\(condition) AND isNotNull(\(column))) > 0, anyIf(\(column), \(condition) AND isNotNull(\(column))), NULL)"
+    }
+
+    /// The SQL of one kind's operations, computed from its lifecycle events: one row an operation,
+    /// with the columns `o_*` (and `a_NAME` for attributes and spans).
+    ///
+    /// Halves are grouped by tenant and a pairing key: the start's first key, which a completion
+    /// carries as its first key field; a completion without it (a second key only, as a pod deploy
+    /// completion with a `resource_id` but no `prevision_event_id`) is given the first key of the
+    /// start that has its second key, looked up by a join. A half with no key at all pairs with
+    /// nothing. Duplicated events (FINAL) and duplicated halves change nothing.
+    func operationsSQL(_ lifecycle: LifecycleDefinition, tenant: String?, nowMicros: Int64) -> String {
+        let start = SQL.quote(lifecycle.startEventType)
+        let complete = SQL.quote(lifecycle.completeEventType)
+        var conditions = ["event_type IN (\(start), \(complete))"]
+        if let when = lifecycle.startsWhen { conditions.append("(event_type != \(start) OR \(column(when)) = 1)") }
+        if let when = lifecycle.completesWhen { conditions.append("(event_type != \(complete) OR \(column(when)) = 1)") }
+        if let tenant { conditions.append("tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText(tenant)))") }
+        let first = lifecycle.keys[0]
+        let firstKey = "if(event_type = \(start), \(column(first.startField)), \(column(first.completeField)))"
+        var needed = Set(["event_type", "tenant_id", "timestamp"])
+        for name in lifecycle.attributes { needed.insert(name) }
+        for span in lifecycle.spans { needed.formUnion([span.from.field, span.to.field]) }
+        if let result = lifecycle.resultField { needed.insert(result) }
+        for key in lifecycle.keys { needed.formUnion([key.startField, key.completeField]) }
+        needed.remove("event_id")
+        let columns = (["_seq", "event_id"] + needed.sorted().filter { layout.columnIndex[$0] != nil }.map { "`\($0)`" })
+            .joined(separator: ", ")
+        var halves = """
+            SELECT \(columns), event_type = \(start) AS h_is_start, event_type = \(complete) AS h_is_complete,
+                CAST(\(firstKey) AS Nullable(String)) AS h_key1
+            FROM events FINAL WHERE \(conditions.joined(separator: " AND "))
+            """
+        var pairingKey = "ifNull(h_key1, concat('#', event_id))"
+        var secondKey: String? = nil
+        if lifecycle.keys.count > 1 {
+            let second = lifecycle.keys[1]
+            let startSecond = column(second.startField)
+            let secondValue = "if(event_type = \(start), \(startSecond), \(column(second.completeField)))"
+            halves = """
+                SELECT * FROM (
+                    SELECT \(columns), event_type = \(start) AS h_is_start, event_type = \(complete) AS h_is_complete,
+                        CAST(\(firstKey) AS Nullable(String)) AS h_key1, ifNull(CAST(\(secondValue) AS Nullable(String)), '') AS h_key2
+                    FROM events FINAL WHERE \(conditions.joined(separator: " AND "))
+                ) ANY LEFT JOIN (
+                    SELECT tenant_id, ifNull(CAST(\(startSecond) AS Nullable(String)), '') AS h_key2,
+                        any(CAST(\(column(first.startField)) AS String)) AS h_mapped
+                    FROM events FINAL WHERE event_type = \(start)
+                        \(lifecycle.startsWhen.map { "AND \(column($0)) = 1" } ?? "")
+                        \(tenant.map { "AND tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText($0)))" } ?? "")
+                    GROUP BY tenant_id, h_key2
+                ) USING (tenant_id, h_key2)
+                """
+            pairingKey = """
+                ifNull(h_key1, if(h_key2 = '', concat('#', event_id), if(h_mapped = '', concat('~', h_key2), h_mapped)))
+                """
+            secondKey = "if(countIf(h_key2 != '') > 0, anyIf(h_key2, h_key2 != ''), NULL)"
+        }
+        let hasStart = "countIf(h_is_start) > 0"
+        let hasComplete = "countIf(h_is_complete) > 0"
+        let startedAt = "minIf(timestamp, h_is_start)"
+        let completedAt = "minIf(timestamp, h_is_complete)"
+        let failed = lifecycle.resultField.map { "minIf(ifNull(\(column($0)), 1), h_is_complete) = 0" } ?? "0"
+        var stuck = "0"
+        if let seconds = stuckAfter(lifecycle) {
+            stuck = "if(\(hasStart), \(startedAt), \(completedAt)) < \(nowMicros - Int64(seconds) * 1_000_000)"
+        }
+        var select = [
+            "tenant_id AS o_tenant",
+            "if(startsWith(h_okey, '#') OR startsWith(h_okey, '~'), NULL, h_okey) AS o_key1",
+            "\(secondKey ?? "CAST(NULL AS Nullable(String))") AS o_key2",
+            "\(hasStart) AS o_has_start",
+            "\(hasComplete) AS o_has_complete",
+            "if(\(hasStart), \(startedAt), NULL) AS o_started",
+            "if(\(hasComplete), \(completedAt), NULL) AS o_completed",
+            "if(\(hasStart), \(startedAt), \(completedAt)) AS o_at",
+            "if(\(hasStart) AND \(hasComplete), (\(completedAt) - \(startedAt)) / 1000, NULL) AS o_duration_ms",
+            "multiIf(\(hasComplete), if(\(failed), 'failed', 'succeeded'), \(stuck), 'stuck', 'running') AS o_status",
+            "if(\(hasStart), anyIf(event_id, h_is_start), NULL) AS o_start_id",
+            "if(\(hasComplete), anyIf(event_id, h_is_complete), NULL) AS o_complete_id",
+            "min(_seq) AS o_seq",
+        ]
+        for name in lifecycle.attributes {
+            select.append("\(attributeValue(name, type: attributeType(name, lifecycle))) AS `a_\(name)`")
+        }
+        for span in lifecycle.spans {
+            func instant(_ instant: LifecycleDefinition.Instant) -> String {
+                side(instant.field, instant.ofCompletion ? "h_is_complete" : "h_is_start", as: .timestamp)
+            }
+            select.append("(\(instant(span.to)) - \(instant(span.from))) / 1000 AS `a_\(span.name)`")
+        }
+        return """
+            SELECT \(select.joined(separator: ",\n    "))
+            FROM (SELECT *, \(pairingKey) AS h_okey FROM (\(halves)))
+            GROUP BY tenant_id, h_okey
+            """
+    }
+
+    /// An attribute: the completion's value when it has one, else the start's.
+    private func attributeValue(_ name: String, type: FieldType) -> String {
+        let complete = side(name, "h_is_complete", as: type)
+        let start = side(name, "h_is_start", as: type)
+        if complete == "NULL" { return start }
+        return "ifNull(\(complete), \(start))"
+    }
+
+    /// The type of an attribute's values: the completion's field's type when it has the field,
+    /// else the start's (as the SQLite store types its operation columns).
+    func attributeType(_ name: String, _ lifecycle: LifecycleDefinition) -> FieldType {
+        func type(_ eventType: String) -> FieldType? {
+            guard let definition = catalog.latest(eventType) else { return nil }
+            return catalog.allFields(of: definition).first { $0.name == name }?.type
+        }
+        let found = type(lifecycle.completeEventType) ?? type(lifecycle.startEventType) ?? .string
+        return ColumnLayout.isColumn(found) ? found : .string
+    }
+
+    public func operations(_ query: OperationQuery) async throws -> OperationPage {
+        var lifecycles = catalog.lifecycles
+        if let kind = query.kind {
+            guard let lifecycle = catalog.lifecycle(kind) else { throw unknownKind(kind) }
+            lifecycles = [lifecycle]
+        }
+        let limit = max(1, min(query.limit, 10_000))
+        var operations: [TelemetryStore.Operation] = []
+        for lifecycle in lifecycles {
+            var conditions: [String] = []
+            if let key = query.key {
+                let value = SQL.quote(StoreSupport.canonicalUUIDText(key))
+                conditions.append("(o_key1 = \(value) OR o_key2 = \(value))")
+            }
+            if let status = query.status { conditions.append("o_status = \(SQL.quote(status.rawValue))") }
+            if let since = query.since { conditions.append("o_at >= \(since)") }
+            if let until = query.until { conditions.append("o_at < \(until)") }
+            for filter in query.attributes { conditions.append(try attributeCondition(filter, lifecycle)) }
+            if let before = query.before {
+                conditions.append("(o_at < \(before.atMicros) OR (o_at = \(before.atMicros) AND o_seq < \(before.sequence)))")
+            }
+            let attributeNames = lifecycle.attributes + lifecycle.spans.map(\.name)
+            let rows = try await client.rows(
+                """
+                SELECT o_seq, o_tenant, o_key1, o_key2, o_status, o_started, o_completed, o_duration_ms, o_start_id,
+                    o_complete_id, o_at\(attributeNames.map { ", `a_\($0)`" }.joined())
+                FROM (\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros)))
+                \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+                ORDER BY o_at DESC, o_seq DESC LIMIT \(limit + 1)
+                """)
+            operations += rows.map { row in
+                var attributes: [(String, JSONValue)] = []
+                for (index, name) in attributeNames.enumerated() {
+                    let type = index < lifecycle.attributes.count ? attributeType(name, lifecycle) : .number
+                    if let value = Self.json(row[11 + index], type: type) { attributes.append((name, value)) }
+                }
+                let keys = [row[2].string, row[3].string]
+                let key = ([keys[lifecycle.displayKey]] + keys).compactMap { $0 }.first
+                return TelemetryStore.Operation(
+                    kind: lifecycle.kind, key: key,
+                    tenantID: row[1].string.flatMap { UUIDValue($0) } ?? UUIDValue(bytes: [UInt8](repeating: 0, count: 16))!,
+                    status: row[4].string.flatMap { OperationStatus(name: $0) } ?? .running, startedMicros: row[5].int64,
+                    completedMicros: row[6].int64, durationMilliseconds: row[7].double,
+                    startEventID: row[8].string.flatMap { UUIDValue($0) }, completeEventID: row[9].string.flatMap { UUIDValue($0) },
+                    attributes: attributes, sequence: row[0].int64 ?? 0, atMicros: row[10].int64 ?? 0)
+            }
+        }
+        operations.sort { ($0.atMicros, $0.sequence) > ($1.atMicros, $1.sequence) }
+        let page = Array(operations.prefix(limit))
+        let next = operations.count > limit ? page.last.map { OperationCursor(atMicros: $0.atMicros, sequence: $0.sequence) } : nil
+        return OperationPage(operations: page, next: next)
+    }
+
+    public func stuckOperationCounts(nowMicros: Int64) async throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for lifecycle in catalog.lifecycles {
+            result[lifecycle.kind] = 0
+            guard stuckAfter(lifecycle) != nil else { continue }
+            let count = try await client.rows(
+                "SELECT count() FROM (\(operationsSQL(lifecycle, tenant: nil, nowMicros: nowMicros))) WHERE o_status = 'stuck'"
+            ).first?.first?.int64 ?? 0
+            result[lifecycle.kind] = Int(count)
+        }
+        return result
+    }
+
+    /// The condition of an `attribute=value` filter on one kind's operations.
+    func attributeCondition(_ filter: FieldFilter, _ lifecycle: LifecycleDefinition) throws -> String {
+        let all = Set(catalog.lifecycles.flatMap { $0.attributes + $0.spans.map(\.name) })
+        guard all.contains(filter.field) else {
+            throw StoreError(.badQuery, "\(filter.field) is not an operation attribute; attributes: \(all.sorted().joined(separator: ", "))")
+        }
+        let isSpan = lifecycle.spans.contains { $0.name == filter.field }
+        guard isSpan || lifecycle.attributes.contains(filter.field) else { return "0" }
+        let type = isSpan ? FieldType.number : attributeType(filter.field, lifecycle)
+        return "`a_\(filter.field)` = \(try Self.literal(filter, type: type))"
+    }
+
+    func unknownKind(_ kind: String) -> StoreError {
+        StoreError(.badQuery, "\(kind) is not an operation kind; kinds: \(catalog.lifecycles.map(\.kind).joined(separator: ", "))")
+    }
+
+    /// A column's text as JSON, read per the field's type.
+    static func json(_ field: TSVField, type: FieldType) -> JSONValue? {
+        guard let text = field.string else { return nil }
+        switch type {
+        case .bool: return .bool(text == "1")
+        case .integer: return Int64(text).map { .integer($0) } ?? .string(text)
+        case .timestamp: return Int64(text).map { .string(ISO8601Timestamp.string(fromMicroseconds: $0)) } ?? .string(text)
+        case .number: return Double(text).map { .number($0) } ?? .string(text)
+        default: return .string(text)
+        }
+    }
+}

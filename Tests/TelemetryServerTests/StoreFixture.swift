@@ -1,0 +1,94 @@
+import Foundation
+import Logging
+import Synchronization
+import TelemetryClickHouse
+import TelemetryStore
+import Testing
+
+/// The stores every conformance test runs against.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case clickhouse
+
+    var testDescription: String { rawValue }
+}
+
+/// What the tests read from a store beyond the protocol.
+protocol TestableStore: EventStore {
+    /// Stored events (each once) and rejections.
+    func counts() async throws -> (events: Int, rejected: Int)
+}
+
+extension SQLiteStore: TestableStore {}
+extension ClickHouseStore: TestableStore {}
+
+/// One ClickHouse server for the whole test process, on loopback with its own folder, started on
+/// first use and stopped by its PID when the process exits (scripts/test also stops any left over
+/// by the PID file in its folder). Each test gets a database of its own.
+enum SharedClickHouse {
+    private static let state = Mutex<Result<ClickHouseLocalServer, any Error>?>(nil)
+
+    static func server() throws -> ClickHouseLocalServer {
+        try state.withLock { state in
+            if let state { return try state.get() }
+            let result = Result {
+                try ClickHouseLocalServer(
+                    directory: FileManager.default.temporaryDirectory.appendingPathComponent(
+                        "xumi-clickhouse-tests/shared-\(getpid())"))
+            }
+            state = result
+            if case .success(let server) = result {
+                let pid = server.pid
+                sharedClickHousePID.withLock { $0 = pid }
+                atexit { if let pid = sharedClickHousePID.withLock({ $0 }) { kill(pid, SIGTERM) } }
+            }
+            return try result.get()
+        }
+    }
+}
+
+/// The shared server's PID, for the exit handler (a C function pointer, which cannot capture).
+private let sharedClickHousePID = Mutex<Int32?>(nil)
+
+/// Opens a store of `kind` (on a new file or database, or on `name` to reopen one), runs `body`,
+/// closes it; a new database is dropped afterwards unless named.
+func withStore<T>(
+    _ kind: StoreKind, name: String? = nil, stuckAfter: [String: Int] = [:], _ body: (any TestableStore) async throws -> T
+) async throws -> T {
+    var logger = Logger(label: "test.store")
+    logger.logLevel = .critical
+    switch kind {
+    case .sqlite:
+        let path = name ?? FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite").path
+        var configuration = SQLiteStoreConfiguration(path: path)
+        configuration.durability = .normal
+        configuration.stuckAfterSeconds = stuckAfter
+        let store = try SQLiteStore(configuration: configuration, logger: logger)
+        defer { try? store.close() }
+        return try await body(store)
+    case .clickhouse:
+        let server = try SharedClickHouse.server()
+        let database = name ?? "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        var configuration = ClickHouseStoreConfiguration(location: server.location(database: database))
+        configuration.stuckAfterSeconds = stuckAfter
+        let store = try await ClickHouseStore(configuration: configuration, logger: logger)
+        do {
+            let result = try await body(store)
+            if name == nil { try? await store.dropDatabase() }
+            store.close()
+            return result
+        } catch {
+            if name == nil { try? await store.dropDatabase() }
+            store.close()
+            throw error
+        }
+    }
+}
+
+/// A name for a store to reopen (a file path or a database name), and how to remove it afterwards.
+func reopenableStoreName(_ kind: StoreKind) -> String {
+    switch kind {
+    case .sqlite: FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite").path
+    case .clickhouse: "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+    }
+}
