@@ -212,7 +212,14 @@ enum TSV {
 extension Optional where Wrapped == [UInt8] {
     var string: String? { map { String(decoding: $0, as: UTF8.self) } }
     var int64: Int64? { string.flatMap { Int64($0) } }
-    var double: Double? { string.flatMap { Double($0) } }
+    /// A Float64 as ClickHouse wrote it. ClickHouse 18 reads and writes floats a unit in the last
+    /// place off at times (7.581 comes back as 7.5809999999999995), so values are rounded to 15
+    /// significant digits, which every double holds exactly.
+    var double: Double? {
+        guard let text = string, let value = Double(text) else { return nil }
+        guard text.count > 16, value.isFinite else { return value }
+        return Double(String(format: "%.15g", value)) ?? value
+    }
 }
 
 /// SQL literals.

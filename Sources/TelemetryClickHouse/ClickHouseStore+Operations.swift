@@ -229,7 +229,7 @@ extension ClickHouseStore {
         case .bool: return .bool(text == "1")
         case .integer: return Int64(text).map { .integer($0) } ?? .string(text)
         case .timestamp: return Int64(text).map { .string(ISO8601Timestamp.string(fromMicroseconds: $0)) } ?? .string(text)
-        case .number: return Double(text).map { .number($0) } ?? .string(text)
+        case .number: return field.double.map { .number($0) } ?? .string(text)
         default: return .string(text)
         }
     }

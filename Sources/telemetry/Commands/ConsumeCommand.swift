@@ -65,7 +65,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         guard KafkaSupport.isCompiled else { throw ValidationError(KafkaSupport.missingMessage) }
         guard Durability(name: fsync) != nil else { throw ValidationError("--fsync must be full or normal") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        _ = try location.sqlitePath()
+        _ = try location.choice()
         if let metricsPort { guard (0...65535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0-65535") } }
         _ = try KafkaSupport.properties(kafkaOption)
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -75,13 +75,11 @@ struct ConsumeCommand: AsyncParsableCommand {
         #if Kafka
         var logger = Logger(label: "telemetry.consume")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let path = try location.sqlitePath()
-        var configuration = SQLiteStoreConfiguration(path: path)
+        var configuration = SQLiteStoreConfiguration(path: "")
         configuration.durability = Durability(name: fsync)!
-        let sqlite: SQLiteStore
+        let opened = await location.open(sqlite: configuration, logger: logger)
         let consumer: KafkaConsumer
         do {
-            sqlite = try SQLiteStore(configuration: configuration, logger: logger)
             consumer = try KafkaConsumer(
                 bootstrap: kafka, group: group, topics: KafkaEventSink.topics(prefix: topicPrefix),
                 configuration: try KafkaSupport.properties(kafkaOption), logger: logger)
@@ -92,7 +90,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         let metrics = ConsumerMetrics(registry: registry)
         let batchLogger = logger
         let loader = KafkaStoreLoader(
-            consumer: consumer, store: sqlite, topicPrefix: topicPrefix, batchSize: batchSize, logger: logger
+            consumer: consumer, store: opened.store, topicPrefix: topicPrefix, batchSize: batchSize, logger: logger
         ) { counts, lag in
             metrics.record(counts, lag: lag)
             batchLogger.debug(
@@ -107,7 +105,7 @@ struct ConsumeCommand: AsyncParsableCommand {
                     fflush(nil)
                 })
         }
-        print("telemetry: consuming \(kafka) (group \(group)) into sqlite:\(path)")
+        print("telemetry: consuming \(kafka) (group \(group)) into \(opened.description)")
         fflush(nil)
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -116,7 +114,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         print(
             "telemetry: consumed \(counts.messages) messages in \(counts.batches) batches: \(counts.stored) stored, \(counts.duplicates) duplicates, \(counts.rejected) rejected, \(counts.unreadable) unreadable"
         )
-        try? sqlite.close()
+        opened.close()
         #endif
     }
 }

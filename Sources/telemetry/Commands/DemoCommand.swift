@@ -58,8 +58,8 @@ struct DemoCommand: AsyncParsableCommand {
         let serve = try ServeCommand.parse(["--host", host, "--port", String(port), "--data", data])
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let host = self.host
-        let (services, store) = try serve.makeServices(logger: logger) { port, storePath in
-            print("telemetry: collector listening on http://\(host):\(port) (store sqlite:\(storePath))")
+        let (services, store) = try await serve.makeServices(logger: logger) { port, storeDescription in
+            print("telemetry: collector listening on http://\(host):\(port) (store \(storeDescription))")
             print("""
                 telemetry demo: a simulated platform is emitting into it; press Ctrl-C to stop. Try:
                   telemetry query ops --url http://\(host):\(port) --kind generation --status failed
@@ -78,7 +78,7 @@ struct DemoCommand: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(services: configured, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        try? store.close()
+        store.close()
     }
 }
 

@@ -25,10 +25,15 @@ struct ServeCommand: AsyncParsableCommand {
             key the collector serves loopback only and refuses any other --host. docs/security.md \
             has the details.
 
+            With --store clickhouse:http://HOST:PORT/DATABASE the events, rejections and operations \
+            live in ClickHouse (docs/clickhouse.md); --fsync, --cache-mib, --max-store-bytes and \
+            --no-operations apply to SQLite only.
+
             Examples:
               telemetry serve
               telemetry serve --port 9000 --data /var/lib/telemetry --retention 30d
               telemetry serve --store sqlite:/tmp/t.sqlite --fsync normal
+              telemetry serve --store clickhouse:http://127.0.0.1:8123/telemetry
               telemetry keys create --tenant 0b6c7c2e-5f0e-4c55-9c0f-7f2b1d1e9a10 --scopes ingest,read
               telemetry serve --host 0.0.0.0
             """
@@ -178,34 +183,31 @@ struct ServeCommand: AsyncParsableCommand {
         // through swift-metrics, in one registry that GET /metrics renders.
         let metrics = CollectorMetrics()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
-        let (services, store) = try makeServices(logger: logger, metrics: metrics) { port, storePath in
+        let (services, store) = try await makeServices(logger: logger, metrics: metrics) { port, storeDescription in
             // Scripts read this line to find the port (with --port 0).
-            print("telemetry: collector listening on http://\(host):\(port) (store sqlite:\(storePath))")
+            print("telemetry: collector listening on http://\(host):\(port) (store \(storeDescription))")
             fflush(nil)
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        try? store.close()
+        store.close()
     }
 
     /// The collector's services (writer, retention, HTTP server) over its store; `onListening` gets
-    /// the bound port and the store's path once the server listens. Also used by `demo`.
+    /// the bound port and the store's description (`sqlite:PATH`, `clickhouse:…`) once the server
+    /// listens. Also used by `demo`.
     func makeServices(
         logger: Logger, metrics: CollectorMetrics = CollectorMetrics(), onListening: @escaping @Sendable (Int, String) async -> Void
-    ) throws -> (services: [any Service], store: SQLiteStore) {
-        var storeConfiguration = SQLiteStoreConfiguration(path: try location.sqlitePath())
+    ) async throws -> (services: [any Service], store: StoreLocation.Opened) {
+        var storeConfiguration = SQLiteStoreConfiguration(path: "")
         storeConfiguration.durability = Durability(name: fsync)!
         storeConfiguration.maxBytes = maxStoreBytes
         storeConfiguration.cacheMiB = cacheMib
         storeConfiguration.pairsOperations = !noOperations
         storeConfiguration.stuckAfterSeconds = try stuckAfterSeconds()
-        let store: SQLiteStore
-        do {
-            store = try SQLiteStore(configuration: storeConfiguration, logger: logger)
-        } catch {
-            CommandFailure.exit("\(error)")
-        }
+        let opened = await location.open(sqlite: storeConfiguration, logger: logger)
+        let store = opened.store
         let broadcaster = SequenceBroadcaster()
         let writer = IngestWriter(
             store: store, logger: logger, onCommit: { broadcaster.publish($0) },
@@ -260,13 +262,13 @@ struct ServeCommand: AsyncParsableCommand {
         let collector = Collector(
             configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, metrics: metrics, keys: keyStore,
             logger: logger)
-        let storePath = storeConfiguration.path
-        let app = collector.application { port in await onListening(port, storePath) }
+        let storeDescription = opened.description
+        let app = collector.application { port in await onListening(port, storeDescription) }
         if let retention, let duration = Self.parseDuration(retention) {
             services.append(
                 RetentionService(store: store, retention: duration, logger: logger, now: { Int64(Date().timeIntervalSince1970 * 1_000_000) }))
         }
         services.append(app)
-        return (services, store)
+        return (services, opened)
     }
 }
