@@ -79,7 +79,7 @@ import Testing
     }
 
     /// Every stored event id, oldest first.
-    static func storedIDs(_ store: SQLiteStore) async throws -> [String] {
+    static func storedIDs(_ store: any EventStore) async throws -> [String] {
         var ids: [String] = []
         var before: Int64? = nil
         repeat {

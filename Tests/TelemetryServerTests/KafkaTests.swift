@@ -49,7 +49,7 @@ import Testing
     /// Runs a loader (group `group`) into `store` until it holds `events` events (and each of
     /// `including`) and has read at least `messages` messages, then stops it.
     static func load(
-        _ bootstrap: String, into store: SQLiteStore, events: Int, including: Set<String> = [], messages: Int = 0,
+        _ bootstrap: String, into store: any TestableStore, events: Int, including: Set<String> = [], messages: Int = 0,
         group: String = "loader"
     ) async throws -> KafkaStoreLoader.Counts {
         let consumer = try KafkaConsumer(bootstrap: bootstrap, group: group, topics: KafkaEventSink.topics(), logger: logger)
@@ -69,7 +69,7 @@ import Testing
         }
     }
 
-    @Test func everyEventLandsOnItsTopicWithKeyAndHeadersAndIsLoadedOnce() async throws {
+    @Test(arguments: StoreKind.allCases) func everyEventLandsOnItsTopicWithKeyAndHeadersAndIsLoadedOnce(_ kind: StoreKind) async throws {
         let cluster = try Self.cluster()
         let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
         defer { producer.close() }
@@ -99,16 +99,17 @@ import Testing
         #expect(messages.filter { $0.topic == KafkaEventSink.rejectedTopic }.count == 1)
         #expect(Set(messages.map(\.topic)).count == 8, "the seven topics and rejected")
 
-        // The consumer group loads them into a store, exactly once, rejections included.
-        let store = try Self.store()
-        let counts = try await Self.load(cluster.bootstrap, into: store, events: lines.count)
-        #expect(try await store.counts().events == lines.count)
-        #expect(counts.stored == lines.count && counts.duplicates == 0)
-        let stored = try await EmitterTests.storedIDs(store)
-        #expect(Set(stored) == Set(lines.map(eventID(of:))))
-        try await EmitterTests.waitUntil { try await store.rejected(RejectedQuery()).rejected.count == 1 }
-        let rejected = try await store.rejected(RejectedQuery()).rejected
-        #expect(rejected.first?.issues.first?.code == .badUUID)
+        // The consumer group loads them into a store (SQLite, ClickHouse), exactly once, rejections included.
+        try await withStore(kind) { store in
+            let counts = try await Self.load(cluster.bootstrap, into: store, events: lines.count)
+            #expect(try await store.counts().events == lines.count)
+            #expect(counts.stored == lines.count && counts.duplicates == 0)
+            let stored = try await EmitterTests.storedIDs(store)
+            #expect(Set(stored) == Set(lines.map(eventID(of:))))
+            try await EmitterTests.waitUntil { try await store.rejected(RejectedQuery()).rejected.count == 1 }
+            let rejected = try await store.rejected(RejectedQuery()).rejected
+            #expect(rejected.first?.issues.first?.code == .badUUID)
+        }
     }
 
     /// Brokers failing under the producer: whatever was acknowledged reaches the store, once.
@@ -159,7 +160,7 @@ import Testing
 
     /// A consumer that wrote a batch and died before committing: the next one rereads the batch,
     /// and the store still holds every event once.
-    @Test func aConsumerKilledBetweenWriteAndCommitLeavesEveryEventOnce() async throws {
+    @Test(arguments: StoreKind.allCases) func aConsumerKilledBetweenWriteAndCommitLeavesEveryEventOnce(_ kind: StoreKind) async throws {
         let cluster = try Self.cluster()
         let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
         defer { producer.close() }
@@ -169,35 +170,36 @@ import Testing
             let response = try await collector.connection().post(lines.joined(separator: "\n"))
             #expect(response.json["accepted"] as? Int == 600)
         }
-        let store = try Self.store()
-        // The first consumer of group "loader" writes what it polled, and never commits.
-        let doomed = try KafkaConsumer(bootstrap: cluster.bootstrap, group: "loader", topics: KafkaEventSink.topics(), logger: Self.logger)
-        let polled = try await offThePool {
-            var messages: [KafkaMessage] = []
-            let deadline = Date().addingTimeInterval(30)
-            while messages.count < 300 && Date() < deadline { messages += doomed.poll(maxMessages: 300, timeout: .milliseconds(200)) }
-            return messages
-        }
-        #expect(polled.count >= 300)
-        var validator = EventValidator()
-        var batch = WriteBatch()
-        for message in polled {
-            if case .valid(let event) = message.value.withUnsafeBytes({ validator.validate($0) }) {
-                batch.events.append(IncomingEvent(event: event, receivedMicros: 0, requestID: "doomed"))
+        try await withStore(kind) { store in
+            // The first consumer of group "loader" writes what it polled, and never commits.
+            let doomed = try KafkaConsumer(bootstrap: cluster.bootstrap, group: "loader", topics: KafkaEventSink.topics(), logger: Self.logger)
+            let polled = try await offThePool {
+                var messages: [KafkaMessage] = []
+                let deadline = Date().addingTimeInterval(30)
+                while messages.count < 300 && Date() < deadline { messages += doomed.poll(maxMessages: 300, timeout: .milliseconds(200)) }
+                return messages
             }
+            #expect(polled.count >= 300)
+            var validator = EventValidator()
+            var batch = WriteBatch()
+            for message in polled {
+                if case .valid(let event) = message.value.withUnsafeBytes({ validator.validate($0) }) {
+                    batch.events.append(IncomingEvent(event: event, receivedMicros: 0, requestID: "doomed"))
+                }
+            }
+            _ = try await store.write(batch)
+            try await offThePool { doomed.close() }  // leaves without committing: as good as dead for the group
+            let before = try await store.counts().events
+            #expect(before == polled.count)
+            // The next consumer of the group starts from the committed offsets (none: the beginning)
+            // and reads all 600 messages; the batch written before comes again, as duplicates.
+            let counts = try await Self.load(cluster.bootstrap, into: store, events: 600, messages: 600)
+            #expect(counts.messages == 600)
+            #expect(counts.duplicates == before, "the written batch came again")
+            #expect(counts.stored == 600 - before)
+            #expect(try await store.counts().events == 600)
+            #expect(Set(try await EmitterTests.storedIDs(store)) == Set(lines.map(eventID(of:))))
         }
-        _ = try await store.write(batch)
-        try await offThePool { doomed.close() }  // leaves without committing: as good as dead for the group
-        let before = try await store.counts().events
-        #expect(before == polled.count)
-        // The next consumer of the group starts from the committed offsets (none: the beginning)
-        // and reads all 600 messages; the batch written before comes again, as duplicates.
-        let counts = try await Self.load(cluster.bootstrap, into: store, events: 600, messages: 600)
-        #expect(counts.messages == 600)
-        #expect(counts.duplicates == before, "the written batch came again")
-        #expect(counts.stored == 600 - before)
-        #expect(try await store.counts().events == 600)
-        #expect(Set(try await EmitterTests.storedIDs(store)) == Set(lines.map(eventID(of:))))
     }
 
     /// `kcat`, an outside client, reads what the collector produced.
