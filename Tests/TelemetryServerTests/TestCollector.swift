@@ -28,6 +28,26 @@ struct TestCollector {
         storeConfiguration.maxBytes = maxBytes
         storeConfiguration.durability = .normal
         let store = try SQLiteStore(configuration: storeConfiguration, logger: logger)
+        do {
+            let result = try await serve(store: store, keys: keys, configure: configure, limits: limits, privacy: privacy, sink: sink) { port in
+                try await body(TestCollector(store: store, port: port, path: path))
+            }
+            try store.close()
+            return result
+        } catch {
+            try? store.close()
+            throw error
+        }
+    }
+
+    /// Starts a collector over `store` (any store), runs `body` with its port, then stops it.
+    static func serve<T: Sendable>(
+        store: any EventStore, keys: KeyStore? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
+        limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: (any EventSink)? = nil,
+        _ body: @Sendable (Int) async throws -> T
+    ) async throws -> T {
+        var logger = Logger(label: "test.collector")
+        logger.logLevel = .critical
         let broadcaster = SequenceBroadcaster()
         let metrics = CollectorMetrics()
         let writer = IngestWriter(
@@ -49,15 +69,13 @@ struct TestCollector {
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else { throw CancellationError() }
             do {
-                let result = try await body(TestCollector(store: store, port: port, path: path))
+                let result = try await body(port)
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
-                try store.close()
                 return result
             } catch {
                 await group.triggerGracefulShutdown()
                 try? await tasks.waitForAll()
-                try? store.close()
                 throw error
             }
         }
