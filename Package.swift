@@ -201,7 +201,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TelemetryCLITests",
-            dependencies: ["telemetry", "TelemetryCatalog", "TelemetryClient", "TelemetryKafka"],
+            dependencies: ["telemetry", "TelemetryCatalog", "TelemetryClient", "TelemetryKafka", "TelemetryClickHouse"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -5,7 +5,8 @@ public import Foundation
 import Synchronization
 import TelemetryClient
 
-/// A ClickHouse server of our own on loopback: its own config, data folder and ports, started from
+/// A ClickHouse server of our own on loopback: its own config, data folder (under
+/// `$TMPDIR/xumi-clickhouse` unless given) and ports, started from
 /// the installed `clickhouse-server` (Debian's package), stopped by its PID. For tests and the
 /// `bench clickhouse` command; production runs its own ClickHouse.
 public final class ClickHouseLocalServer: Sendable {
@@ -49,7 +50,7 @@ public final class ClickHouseLocalServer: Sendable {
     public init(directory: URL? = nil, httpPort: Int? = nil, tcpPort: Int? = nil, timeoutSeconds: Double = 60) throws {
         guard let executable = Self.executable else { throw NotInstalled() }
         let directory =
-            directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("clickhouse-\(UUID().uuidString.prefix(8))")
+            directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("xumi-clickhouse/server-\(UUID().uuidString.prefix(8))")
         self.directory = directory
         self.httpPort = try httpPort ?? Self.freePort()
         self.tcpPort = try tcpPort ?? Self.freePort()
@@ -186,4 +187,37 @@ public final class ClickHouseLocalServer: Sendable {
         }
         return Int(UInt16(bigEndian: address.sin_port))
     }
+
+    private static let sharedServer = Mutex<Result<ClickHouseLocalServer, any Error>?>(nil)
+
+    /// One server for the whole process (tests: each uses a database of its own), started on first
+    /// use in `$TMPDIR/xumi-clickhouse/shared-PID` and stopped by its PID when the process exits.
+    public static func shared() throws -> ClickHouseLocalServer {
+        try sharedServer.withLock { state in
+            if let state { return try state.get() }
+            let result = Result {
+                try ClickHouseLocalServer(
+                    directory: FileManager.default.temporaryDirectory.appendingPathComponent("xumi-clickhouse/shared-\(getpid())"))
+            }
+            state = result
+            if case .success(let server) = result {
+                sharedServerPID.withLock { $0 = server.pid }
+                atexit {
+                    // A C function pointer: it reads the PID from the global, and waits a little for
+                    // the server to go, so that no server outlives the tests that started it.
+                    guard let pid = sharedServerPID.withLock({ $0 }) else { return }
+                    kill(pid, SIGTERM)
+                    for _ in 0..<100 where kill(pid, 0) == 0 {
+                        var status: Int32 = 0
+                        if waitpid(pid, &status, WNOHANG) == pid { break }
+                        usleep(50_000)
+                    }
+                }
+            }
+            return try result.get()
+        }
+    }
 }
+
+/// The shared server's PID, for the exit handler.
+private let sharedServerPID = Mutex<Int32?>(nil)

@@ -31,11 +31,15 @@ extension ClickHouseStore {
     }
 
     public func event(id: UUIDValue, tenant: UUIDValue?) async throws -> StoredEvent? {
-        // The id index gives the day partition and the sequence, which narrow the events read.
-        guard let found = try await client.rows(
-            "SELECT timestamp, _seq FROM event_ids WHERE event_id = \(SQL.quote(id.description)) LIMIT 1"
-        ).first, let timestamp = found[0].int64 else { return nil }
-        var conditions = ["event_id = \(SQL.quote(id.description))", "timestamp = \(timestamp)"]
+        // The id index gives the event's time, which narrows the read to one day and one range of
+        // the sorting key. An event whose id row is missing (its writer died between the two
+        // inserts) is still found, by a scan.
+        var conditions = ["event_id = \(SQL.quote(id.description))"]
+        if let found = try await client.rows(
+            "SELECT timestamp FROM event_ids WHERE event_id = \(SQL.quote(id.description)) LIMIT 1"
+        ).first, let timestamp = found[0].int64 {
+            conditions.append("timestamp = \(timestamp)")
+        }
         if let tenant { conditions.append("tenant_id = \(SQL.quote(tenant.description))") }
         guard let row = try await client.rows(
             "SELECT _seq, _json FROM events FINAL WHERE \(conditions.joined(separator: " AND ")) LIMIT 1"

@@ -1,16 +1,37 @@
 import Foundation
 import TelemetryCatalog
+import TelemetryClickHouse
 import TelemetryClient
 import Testing
+
+/// The stores `serve` runs on in these tests.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case clickhouse
+
+    var testDescription: String { rawValue }
+
+    /// `serve`'s arguments for a new store of this kind: none for SQLite (DIR/telemetry.sqlite),
+    /// `--store clickhouse:…` with a database of its own on the process's shared local server.
+    func serveArguments() throws -> [String] {
+        switch self {
+        case .sqlite: return []
+        case .clickhouse:
+            let database = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            return ["--store", try ClickHouseLocalServer.shared().location(database: database).description]
+        }
+    }
+}
 
 @Suite struct CollectorProcessTests {
     /// Another process ingests under load; the collector is killed with SIGKILL mid-stream and
     /// restarted on the same data: every acknowledged event is there exactly once, and SQLite's
     /// integrity check passes.
-    @Test func killNineLosesNothingAcknowledged() async throws {
+    @Test(arguments: StoreKind.allCases) func killNineLosesNothingAcknowledged(_ kind: StoreKind) async throws {
         let data = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: data) }
-        let server = try await ServerProcess.start(data: data)
+        let storeArguments = try kind.serveArguments()
+        let server = try await ServerProcess.start(data: data, extraArguments: storeArguments)
         let acknowledged = AcknowledgedIDs()
         let port = server.port
         // Four connections post fresh events, without end, until the server dies under them: however
@@ -44,7 +65,7 @@ import Testing
         let acked = acknowledged.ids
         #expect(acked.count >= 3_000)
 
-        let restarted = try await ServerProcess.start(data: data)
+        let restarted = try await ServerProcess.start(data: data, extraArguments: storeArguments)
         let connection = HTTPConnection(host: "127.0.0.1", port: restarted.port)
         var stored: [String] = []
         var cursor: String? = nil
@@ -58,6 +79,7 @@ import Testing
         #expect(Set(stored).count == stored.count, "no event stored twice")
         let missing = acked.subtracting(stored)
         #expect(missing.isEmpty, "\(missing.count) acknowledged events lost")
+        guard kind == .sqlite else { return }
 
         let check = Process()
         check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -70,10 +92,10 @@ import Testing
         #expect(verdict.trimmingCharacters(in: .whitespacesAndNewlines) == "ok")
     }
 
-    @Test func sendQueryAndTailAgainstARunningCollector() async throws {
+    @Test(arguments: StoreKind.allCases) func sendQueryAndTailAgainstARunningCollector(_ kind: StoreKind) async throws {
         let data = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: data) }
-        let server = try await ServerProcess.start(data: data)
+        let server = try await ServerProcess.start(data: data, extraArguments: try kind.serveArguments())
         defer { server.stop() }
         var sampler = EventSampler(seed: 32)
         var lines = (0..<250).map { _ in sampler.sample().render() }

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 import TelemetryClickHouse
 import TelemetryStore
 import Testing
@@ -22,34 +21,6 @@ protocol TestableStore: EventStore {
 extension SQLiteStore: TestableStore {}
 extension ClickHouseStore: TestableStore {}
 
-/// One ClickHouse server for the whole test process, on loopback with its own folder, started on
-/// first use and stopped by its PID when the process exits (scripts/test also stops any left over
-/// by the PID file in its folder). Each test gets a database of its own.
-enum SharedClickHouse {
-    private static let state = Mutex<Result<ClickHouseLocalServer, any Error>?>(nil)
-
-    static func server() throws -> ClickHouseLocalServer {
-        try state.withLock { state in
-            if let state { return try state.get() }
-            let result = Result {
-                try ClickHouseLocalServer(
-                    directory: FileManager.default.temporaryDirectory.appendingPathComponent(
-                        "xumi-clickhouse-tests/shared-\(getpid())"))
-            }
-            state = result
-            if case .success(let server) = result {
-                let pid = server.pid
-                sharedClickHousePID.withLock { $0 = pid }
-                atexit { if let pid = sharedClickHousePID.withLock({ $0 }) { kill(pid, SIGTERM) } }
-            }
-            return try result.get()
-        }
-    }
-}
-
-/// The shared server's PID, for the exit handler (a C function pointer, which cannot capture).
-private let sharedClickHousePID = Mutex<Int32?>(nil)
-
 /// Opens a store of `kind` (on a new file or database, or on `name` to reopen one), runs `body`,
 /// closes it; a new database is dropped afterwards unless named.
 func withStore<T>(
@@ -67,7 +38,7 @@ func withStore<T>(
         defer { try? store.close() }
         return try await body(store)
     case .clickhouse:
-        let server = try SharedClickHouse.server()
+        let server = try ClickHouseLocalServer.shared()
         let database = name ?? "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         var configuration = ClickHouseStoreConfiguration(location: server.location(database: database))
         configuration.stuckAfterSeconds = stuckAfter
