@@ -33,8 +33,16 @@ extension ClickHouseStore {
     /// carries as its first key field; a completion without it (a second key only, as a pod deploy
     /// completion with a `resource_id` but no `prevision_event_id`) is given the first key of the
     /// start that has its second key, looked up by a join. A half with no key at all pairs with
-    /// nothing. Duplicated events (FINAL) and duplicated halves change nothing.
-    func operationsSQL(_ lifecycle: LifecycleDefinition, tenant: String?, nowMicros: Int64) -> String {
+    /// nothing. An event stored twice changes nothing (the aggregates take any, min, or count > 0),
+    /// so the events are read without FINAL.
+    ///
+    /// With `since`/`until` (bounds on when operations started), only the halves of operations that
+    /// can fall in the range are grouped: those in the range, and any half sharing a pairing key
+    /// with one (a completion long after its start, a start before its completion); the caller
+    /// still filters on `o_at`.
+    func operationsSQL(
+        _ lifecycle: LifecycleDefinition, tenant: String?, nowMicros: Int64, since: Int64? = nil, until: Int64? = nil
+    ) -> String {
         let start = SQL.quote(lifecycle.startEventType)
         let complete = SQL.quote(lifecycle.completeEventType)
         var conditions = ["event_type IN (\(start), \(complete))"]
@@ -43,6 +51,15 @@ extension ClickHouseStore {
         if let tenant { conditions.append("tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText(tenant)))") }
         let first = lifecycle.keys[0]
         let firstKey = "if(event_type = \(start), \(column(first.startField)), \(column(first.completeField)))"
+        if lifecycle.keys.count == 1, since != nil || until != nil {
+            var range: [String] = []
+            if let since { range.append("timestamp >= \(since)") }
+            if let until { range.append("timestamp < \(until)") }
+            let inRange = range.joined(separator: " AND ")
+            conditions.append(
+                "(\(inRange) OR CAST(\(firstKey) AS Nullable(String)) IN (SELECT CAST(\(firstKey) AS Nullable(String)) FROM events WHERE \(conditions.joined(separator: " AND ")) AND \(inRange)))"
+            )
+        }
         var needed = Set(["event_type", "tenant_id", "timestamp"])
         for name in lifecycle.attributes { needed.insert(name) }
         for span in lifecycle.spans { needed.formUnion([span.from.field, span.to.field]) }
@@ -54,7 +71,7 @@ extension ClickHouseStore {
         var halves = """
             SELECT \(columns), event_type = \(start) AS h_is_start, event_type = \(complete) AS h_is_complete,
                 CAST(\(firstKey) AS Nullable(String)) AS h_key1
-            FROM events FINAL WHERE \(conditions.joined(separator: " AND "))
+            FROM events WHERE \(conditions.joined(separator: " AND "))
             """
         var pairingKey = "ifNull(h_key1, concat('#', event_id))"
         var secondKey: String? = nil
@@ -66,11 +83,11 @@ extension ClickHouseStore {
                 SELECT * FROM (
                     SELECT \(columns), event_type = \(start) AS h_is_start, event_type = \(complete) AS h_is_complete,
                         CAST(\(firstKey) AS Nullable(String)) AS h_key1, ifNull(CAST(\(secondValue) AS Nullable(String)), '') AS h_key2
-                    FROM events FINAL WHERE \(conditions.joined(separator: " AND "))
+                    FROM events WHERE \(conditions.joined(separator: " AND "))
                 ) ANY LEFT JOIN (
                     SELECT tenant_id, ifNull(CAST(\(startSecond) AS Nullable(String)), '') AS h_key2,
                         any(CAST(\(column(first.startField)) AS String)) AS h_mapped
-                    FROM events FINAL WHERE event_type = \(start)
+                    FROM events WHERE event_type = \(start)
                         \(lifecycle.startsWhen.map { "AND \(column($0)) = 1" } ?? "")
                         \(tenant.map { "AND tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText($0)))" } ?? "")
                     GROUP BY tenant_id, h_key2
@@ -166,7 +183,7 @@ extension ClickHouseStore {
                 """
                 SELECT o_seq, o_tenant, o_key1, o_key2, o_status, o_started, o_completed, o_duration_ms, o_start_id,
                     o_complete_id, o_at\(attributeNames.map { ", `a_\($0)`" }.joined())
-                FROM (\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros)))
+                FROM (\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros, since: query.since, until: query.until)))
                 \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
                 ORDER BY o_at DESC, o_seq DESC LIMIT \(limit + 1)
                 """)

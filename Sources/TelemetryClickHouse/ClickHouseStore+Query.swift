@@ -19,15 +19,22 @@ extension ClickHouseStore {
         if let after = query.after { conditions.append("_seq > \(after)") }
         let limit = max(1, min(query.limit, 10_000))
         let ascending = query.after != nil
+        // Without FINAL (on ClickHouse 18 it made a tenant's newest events ~6x slower): the writer's
+        // dedupe keeps an event to one row, but for two writers racing on one event, whose second
+        // row lives until ClickHouse merges the parts; a page lists each event once regardless.
         let rows = try await client.rows(
             """
-            SELECT _seq, _json FROM events FINAL
+            SELECT _seq, event_id, _json FROM events
             \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
             ORDER BY _seq \(ascending ? "ASC" : "DESC") LIMIT \(limit + 1)
             """)
-        let events = rows.prefix(limit).map { StoredEvent(sequence: $0[0].int64 ?? 0, json: $0[1].string ?? "{}") }
+        var seen: Set<String> = []
+        var events: [StoredEvent] = []
+        for row in rows.prefix(limit) where seen.insert(row[1].string ?? "").inserted {
+            events.append(StoredEvent(sequence: row[0].int64 ?? 0, json: row[2].string ?? "{}"))
+        }
         let more = rows.count > limit
-        return EventPage(events: events, nextBefore: more && !ascending ? events.last?.sequence : nil)
+        return EventPage(events: events, nextBefore: more && !ascending ? rows[limit - 1][0].int64 : nil)
     }
 
     public func event(id: UUIDValue, tenant: UUIDValue?) async throws -> StoredEvent? {
@@ -42,7 +49,7 @@ extension ClickHouseStore {
         }
         if let tenant { conditions.append("tenant_id = \(SQL.quote(tenant.description))") }
         guard let row = try await client.rows(
-            "SELECT _seq, _json FROM events FINAL WHERE \(conditions.joined(separator: " AND ")) LIMIT 1"
+            "SELECT _seq, _json FROM events WHERE \(conditions.joined(separator: " AND ")) ORDER BY _seq LIMIT 1"
         ).first else { return nil }
         return StoredEvent(sequence: row[0].int64 ?? 0, json: row[1].string ?? "{}")
     }

@@ -52,7 +52,7 @@ extension ClickHouseStore {
         case .operations(let kind):
             guard let lifecycle = catalog.lifecycle(kind) else { throw unknownKind(kind) }
             what = "\(kind) operations"
-            table = "(\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros)))"
+            table = "(\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros, since: query.since, until: query.until)))"
             time = "o_at"
             for name in lifecycle.attributes { fields[name] = ("`a_\(name)`", attributeType(name, lifecycle)) }
             for span in lifecycle.spans { fields[span.name] = ("`a_\(span.name)`", .number) }

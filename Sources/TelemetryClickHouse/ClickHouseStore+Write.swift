@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import Foundation
 import TelemetryCatalog
 public import TelemetryStore
@@ -9,12 +10,21 @@ extension ClickHouseStore {
     ///
     /// A failed INSERT is sent again with the same bytes (ClickHouse's block dedupe drops a repeat
     /// on replicated tables) a few times, then the write throws ``StoreError/Code/unavailable``
-    /// and nothing is acknowledged. Events are inserted before their ids: a write that failed
-    /// after the events went in is stored again when retried, and the second copy collapses
-    /// with the first (`ReplacingMergeTree`, read with `FINAL`), never the other way round.
+    /// and nothing is acknowledged. Events are inserted before their ids, so that an id is never
+    /// indexed for an event that is not stored (a retry would then be refused as a duplicate:
+    /// a loss). When the events went in but their ids did not, the ids are kept and inserted
+    /// before the next write does anything else, so that the sender's retry counts as duplicates.
+    /// Only an events INSERT whose answer was lost (or this process dying between the two
+    /// INSERTs) can leave an event stored twice: the copies collapse when ClickHouse merges, and
+    /// counts and stats read with FINAL, so they count it once before that.
     public func write(_ batch: WriteBatch) async throws -> WriteOutcome {
         var sequences = [Int64?](repeating: nil, count: batch.events.count)
         do {
+            let pending = pendingIDRows.withLock { $0 }
+            if !pending.isEmpty {
+                try await insert("INSERT INTO event_ids (event_id, timestamp, _seq) FORMAT TabSeparated", pending)
+                pendingIDRows.withLock { $0.removeFirst(min($0.count, pending.count)) }
+            }
             if !batch.events.isEmpty {
                 let ids = batch.events.map { $0.event.eventID.description }
                 let stored = try await storedIDs(Array(Set(ids)))
@@ -36,7 +46,12 @@ extension ClickHouseStore {
                         sequences[index] = numbers[position]
                     }
                     try await insert("INSERT INTO events (\(layout.insertColumns)) FORMAT TabSeparated", rows)
-                    try await insert("INSERT INTO event_ids (event_id, timestamp, _seq) FORMAT TabSeparated", idRows)
+                    do {
+                        try await insert("INSERT INTO event_ids (event_id, timestamp, _seq) FORMAT TabSeparated", idRows)
+                    } catch {
+                        pendingIDRows.withLock { $0 += idRows }
+                        throw error
+                    }
                 }
             }
             if !batch.rejected.isEmpty {

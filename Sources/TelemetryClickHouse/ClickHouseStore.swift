@@ -26,8 +26,9 @@ public struct ClickHouseStoreConfiguration: Sendable {
 ///   `(event_type, tenant_id, timestamp, event_id)`: every stats and operations query names its
 ///   event types and time range, and tenant-scoped reads add the tenant. Catalog fields are typed
 ///   columns (`Nullable` unless the envelope requires them), the normalised JSON is kept whole.
-///   Two rows with one `event_id` (two writers racing) collapse at merge, and every read says
-///   `FINAL`, so an event counts once in every query even before the merge.
+///   Two rows with one `event_id` (two writers racing) collapse at merge; counts and stats read
+///   with `FINAL`, so an event counts once in them even before the merge, and a page of events
+///   lists an event once (pages read without FINAL, which costs ~6x on ClickHouse 18).
 /// - `event_ids`: the dedupe index, ordered by `event_id` with small granules, partitioned like
 ///   `events`; a batch's ids are looked up in it before the insert.
 /// - `rejected`: rejected events with every reason and the raw bytes.
@@ -46,6 +47,9 @@ public final class ClickHouseStore: EventStore {
     let logger: Logger
     public let configuration: ClickHouseStoreConfiguration
     private let clock: Mutex<Int64>
+    /// Rows of `event_ids` whose events are stored but whose own INSERT failed; inserted first
+    /// by the next write.
+    let pendingIDRows = Mutex<[UInt8]>([])
     private let writerTag = Int64.random(in: 0..<256)
 
     /// Connects to ClickHouse, creates the database and tables when missing and adds the columns
@@ -164,6 +168,15 @@ public final class ClickHouseStore: EventStore {
         let events = try await client.rows("SELECT count() FROM events FINAL").first?.first?.int64 ?? 0
         let rejected = try await client.rows("SELECT count() FROM rejected").first?.first?.int64 ?? 0
         return (Int(events), Int(rejected))
+    }
+
+    /// Events per event type whose timestamp is in `since..<until` (UTC microseconds).
+    public func countsByEventType(since: Int64, until: Int64) async throws -> [String: Int] {
+        let rows = try await client.rows(
+            "SELECT event_type, count() FROM events FINAL WHERE timestamp >= \(since) AND timestamp < \(until) GROUP BY event_type")
+        var counts: [String: Int] = [:]
+        for row in rows { if let type = row[0].string { counts[type] = Int(row[1].int64 ?? 0) } }
+        return counts
     }
 
     /// Drops the store's database (for tests and benchmarks).

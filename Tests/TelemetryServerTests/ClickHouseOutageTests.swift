@@ -80,4 +80,39 @@ import Testing
             connection.close()
         }
     }
+
+    /// Events stored but their ids' INSERT failed: the ids go in before the next write, so that
+    /// the sender's retry of the batch counts as duplicates instead of storing the events again.
+    @Test func eventsStoredWhoseIdsFailedAreDuplicatesOnRetry() async throws {
+        let server = try ClickHouseLocalServer.shared()
+        let database = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        var logger = Logger(label: "test.clickhouse-ids")
+        logger.logLevel = .critical
+        var configuration = ClickHouseStoreConfiguration(location: server.location(database: database))
+        configuration.insertAttempts = 1
+        let store = try await ClickHouseStore(configuration: configuration, logger: logger)
+        defer { store.close() }
+        let sql = HTTPConnection(host: "127.0.0.1", port: server.httpPort)
+        func run(_ statement: String) async throws {
+            let response = try await sql.request("POST", "/?database=\(database)", body: Array(statement.utf8))
+            #expect(response.status == 200, "\(statement): \(response.text)")
+        }
+        let first = try StoreConformanceTests.incoming(StoreConformanceTests.sample(40, seed: 61))
+        let second = try StoreConformanceTests.incoming(StoreConformanceTests.sample(60, seed: 62))
+        #expect(try await store.write(WriteBatch(events: first)).stored == 40)
+        // A column of the ids table goes away: the dedupe lookup and the events INSERT succeed, the
+        // ids INSERT fails.
+        try await run("ALTER TABLE event_ids DROP COLUMN _seq")
+        await #expect(throws: StoreError.self) { try await store.write(WriteBatch(events: second)) }
+        #expect(try await store.counts().events == 100, "the events went in")
+        try await run("ALTER TABLE event_ids ADD COLUMN _seq Int64")
+        let retried = try await store.write(WriteBatch(events: second))
+        #expect(retried.duplicates == 60, "the retry finds its events stored")
+        #expect(retried.stored == 0)
+        #expect(try await store.counts().events == 100)
+        let listed = try await store.events(EventQuery(limit: 1000)).events
+        #expect(listed.count == 100)
+        try await store.dropDatabase()
+        sql.close()
+    }
 }

@@ -2,12 +2,22 @@ import ArgumentParser
 import Foundation
 import Logging
 import TelemetryCatalog
+import TelemetryClickHouse
 import TelemetryStore
+
+/// What the query benchmark reads from a store beyond the protocol.
+protocol BenchmarkedStore: EventStore {
+    func counts() async throws -> (events: Int, rejected: Int)
+    func countsByEventType(since: Int64, until: Int64) async throws -> [String: Int]
+}
+
+extension SQLiteStore: BenchmarkedStore {}
+extension ClickHouseStore: BenchmarkedStore {}
 
 struct QueryBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "query",
-        abstract: "Query latency of the SQLite store, seeded with many events.",
+        abstract: "Query latency of a store (SQLite, or ClickHouse with --store), seeded with many events.",
         discussion: """
             Seeds a store (written straight through the store, not over HTTP) with realistic events of \
             every type spread over 30 days, with time-ordered UUIDv7 ids as the SDK sends them, then \
@@ -16,6 +26,9 @@ struct QueryBench: AsyncParsableCommand {
             duration by model over one day, a policy check's eval_ms p99 by hour over a day, and \
             listings of operations (newest of a kind, failed, stuck). Each query runs --repeats \
             times; p50, p99 and max are reported.
+
+            With --store clickhouse:http://HOST:PORT/DATABASE the same runs against ClickHouse \
+            (seeded unless the database already holds enough events).
             """
     )
 
@@ -28,15 +41,24 @@ struct QueryBench: AsyncParsableCommand {
     @Option(help: "Keep the seeded store in this folder (reused when it already holds enough events).")
     var data: String?
 
+    @Option(help: "Run against this ClickHouse store instead (clickhouse:http://HOST:PORT/DATABASE; kept afterwards).")
+    var store: String?
+
     func run() async throws {
         let directory = data ?? FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-query-bench-\(getpid())").path
         defer { if data == nil { try? FileManager.default.removeItem(atPath: directory) } }
         var logger = Logger(label: "telemetry.bench")
         logger.logLevel = .error
-        var configuration = SQLiteStoreConfiguration(path: (directory as NSString).appendingPathComponent("telemetry.sqlite"))
-        configuration.durability = .normal
-        let store = try SQLiteStore(configuration: configuration, logger: logger)
-        defer { try? store.close() }
+        let store: any BenchmarkedStore
+        if let url = self.store {
+            store = try await ClickHouseStore(configuration: ClickHouseStoreConfiguration(location: ClickHouseLocation(url)), logger: logger)
+        } else {
+            var configuration = SQLiteStoreConfiguration(path: (directory as NSString).appendingPathComponent("telemetry.sqlite"))
+            configuration.durability = .normal
+            let sqlite = try SQLiteStore(configuration: configuration, logger: logger)
+            store = sqlite
+        }
+        defer { (store as? SQLiteStore).map { try? $0.close() } }
 
         let day: Int64 = 86_400_000_000
         let start: Int64 = 1_795_000_000_000_000
@@ -70,7 +92,7 @@ struct QueryBench: AsyncParsableCommand {
             progress.finish()
             let seconds = Double(MonotonicClock.now() - began) / 1e9
             let storeSeconds = Double(writeNanos) / 1e9
-            print("seeded \(events - existing) events in \(String(format: "%.0f", seconds)) s; store writes alone (10,000 a transaction, fsync normal): \(String(format: "%.0f", Double(events - existing) / storeSeconds)) events/s; \(formatBytes(Int(try await store.sizeBytes()))) on disk")
+            print("seeded \(events - existing) events in \(String(format: "%.0f", seconds)) s; store writes alone (10,000 a batch\(self.store == nil ? ", fsync normal" : "")): \(String(format: "%.0f", Double(events - existing) / storeSeconds)) events/s; \(formatBytes(Int(try await store.sizeBytes()))) on disk")
         }
         // Ids and tenants to ask for, read back from the store.
         let sample = try await store.events(EventQuery(limit: 2_000))
