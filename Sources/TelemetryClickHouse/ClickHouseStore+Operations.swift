@@ -40,9 +40,15 @@ extension ClickHouseStore {
     /// can fall in the range are grouped: those in the range, and any half sharing a pairing key
     /// with one (a completion long after its start, a start before its completion); the caller
     /// still filters on `o_at`.
+    ///
+    /// `only` limits the attribute and span columns to those named (a stats query needs only its
+    /// field and groups; a stuck count none), which spares ClickHouse most of the aggregation.
     func operationsSQL(
-        _ lifecycle: LifecycleDefinition, tenant: String?, nowMicros: Int64, since: Int64? = nil, until: Int64? = nil
+        _ lifecycle: LifecycleDefinition, tenant: String?, nowMicros: Int64, since: Int64? = nil, until: Int64? = nil,
+        only: Set<String>? = nil
     ) -> String {
+        let attributes = lifecycle.attributes.filter { only?.contains($0) ?? true }
+        let spans = lifecycle.spans.filter { only?.contains($0.name) ?? true }
         let start = SQL.quote(lifecycle.startEventType)
         let complete = SQL.quote(lifecycle.completeEventType)
         var conditions = ["event_type IN (\(start), \(complete))"]
@@ -61,8 +67,8 @@ extension ClickHouseStore {
             )
         }
         var needed = Set(["event_type", "tenant_id", "timestamp"])
-        for name in lifecycle.attributes { needed.insert(name) }
-        for span in lifecycle.spans { needed.formUnion([span.from.field, span.to.field]) }
+        for name in attributes { needed.insert(name) }
+        for span in spans { needed.formUnion([span.from.field, span.to.field]) }
         if let result = lifecycle.resultField { needed.insert(result) }
         for key in lifecycle.keys { needed.formUnion([key.startField, key.completeField]) }
         needed.remove("event_id")
@@ -122,10 +128,10 @@ extension ClickHouseStore {
             "if(\(hasComplete), anyIf(event_id, h_is_complete), NULL) AS o_complete_id",
             "min(_seq) AS o_seq",
         ]
-        for name in lifecycle.attributes {
+        for name in attributes {
             select.append("\(attributeValue(name, type: attributeType(name, lifecycle))) AS `a_\(name)`")
         }
-        for span in lifecycle.spans {
+        for span in spans {
             func instant(_ instant: LifecycleDefinition.Instant) -> String {
                 side(instant.field, instant.ofCompletion ? "h_is_complete" : "h_is_start", as: .timestamp)
             }
@@ -179,14 +185,26 @@ extension ClickHouseStore {
                 conditions.append("(o_at < \(before.atMicros) OR (o_at = \(before.atMicros) AND o_seq < \(before.sequence)))")
             }
             let attributeNames = lifecycle.attributes + lifecycle.spans.map(\.name)
-            let rows = try await client.rows(
-                """
-                SELECT o_seq, o_tenant, o_key1, o_key2, o_status, o_started, o_completed, o_duration_ms, o_start_id,
-                    o_complete_id, o_at\(attributeNames.map { ", `a_\($0)`" }.joined())
-                FROM (\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros, since: query.since, until: query.until)))
-                \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
-                ORDER BY o_at DESC, o_seq DESC LIMIT \(limit + 1)
-                """)
+            // A page of the newest needs only the recent halves: group those from the time of the
+            // Nth newest start on (every operation from then on is complete there, so if it holds
+            // more than a page, the page is right), widening the window while it holds too few.
+            var window = limit + 1
+            var rows: [[TSVField]] = []
+            while true {
+                let floor = try await startFloor(lifecycle, query, offset: window)
+                let since = [query.since, floor].compactMap { $0 }.max()
+                rows = try await client.rows(
+                    """
+                    SELECT o_seq, o_tenant, o_key1, o_key2, o_status, o_started, o_completed, o_duration_ms, o_start_id,
+                        o_complete_id, o_at\(attributeNames.map { ", `a_\($0)`" }.joined())
+                    FROM (\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros, since: since, until: query.until)))
+                    \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+                    \(floor.map { "\(conditions.isEmpty ? "WHERE" : "AND") o_at >= \($0)" } ?? "")
+                    ORDER BY o_at DESC, o_seq DESC LIMIT \(limit + 1)
+                    """)
+                if floor == nil || rows.count > limit { break }
+                window *= 8
+            }
             operations += rows.map { row in
                 var attributes: [(String, JSONValue)] = []
                 for (index, name) in attributeNames.enumerated() {
@@ -210,13 +228,28 @@ extension ClickHouseStore {
         return OperationPage(operations: page, next: next)
     }
 
+    /// The start time of the `offset`-th newest start of `lifecycle` that a page can show (before
+    /// the cursor, within the range), or `nil` when there are fewer, or the kind pairs by two keys
+    /// (its range filter is not narrowed; such kinds are small).
+    private func startFloor(_ lifecycle: LifecycleDefinition, _ query: OperationQuery, offset: Int) async throws -> Int64? {
+        guard lifecycle.keys.count == 1 else { return nil }
+        var conditions = ["event_type = \(SQL.quote(lifecycle.startEventType))"]
+        if let when = lifecycle.startsWhen { conditions.append("\(column(when)) = 1") }
+        if let tenant = query.tenantID { conditions.append("tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText(tenant)))") }
+        if let until = query.until { conditions.append("timestamp < \(until)") }
+        if let before = query.before { conditions.append("timestamp <= \(before.atMicros)") }
+        return try await client.rows(
+            "SELECT timestamp FROM events WHERE \(conditions.joined(separator: " AND ")) ORDER BY timestamp DESC LIMIT 1 OFFSET \(offset - 1)"
+        ).first?.first?.int64
+    }
+
     public func stuckOperationCounts(nowMicros: Int64) async throws -> [String: Int] {
         var result: [String: Int] = [:]
         for lifecycle in catalog.lifecycles {
             result[lifecycle.kind] = 0
             guard stuckAfter(lifecycle) != nil else { continue }
             let count = try await client.rows(
-                "SELECT count() FROM (\(operationsSQL(lifecycle, tenant: nil, nowMicros: nowMicros))) WHERE o_status = 'stuck'"
+                "SELECT count() FROM (\(operationsSQL(lifecycle, tenant: nil, nowMicros: nowMicros, only: []))) WHERE o_status = 'stuck'"
             ).first?.first?.int64 ?? 0
             result[lifecycle.kind] = Int(count)
         }

@@ -52,7 +52,10 @@ extension ClickHouseStore {
         case .operations(let kind):
             guard let lifecycle = catalog.lifecycle(kind) else { throw unknownKind(kind) }
             what = "\(kind) operations"
-            table = "(\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros, since: query.since, until: query.until)))"
+            // Only the attributes the query reads are computed.
+            let asked = query.groupBy + query.filters.map(\.field) + [query.field ?? "duration_ms"]
+            let named = Set(asked + asked.compactMap { catalog.canonicalFieldName($0) })
+            table = "(\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros, since: query.since, until: query.until, only: named)))"
             time = "o_at"
             for name in lifecycle.attributes { fields[name] = ("`a_\(name)`", attributeType(name, lifecycle)) }
             for span in lifecycle.spans { fields[span.name] = ("`a_\(span.name)`", .number) }
@@ -109,15 +112,7 @@ extension ClickHouseStore {
             guard let field = fields[canonical] else {
                 throw StoreError(.badQuery, "\(what) have no field \(fieldName); fields: \(fields.keys.sorted().joined(separator: ", "))")
             }
-            let numeric = field.type == .integer || field.type == .number
-            for aggregate in aggregates {
-                if aggregate.isNumeric && !numeric {
-                    throw StoreError(.badQuery, "\(aggregate.name) needs a numeric field; \(fieldName) is \(field.type)")
-                }
-                if aggregate == .rate && field.type != .bool {
-                    throw StoreError(.badQuery, "rate needs a bool field; \(fieldName) is \(field.type)")
-                }
-            }
+            try StoreSupport.check(aggregates, of: fieldName, type: field.type)
             value = "toFloat64(\(field.sql))"
         } else if let needing = aggregates.first(where: { $0 != .count }) {
             throw StoreError(.badQuery, "\(needing.name) needs a field: add field=NAME")

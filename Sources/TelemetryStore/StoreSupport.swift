@@ -43,6 +43,19 @@ package enum StoreSupport {
         return ordered.map { $0.group }
     }
 
+    /// Checks that every aggregate can read a field of `type`: numeric ones a number, `rate` a bool.
+    package static func check(_ aggregates: [StatsAggregate], of fieldName: String, type: FieldType) throws {
+        let numeric = type == .integer || type == .number
+        for aggregate in aggregates {
+            if aggregate.isNumeric && !numeric {
+                throw StoreError(.badQuery, "\(aggregate.name) needs a numeric field; \(fieldName) is \(type)")
+            }
+            if aggregate == .rate && type != .bool {
+                throw StoreError(.badQuery, "rate needs a bool field; \(fieldName) is \(type)")
+            }
+        }
+    }
+
     package static func tooManyGroups() -> StoreError {
         StoreError(.badQuery, "the answer would hold more than \(maxStatsGroups) groups; group by fewer fields, narrow the range or use a longer interval")
     }

@@ -181,15 +181,7 @@ extension SQLiteStore {
             guard let field = fields[canonical] else {
                 throw StoreError(.badQuery, "\(what) have no field \(fieldName); fields: \(fields.keys.sorted().joined(separator: ", "))")
             }
-            let numeric = field.type == .integer || field.type == .number
-            for aggregate in aggregates {
-                if aggregate.isNumeric && !numeric {
-                    throw StoreError(.badQuery, "\(aggregate.name) needs a numeric field; \(fieldName) is \(field.type)")
-                }
-                if aggregate == .rate && field.type != .bool {
-                    throw StoreError(.badQuery, "rate needs a bool field; \(fieldName) is \(field.type)")
-                }
-            }
+            try StoreSupport.check(aggregates, of: fieldName, type: field.type)
             plan.value = field.sql
         } else if let needing = aggregates.first(where: { $0 != .count }) {
             throw StoreError(.badQuery, "\(needing.name) needs a field: add field=NAME")

@@ -160,7 +160,10 @@ struct QueryBench: AsyncParsableCommand {
         try await time("operations: stuck, all kinds") { _ in
             _ = try await store.operations(OperationQuery(status: .stuck, limit: 100, nowMicros: end))
         }
-        let operationCount = try await store.operations(OperationQuery(limit: 1, nowMicros: end)).operations.first?.sequence ?? 0
-        print("operations stored: \(operationCount)")
+        var operationCount = 0
+        for kind in kinds {
+            operationCount += try await store.stats(StatsQuery(source: .operations(kind: kind), nowMicros: end)).reduce(0) { $0 + $1.count }
+        }
+        print("operations: \(operationCount)")
     }
 }
