@@ -141,22 +141,42 @@ typealias TSVField = [UInt8]?
 /// ClickHouse's TabSeparated format: tab between fields, newline after each row; backslash escapes
 /// for tab, newline, backslash and a few more; `\N` for NULL.
 enum TSV {
-    /// Appends `bytes` escaped as one field's text.
-    static func append(escaping bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
-        for byte in bytes {
-            switch byte {
-            case 0x5C: out += [0x5C, 0x5C]  // \
-            case 0x09: out += [0x5C, 0x74]  // \t
-            case 0x0A: out += [0x5C, 0x6E]  // \n
-            case 0x0D: out += [0x5C, 0x72]  // \r
-            case 0x00: out += [0x5C, 0x30]  // \0
-            default: out.append(byte)
-            }
+    /// Whether a byte needs a backslash escape in a field.
+    private static let special: [Bool] = (0..<256).map { [0x5C, 0x09, 0x0A, 0x0D, 0x00].contains($0) }
+
+    /// The escape of a special byte.
+    private static func escape(_ byte: UInt8) -> [UInt8] {
+        switch byte {
+        case 0x09: [0x5C, 0x74]  // \t
+        case 0x0A: [0x5C, 0x6E]  // \n
+        case 0x0D: [0x5C, 0x72]  // \r
+        case 0x00: [0x5C, 0x30]  // \0
+        default: [0x5C, byte]  // \\
         }
     }
 
+    /// Appends `bytes` escaped as one field's text: runs without a special byte are copied whole
+    /// (a row's JSON is most of its bytes, and has few).
+    static func append(escaping bytes: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        var run = bytes.startIndex
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if special[Int(bytes[index])] {
+                out += bytes[run..<index]
+                out += escape(bytes[index])
+                run = index + 1
+            }
+            index += 1
+        }
+        out += bytes[run..<bytes.endIndex]
+    }
+
+    static func append(escaping bytes: [UInt8], to out: inout [UInt8]) {
+        append(escaping: bytes[...], to: &out)
+    }
+
     static func append(escaping text: String, to out: inout [UInt8]) {
-        append(escaping: text.utf8, to: &out)
+        append(escaping: Array(text.utf8)[...], to: &out)
     }
 
     static let null: [UInt8] = [0x5C, 0x4E]

@@ -124,33 +124,31 @@ extension ClickHouseStore {
         if !event.unknownFields.isEmpty {
             TSV.append(escaping: JSONValue.array(event.unknownFields.map { .string($0) }).render(), to: &out)
         }
-        var cells = [[UInt8]?](repeating: nil, count: layout.columns.count)
-        let slots = layout.slots[event.compiled.index]
-        for (slot, column) in slots.enumerated() where column >= 0 {
-            cells[column] = cell(event, slot: slot, type: layout.columns[column].type)
-        }
-        for cell in cells {
+        // Columns in table order, each written straight into the row (this runs for every event).
+        for (column, slot) in layout.slotOfColumn[event.compiled.index].enumerated() {
             out.append(0x09)
-            if let cell { TSV.append(escaping: cell, to: &out) } else { out += TSV.null }
+            if slot < 0 || !appendCell(event, slot: slot, type: layout.columns[column].type, to: &out) { out += TSV.null }
         }
         out.append(0x0A)
     }
 
-    /// A field's value as column text, or `nil` for NULL.
-    private func cell(_ event: NormalizedEvent, slot: Int, type: FieldType) -> [UInt8]? {
+    /// Appends a field's value as column text; returns false (nothing appended) for NULL.
+    private func appendCell(_ event: NormalizedEvent, slot: Int, type: FieldType, to out: inout [UInt8]) -> Bool {
         switch event.values[slot] {
-        case .absent, .null, .object: return nil
-        case .integer(let v): return Array(String(v).utf8)
-        case .number(let v): return Array("\(v)".utf8)
-        case .bool(let v): return v ? [0x31] : [0x30]
-        case .timestamp(let micros, _, _, _): return Array(String(micros).utf8)
-        case .uuid(let uuid): return Array(uuid.description.utf8)
+        case .absent, .null, .object: return false
+        case .integer(let v): out += String(v).utf8
+        case .number(let v): out += "\(v)".utf8
+        case .bool(let v): out.append(v ? 0x31 : 0x30)
+        case .timestamp(let micros, _, _, _): out += String(micros).utf8
+        case .uuid(let uuid): out += uuid.description.utf8
         case .text(let start, let end, let escaped):
             if escaped || type == .uuid {
-                guard case .string(let text)? = event.value(at: slot) else { return nil }
-                return Array((type == .uuid ? StoreSupport.canonicalUUIDText(text) : text).utf8)
+                guard case .string(let text)? = event.value(at: slot) else { return false }
+                TSV.append(escaping: type == .uuid ? StoreSupport.canonicalUUIDText(text) : text, to: &out)
+            } else {
+                TSV.append(escaping: event.json[Int(start)..<Int(end)], to: &out)
             }
-            return Array(event.json[Int(start)..<Int(end)])
         }
+        return true
     }
 }

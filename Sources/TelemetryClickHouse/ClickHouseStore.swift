@@ -224,6 +224,8 @@ struct ClickHouseLayout: Sendable {
     let columnIndex: [String: Int]
     /// For each compiled event index, for each field slot: the column index, or -1.
     let slots: [[Int]]
+    /// For each compiled event index, for each column: the event's field slot, or -1 (NULL).
+    let slotOfColumn: [[Int]]
     /// Each column's type as stored.
     let typeByName: [String: FieldType]
     /// The INSERT's column list.
@@ -250,7 +252,13 @@ struct ClickHouseLayout: Sendable {
         var columnIndex: [String: Int] = [:]
         for (i, column) in columns.enumerated() { columnIndex[column.name] = i }
         self.columnIndex = columnIndex
-        self.slots = catalog.compiled.map { compiled in compiled.fields.map { columnIndex[$0.name] ?? -1 } }
+        let slots = catalog.compiled.map { compiled in compiled.fields.map { columnIndex[$0.name] ?? -1 } }
+        self.slots = slots
+        self.slotOfColumn = slots.map { slots in
+            var inverse = [Int](repeating: -1, count: columns.count)
+            for (slot, column) in slots.enumerated() where column >= 0 { inverse[column] = slot }
+            return inverse
+        }
         insertColumns = (["_seq", "event_id", "_received_us", "_request_id", "_json", "_unknown"] + columns.map(\.quoted))
             .joined(separator: ", ")
     }
