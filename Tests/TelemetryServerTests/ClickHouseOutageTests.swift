@@ -52,6 +52,8 @@ import Testing
                     let restarted = try ClickHouseLocalServer(directory: old.directory, httpPort: old.httpPort, tcpPort: old.tcpPort)
                     box.current.withLock { $0 = restarted }
                 }
+                let ready = try await connection.getJSON("/readyz")
+                #expect(ready.status == (index < 10 ? 200 : index < 20 ? 503 : 200), "readyz while ClickHouse is \(index < 10 || index >= 20 ? "up" : "down")")
                 let response = try await connection.post(batch.joined(separator: "\n"))
                 if response.status == 200 {
                     #expect(response.json["accepted"] as? Int == 100)
