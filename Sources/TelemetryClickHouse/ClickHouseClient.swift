@@ -65,14 +65,27 @@ final class ClickHouseClient: Sendable {
     ///
     /// - Throws: ``StoreError/Code/unavailable`` when ClickHouse cannot be reached or answers with
     ///   an error (its message included).
-    func execute(_ sql: String, body: [UInt8]? = nil, database: Bool = true, settings: [(String, String)] = []) async throws
-        -> [UInt8]
-    {
+    ///
+    /// `externalTable` (name, structure, TabSeparated rows) is sent along as a temporary table the
+    /// query can read (ClickHouse's "external data", a multipart form).
+    func execute(
+        _ sql: String, body: [UInt8]? = nil, database: Bool = true, settings: [(String, String)] = [],
+        externalTable: (name: String, structure: String, rows: [UInt8])? = nil
+    ) async throws -> [UInt8] {
         var query: [(String, String)] = []
         if database { query.append(("database", location.database)) }
         query += settings
         var requestBody: [UInt8]
-        if let body {
+        var contentType = "text/plain; charset=utf-8"
+        if let externalTable {
+            query += [("query", sql), ("\(externalTable.name)_structure", externalTable.structure)]
+            let boundary = "xumi-\(UInt64.random(in: 0...UInt64.max))"
+            contentType = "multipart/form-data; boundary=\(boundary)"
+            requestBody = Array(
+                "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(externalTable.name)\"; filename=\"\(externalTable.name)\"\r\nContent-Type: text/plain\r\n\r\n".utf8)
+            requestBody += externalTable.rows
+            requestBody += Array("\r\n--\(boundary)--\r\n".utf8)
+        } else if let body {
             query.append(("query", sql))
             requestBody = body
         } else {
@@ -80,7 +93,7 @@ final class ClickHouseClient: Sendable {
         }
         if requestBody.isEmpty { requestBody = Array(" ".utf8) }
         let path = "/?" + query.map { "\($0.0)=\(Self.percentEncoded($0.1))" }.joined(separator: "&")
-        var headers: [(String, String)] = [("Content-Type", "text/plain; charset=utf-8")]
+        var headers: [(String, String)] = [("Content-Type", contentType)]
         if let user = location.user { headers.append(("X-ClickHouse-User", user)) }
         if let password = location.password { headers.append(("X-ClickHouse-Key", password)) }
         let connection = idle.withLock { $0.popLast() } ?? HTTPConnection(host: location.host, port: location.port)
@@ -100,8 +113,10 @@ final class ClickHouseClient: Sendable {
     }
 
     /// Runs a SELECT and reads its TabSeparated rows.
-    func rows(_ sql: String, settings: [(String, String)] = []) async throws -> [[TSVField]] {
-        TSV.rows(try await execute(sql + "\nFORMAT TabSeparated", settings: settings))
+    func rows(
+        _ sql: String, settings: [(String, String)] = [], externalTable: (name: String, structure: String, rows: [UInt8])? = nil
+    ) async throws -> [[TSVField]] {
+        TSV.rows(try await execute(sql + "\nFORMAT TabSeparated", settings: settings, externalTable: externalTable))
     }
 
     /// Closes every idle connection.

@@ -27,25 +27,37 @@ extension ClickHouseStore {
             }
             if !batch.events.isEmpty {
                 let ids = batch.events.map { $0.event.eventID.description }
-                let stored = try await storedIDs(Array(Set(ids)))
-                var seen = stored
+                // The rows are built (on this task) while ClickHouse looks the ids up; the
+                // duplicates' rows are dropped afterwards, which is rare.
+                async let storedLookup = storedIDs(ids)
+                let numbers = nextSequences(ids.count)
+                var rows: [UInt8] = []
+                rows.reserveCapacity(ids.count * 1400)
+                var ends: [Int] = []
+                ends.reserveCapacity(ids.count)
+                for (index, incoming) in batch.events.enumerated() {
+                    appendRow(incoming, id: ids[index], sequence: numbers[index], to: &rows)
+                    ends.append(rows.count)
+                }
+                var seen = try await storedLookup
                 var fresh: [Int] = []
                 for (index, id) in ids.enumerated() where seen.insert(id).inserted {
                     fresh.append(index)
                 }
                 if !fresh.isEmpty {
-                    let numbers = nextSequences(fresh.count)
-                    var rows: [UInt8] = []
-                    rows.reserveCapacity(fresh.count * 1200)
+                    if fresh.count < ids.count {
+                        var kept: [UInt8] = []
+                        kept.reserveCapacity(rows.count)
+                        for index in fresh { kept += rows[(index == 0 ? 0 : ends[index - 1])..<ends[index]] }
+                        rows = kept
+                    }
                     var idRows: [UInt8] = []
                     idRows.reserveCapacity(fresh.count * 64)
-                    for (position, index) in fresh.enumerated() {
-                        let incoming = batch.events[index]
-                        appendRow(incoming, id: ids[index], sequence: numbers[position], to: &rows)
-                        idRows += Array("\(ids[index])\t\(incoming.event.timestampMicros)\t\(numbers[position])\n".utf8)
-                        sequences[index] = numbers[position]
+                    for index in fresh {
+                        idRows += "\(ids[index])\t\(batch.events[index].event.timestampMicros)\t\(numbers[index])\n".utf8
+                        sequences[index] = numbers[index]
                     }
-                    try await insert("INSERT INTO events (\(layout.insertColumns)) FORMAT TabSeparated", rows)
+                    try await insert("INSERT INTO events (\(layout.insertColumns)) FORMAT RowBinary", rows)
                     do {
                         try await insert("INSERT INTO event_ids (event_id, timestamp, _seq) FORMAT TabSeparated", idRows)
                     } catch {
@@ -84,17 +96,19 @@ extension ClickHouseStore {
         return WriteOutcome(sequences: sequences)
     }
 
-    /// Which of `ids` are stored already.
+    /// Which of `ids` are stored already. The ids go as external data (a temporary table sent with
+    /// the query), not as SQL literals: parsing 10,000 literals cost ClickHouse ~100 ms a batch.
     private func storedIDs(_ ids: [String]) async throws -> Set<String> {
-        var found: Set<String> = []
-        // IN lists of up to 20k ids (~800 KB of SQL; max_query_size raised to match).
-        for start in stride(from: 0, to: ids.count, by: 20_000) {
-            let chunk = ids[start..<min(ids.count, start + 20_000)]
-            let rows = try await client.rows(
-                "SELECT event_id FROM event_ids WHERE event_id IN (\(SQL.list(Array(chunk))))",
-                settings: [("max_query_size", "4000000")])
-            for row in rows { if let id = row.first?.string { found.insert(id) } }
+        var table: [UInt8] = []
+        table.reserveCapacity(ids.count * 37)
+        for id in ids {
+            table += id.utf8
+            table.append(0x0A)
         }
+        let rows = try await client.rows(
+            "SELECT event_id FROM event_ids WHERE event_id IN batch_ids", externalTable: ("batch_ids", "event_id String", table))
+        var found: Set<String> = []
+        for row in rows { if let id = row.first?.string { found.insert(id) } }
         return found
     }
 
@@ -113,42 +127,91 @@ extension ClickHouseStore {
         }
     }
 
-    /// One events row in TabSeparated form.
+    /// One events row in ClickHouse's RowBinary form, columns in ``ClickHouseLayout/insertColumns``
+    /// order: numbers little-endian, strings with a LEB128 length, `Nullable` values after a
+    /// null flag. Cheaper to write than text, and cheaper for ClickHouse to read.
     private func appendRow(_ incoming: IncomingEvent, id: String, sequence: Int64, to out: inout [UInt8]) {
         let event = incoming.event
-        out += Array("\(sequence)\t\(id)\t\(incoming.receivedMicros)\t".utf8)
-        TSV.append(escaping: incoming.requestID, to: &out)
-        out.append(0x09)
-        TSV.append(escaping: event.json, to: &out)
-        out.append(0x09)
-        if !event.unknownFields.isEmpty {
-            TSV.append(escaping: JSONValue.array(event.unknownFields.map { .string($0) }).render(), to: &out)
+        RowBinary.append(sequence, to: &out)
+        RowBinary.append(string: id.utf8, to: &out)
+        RowBinary.append(incoming.receivedMicros, to: &out)
+        RowBinary.append(string: incoming.requestID.utf8, to: &out)
+        RowBinary.append(string: event.json, to: &out)
+        if event.unknownFields.isEmpty {
+            out.append(0)
+        } else {
+            RowBinary.append(string: JSONValue.array(event.unknownFields.map { .string($0) }).render().utf8, to: &out)
         }
-        // Columns in table order, each written straight into the row (this runs for every event).
-        for (column, slot) in layout.slotOfColumn[event.compiled.index].enumerated() {
-            out.append(0x09)
-            if slot < 0 || !appendCell(event, slot: slot, type: layout.columns[column].type, to: &out) { out += TSV.null }
-        }
-        out.append(0x0A)
-    }
-
-    /// Appends a field's value as column text; returns false (nothing appended) for NULL.
-    private func appendCell(_ event: NormalizedEvent, slot: Int, type: FieldType, to out: inout [UInt8]) -> Bool {
-        switch event.values[slot] {
-        case .absent, .null, .object: return false
-        case .integer(let v): out += String(v).utf8
-        case .number(let v): out += "\(v)".utf8
-        case .bool(let v): out.append(v ? 0x31 : 0x30)
-        case .timestamp(let micros, _, _, _): out += String(micros).utf8
-        case .uuid(let uuid): out += uuid.description.utf8
-        case .text(let start, let end, let escaped):
-            if escaped || type == .uuid {
-                guard case .string(let text)? = event.value(at: slot) else { return false }
-                TSV.append(escaping: type == .uuid ? StoreSupport.canonicalUUIDText(text) : text, to: &out)
-            } else {
-                TSV.append(escaping: event.json[Int(start)..<Int(end)], to: &out)
+        let slots = layout.slotOfColumn[event.compiled.index]
+        for (index, column) in layout.columns.enumerated() {
+            let slot = slots[index]
+            let value: StoredValue = slot < 0 ? .absent : event.values[slot]
+            if !column.required {
+                if case .absent = value { out.append(1); continue }
+                if case .null = value { out.append(1); continue }
+                if case .object = value { out.append(1); continue }
+                out.append(0)
+            }
+            switch column.type {
+            case .integer, .timestamp:
+                switch value {
+                case .integer(let v): RowBinary.append(v, to: &out)
+                case .timestamp(let micros, _, _, _): RowBinary.append(micros, to: &out)
+                case .number(let v): RowBinary.append(Int64(v), to: &out)
+                default: RowBinary.append(Int64(0), to: &out)
+                }
+            case .number:
+                switch value {
+                case .number(let v): RowBinary.append(v.bitPattern, to: &out)
+                case .integer(let v): RowBinary.append(Double(v).bitPattern, to: &out)
+                default: RowBinary.append(Double(0).bitPattern, to: &out)
+                }
+            case .bool:
+                if case .bool(let v) = value { out.append(v ? 1 : 0) } else { out.append(0) }
+            default:
+                appendText(event, slot: slot, value: value, type: column.type, to: &out)
             }
         }
-        return true
+    }
+
+    /// A String column's value: the field's text (UUIDs in canonical form, numbers as written).
+    private func appendText(_ event: NormalizedEvent, slot: Int, value: StoredValue, type: FieldType, to out: inout [UInt8]) {
+        switch value {
+        case .absent, .null, .object: out.append(0)
+        case .integer(let v): RowBinary.append(string: String(v).utf8, to: &out)
+        case .number(let v): RowBinary.append(string: "\(v)".utf8, to: &out)
+        case .bool(let v): RowBinary.append(string: (v ? "1" : "0").utf8, to: &out)
+        case .timestamp(let micros, _, _, _): RowBinary.append(string: String(micros).utf8, to: &out)
+        case .uuid(let uuid): RowBinary.append(string: uuid.description.utf8, to: &out)
+        case .text(let start, let end, let escaped):
+            if escaped || type == .uuid, case .string(let text)? = event.value(at: slot) {
+                RowBinary.append(string: (type == .uuid ? StoreSupport.canonicalUUIDText(text) : text).utf8, to: &out)
+            } else {
+                RowBinary.append(string: event.json[Int(start)..<Int(end)], to: &out)
+            }
+        }
+    }
+}
+
+/// ClickHouse's RowBinary format.
+enum RowBinary {
+    static func append(_ value: Int64, to out: inout [UInt8]) {
+        append(UInt64(bitPattern: value), to: &out)
+    }
+
+    static func append(_ value: UInt64, to out: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { out += $0 }
+    }
+
+    /// A string: its length as LEB128, then its bytes.
+    static func append<C: Collection>(string bytes: C, to out: inout [UInt8]) where C.Element == UInt8 {
+        var length = UInt64(bytes.count)
+        repeat {
+            var byte = UInt8(length & 0x7F)
+            length >>= 7
+            if length != 0 { byte |= 0x80 }
+            out.append(byte)
+        } while length != 0
+        out += bytes
     }
 }

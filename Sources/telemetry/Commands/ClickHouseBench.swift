@@ -19,8 +19,9 @@ struct ClickHouseBench: AsyncParsableCommand {
               baseline: `clickhouse-client --query "INSERT INTO … FORMAT JSONEachRow"` of the very
                 rows the store wrote (read back from it), into a table of the same definition
 
-            The store runs twice (before and after the baseline, each into a new database), and the \
-            better run is compared. Databases are dropped at the end.
+            The two alternate for --rounds rounds (each into a new database or table), since the \
+            machine's load moves between runs; the medians are compared. Databases are dropped at \
+            the end.
             """
     )
 
@@ -36,8 +37,11 @@ struct ClickHouseBench: AsyncParsableCommand {
     @Option(help: "The native (TCP) port clickhouse-client uses with --store.")
     var clientPort: Int = 9000
 
+    @Option(help: "Rounds of store and baseline, alternating.")
+    var rounds: Int = 3
+
     func validate() throws {
-        guard events > 0, batchSize > 0 else { throw ValidationError("--events and --batch-size must be positive") }
+        guard events > 0, batchSize > 0, rounds > 0 else { throw ValidationError("--events, --batch-size and --rounds must be positive") }
         if let store { _ = try ClickHouseLocation(store) }
     }
 
@@ -106,23 +110,33 @@ struct ClickHouseBench: AsyncParsableCommand {
             return Double(MonotonicClock.now() - began) / 1e9
         }
 
-        let first = try await storeRun("bench_store_1")
-        print(String(format: "store, run 1:        %9.0f events/s", first.rate))
-        // The baseline inserts exactly the rows the store wrote.
+        var storeRates: [Double] = []
+        var clientRates: [Double] = []
+        var stores: [ClickHouseStore] = []
         let rows = FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-clickhouse-bench-\(getpid()).json")
         defer { try? FileManager.default.removeItem(at: rows) }
-        _ = try clickHouseClient("SELECT * FROM bench_store_1.events FORMAT JSONEachRow", output: rows)
         _ = try clickHouseClient("CREATE DATABASE IF NOT EXISTS bench_client")
-        _ = try clickHouseClient("CREATE TABLE bench_client.events AS bench_store_1.events")
+        for round in 1...rounds {
+            let run = try await storeRun("bench_store_\(round)")
+            stores.append(run.store)
+            storeRates.append(run.rate)
+            print(String(format: "round %d  store:             %9.0f events/s", round, run.rate))
+            if round == 1 {
+                // The baseline inserts exactly the rows the store wrote.
+                _ = try clickHouseClient("SELECT * FROM bench_store_1.events FORMAT JSONEachRow", output: rows)
+            }
+            _ = try clickHouseClient("CREATE TABLE bench_client.events_\(round) AS bench_store_1.events")
+            let seconds = try clickHouseClient("INSERT INTO bench_client.events_\(round) FORMAT JSONEachRow", input: rows)
+            clientRates.append(Double(count) / seconds)
+            print(String(format: "round %d  clickhouse-client: %9.0f events/s", round, Double(count) / seconds))
+        }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let size = (try? FileManager.default.attributesOfItem(atPath: rows.path)[.size] as? Int) ?? 0
-        let baselineSeconds = try clickHouseClient("INSERT INTO bench_client.events FORMAT JSONEachRow", input: rows)
-        let baseline = Double(count) / baselineSeconds
-        print(String(format: "clickhouse-client:   %9.0f events/s   (INSERT … FORMAT JSONEachRow, %@ of rows)", baseline, formatBytes(size)))
-        let second = try await storeRun("bench_store_2")
-        print(String(format: "store, run 2:        %9.0f events/s", second.rate))
-        let best = max(first.rate, second.rate)
-        print(String(format: "store / clickhouse-client: %.2f (%d events, %d a batch)", best / baseline, count, batchSize))
-        for store in [first.store, second.store] {
+        print(
+            String(
+                format: "median: store %.0f events/s, clickhouse-client %.0f events/s (INSERT … FORMAT JSONEachRow, %@ of rows): %.2f (%d events, %d a batch)",
+                median(storeRates), median(clientRates), formatBytes(size), median(storeRates) / median(clientRates), count, batchSize))
+        for store in stores {
             try? await store.dropDatabase()
             store.close()
         }

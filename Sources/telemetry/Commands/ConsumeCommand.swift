@@ -49,8 +49,8 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: "When a commit is durable: full or normal (see serve --help).")
     var fsync: String = "full"
 
-    @Option(help: "Most messages written in one transaction.")
-    var batchSize: Int = 5000
+    @Option(help: "Most messages written in one transaction (default 5000 for SQLite, 50000 for ClickHouse, which prefers few large INSERTs).")
+    var batchSize: Int?
 
     @Option(help: "Serve GET /metrics (lag, counts) on 127.0.0.1:PORT; 0 picks a free port.")
     var metricsPort: Int?
@@ -64,7 +64,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     func validate() throws {
         guard KafkaSupport.isCompiled else { throw ValidationError(KafkaSupport.missingMessage) }
         guard Durability(name: fsync) != nil else { throw ValidationError("--fsync must be full or normal") }
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        if let batchSize { guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") } }
         _ = try location.choice()
         if let metricsPort { guard (0...65535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0-65535") } }
         _ = try KafkaSupport.properties(kafkaOption)
@@ -90,7 +90,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         let metrics = ConsumerMetrics(registry: registry)
         let batchLogger = logger
         let loader = KafkaStoreLoader(
-            consumer: consumer, store: opened.store, topicPrefix: topicPrefix, batchSize: batchSize, logger: logger
+            consumer: consumer, store: opened.store, topicPrefix: topicPrefix, batchSize: batchSize ?? (opened.isClickHouse ? 50_000 : 5000), logger: logger
         ) { counts, lag in
             metrics.record(counts, lag: lag)
             batchLogger.debug(

@@ -40,6 +40,8 @@ struct StoreLocation: ParsableArguments {
         let store: any EventStore
         /// `sqlite:PATH` or `clickhouse:http://…`, for messages.
         let description: String
+        /// ClickHouse wants few large INSERTs (each makes new parts); SQLite commits are cheap.
+        let isClickHouse: Bool
         let close: @Sendable () -> Void
     }
 
@@ -52,12 +54,12 @@ struct StoreLocation: ParsableArguments {
                 var configuration = sqlite
                 configuration.path = path
                 let store = try SQLiteStore(configuration: configuration, logger: logger)
-                return Opened(store: store, description: "sqlite:\(path)") { try? store.close() }
+                return Opened(store: store, description: "sqlite:\(path)", isClickHouse: false) { try? store.close() }
             case .clickhouse(let location):
                 var configuration = ClickHouseStoreConfiguration(location: location)
                 configuration.stuckAfterSeconds = sqlite.stuckAfterSeconds
                 let store = try await ClickHouseStore(configuration: configuration, logger: logger)
-                return Opened(store: store, description: location.description) { store.close() }
+                return Opened(store: store, description: location.description, isClickHouse: true) { store.close() }
             }
         } catch {
             CommandFailure.exit("\(error)")
