@@ -62,9 +62,14 @@ extension ClickHouseStore {
             if let since { range.append("timestamp >= \(since)") }
             if let until { range.append("timestamp < \(until)") }
             let inRange = range.joined(separator: " AND ")
-            conditions.append(
-                "(\(inRange) OR CAST(\(firstKey) AS Nullable(String)) IN (SELECT CAST(\(firstKey) AS Nullable(String)) FROM events WHERE \(conditions.joined(separator: " AND ")) AND \(inRange)))"
-            )
+            if layout.hashedKinds.contains(lifecycle.kind) {
+                conditions.append(
+                    "(\(inRange) OR _pair_key IN (SELECT _pair_key FROM events WHERE \(conditions.joined(separator: " AND ")) AND \(inRange)))")
+            } else {
+                conditions.append(
+                    "(\(inRange) OR CAST(\(firstKey) AS Nullable(String)) IN (SELECT CAST(\(firstKey) AS Nullable(String)) FROM events WHERE \(conditions.joined(separator: " AND ")) AND \(inRange)))"
+                )
+            }
         }
         var needed = Set(["event_type", "tenant_id", "timestamp"])
         for name in attributes { needed.insert(name) }

@@ -132,7 +132,23 @@ public final class ClickHouseStore: EventStore {
         for column in layout.columns where !existing.contains(column.name) {
             try await run("ALTER TABLE events ADD COLUMN \(column.quoted) \(column.clickHouseType)")
         }
+        // The pairing key's hash, computed by ClickHouse as rows arrive (see ``ClickHouseLayout/pairKeyExpression``);
+        // redefined when the catalog's lifecycles change it.
+        let pairKey = try await client.rows(
+            """
+            SELECT default_expression FROM system.columns
+            WHERE database = \(SQL.quote(database)) AND table = 'events' AND name = '_pair_key'
+            """
+        ).first?.first?.string
+        if pairKey == nil {
+            try await run("ALTER TABLE events ADD COLUMN _pair_key UInt64 MATERIALIZED \(layout.pairKeyExpression)")
+        } else if pairKey.map(Self.compact) != Self.compact(layout.pairKeyExpression) {
+            try await run("ALTER TABLE events MODIFY COLUMN _pair_key UInt64 MATERIALIZED \(layout.pairKeyExpression)")
+        }
     }
+
+    /// `text` without spaces or backquotes, to compare an expression with ClickHouse's rendering of it.
+    static func compact(_ text: String) -> String { String(text.filter { $0 != " " && $0 != "`" }) }
 
     private func run(_ sql: String) async throws {
         _ = try await client.execute(sql)
@@ -233,6 +249,25 @@ struct ClickHouseLayout: Sendable {
 
     static let requiredFields: Set<String> = ["event_type", "version", "tenant_id", "source", "timestamp"]
 
+    /// For each event type that is a half of a lifecycle paired by one key, the field holding that
+    /// key (the first such lifecycle's, when an event type plays several roles).
+    let pairKeyField: [String: String]
+    /// The lifecycles whose halves all carry their key in `_pair_key`.
+    let hashedKinds: Set<String>
+
+    /// `_pair_key`: a 64-bit hash of the event's pairing key (0 for other events). Queries over a
+    /// time range find the halves that pair with the range's operations by this 8-byte column
+    /// instead of the 36-byte key text of every half of the kind (3x less to read at 10 million
+    /// events); equal hashes are only candidates, the grouping uses the key itself.
+    var pairKeyExpression: String {
+        guard !pairKeyField.isEmpty else { return "toUInt64(0)" }
+        let cases = pairKeyField.sorted { $0.key < $1.key }.map { type, field in
+            let column = field == "event_id" ? "event_id" : "`\(field)`"
+            return "event_type = \(SQL.quote(type)), cityHash64(ifNull(toString(\(column)), ''))"
+        }
+        return "multiIf(\(cases.joined(separator: ", ")), toUInt64(0))"
+    }
+
     init(catalog: Catalog) {
         // A field name the catalog gives different types (a `speed` that is a number on one event
         // and text on another) gets a String column; queries convert it to the type they read.
@@ -259,6 +294,19 @@ struct ClickHouseLayout: Sendable {
             for (slot, column) in slots.enumerated() where column >= 0 { inverse[column] = slot }
             return inverse
         }
+        var pairKeyField: [String: String] = [:]
+        var hashedKinds: Set<String> = []
+        for lifecycle in catalog.lifecycles where lifecycle.keys.count == 1 {
+            let key = lifecycle.keys[0]
+            let sides = [(lifecycle.startEventType, key.startField), (lifecycle.completeEventType, key.completeField)]
+            guard sides.allSatisfy({ pairKeyField[$0.0] == nil || pairKeyField[$0.0] == $0.1 }),
+                sides.allSatisfy({ $0.1 == "event_id" || columnIndex[$0.1] != nil })
+            else { continue }
+            for (type, field) in sides { pairKeyField[type] = field }
+            hashedKinds.insert(lifecycle.kind)
+        }
+        self.pairKeyField = pairKeyField
+        self.hashedKinds = hashedKinds
         insertColumns = (["_seq", "event_id", "_received_us", "_request_id", "_json", "_unknown"] + columns.map(\.quoted))
             .joined(separator: ", ")
     }
