@@ -7,10 +7,11 @@ import Testing
 /// collector seeded with known events, runs the page's script, and the rendered DOM shows the
 /// seeded models, the counts and a chart in every section, with nothing on the console.
 @Suite struct DashboardTests {
-    @Test func aBrowserRendersEverySectionFromTheSeededEvents() async throws {
+    /// On either store: the page reads only the API, which both answer the same way.
+    @Test(arguments: StoreKind.allCases) func aBrowserRendersEverySectionFromTheSeededEvents(_ kind: StoreKind) async throws {
         let data = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: data) }
-        let server = try await ServerProcess.start(data: data)
+        let server = try await ServerProcess.start(data: data, extraArguments: try kind.serveArguments())
         defer { server.stop() }
 
         // 3,800 events of every type over the last few minutes, whose completions pair.
