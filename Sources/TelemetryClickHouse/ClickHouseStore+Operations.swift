@@ -45,7 +45,7 @@ extension ClickHouseStore {
     /// field and groups; a stuck count none), which spares ClickHouse most of the aggregation.
     func operationsSQL(
         _ lifecycle: LifecycleDefinition, tenant: String?, nowMicros: Int64, since: Int64? = nil, until: Int64? = nil,
-        only: Set<String>? = nil
+        only: Set<String>? = nil, halves: String? = nil
     ) -> String {
         let attributes = lifecycle.attributes.filter { only?.contains($0) ?? true }
         let spans = lifecycle.spans.filter { only?.contains($0.name) ?? true }
@@ -55,6 +55,7 @@ extension ClickHouseStore {
         if let when = lifecycle.startsWhen { conditions.append("(event_type != \(start) OR \(column(when)) = 1)") }
         if let when = lifecycle.completesWhen { conditions.append("(event_type != \(complete) OR \(column(when)) = 1)") }
         if let tenant { conditions.append("tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText(tenant)))") }
+        if let halves { conditions.append(halves) }
         let first = lifecycle.keys[0]
         let firstKey = "if(event_type = \(start), \(column(first.startField)), \(column(first.completeField)))"
         if lifecycle.keys.count == 1, since != nil || until != nil {
@@ -149,6 +150,35 @@ extension ClickHouseStore {
             """
     }
 
+    /// One kind's operations reduced to what their status needs (`o_tenant`, `o_pair`, `o_status`,
+    /// `o_at`, `o_seq`), grouped by tenant and `_pair_key`, the pairing key's hash: for kinds
+    /// paired by one key (``ClickHouseLayout/hashedKinds``). A half without a key hashes its own
+    /// event id, so it pairs with nothing, as in ``operationsSQL(_:tenant:nowMicros:since:until:only:halves:)``.
+    /// Two keys with one 64-bit hash would be taken for one operation: at a million operations of a
+    /// kind, a chance of about 3·10⁻⁸.
+    func leanOperationsSQL(_ lifecycle: LifecycleDefinition, tenant: String?, nowMicros: Int64) -> String {
+        let start = SQL.quote(lifecycle.startEventType)
+        let complete = SQL.quote(lifecycle.completeEventType)
+        var conditions = ["event_type IN (\(start), \(complete))"]
+        if let when = lifecycle.startsWhen { conditions.append("(event_type != \(start) OR \(column(when)) = 1)") }
+        if let when = lifecycle.completesWhen { conditions.append("(event_type != \(complete) OR \(column(when)) = 1)") }
+        if let tenant { conditions.append("tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText(tenant)))") }
+        let hasStart = "countIf(event_type = \(start)) > 0"
+        let hasComplete = "countIf(event_type = \(complete)) > 0"
+        let at = "if(\(hasStart), minIf(timestamp, event_type = \(start)), minIf(timestamp, event_type = \(complete)))"
+        let failed = lifecycle.resultField.map { "minIf(ifNull(\(column($0)), 1), event_type = \(complete)) = 0" } ?? "0"
+        var stuck = "0"
+        if let seconds = stuckAfter(lifecycle) {
+            stuck = "\(hasStart) AND \(at) < \(nowMicros - Int64(seconds) * 1_000_000)"
+        }
+        return """
+            SELECT tenant_id AS o_tenant, _pair_key AS o_pair, \(at) AS o_at, min(_seq) AS o_seq,
+                multiIf(\(hasComplete), if(\(failed), 'failed', 'succeeded'), \(stuck), 'stuck', 'running') AS o_status
+            FROM events WHERE \(conditions.joined(separator: " AND "))
+            GROUP BY tenant_id, _pair_key
+            """
+    }
+
     /// An attribute: the completion's value when it has one, else the start's.
     private func attributeValue(_ name: String, type: FieldType) -> String {
         let complete = side(name, "h_is_complete", as: type)
@@ -190,19 +220,39 @@ extension ClickHouseStore {
                 conditions.append("(o_at < \(before.atMicros) OR (o_at = \(before.atMicros) AND o_seq < \(before.sequence)))")
             }
             let attributeNames = lifecycle.attributes + lifecycle.spans.map(\.name)
+            // Listing by status: which operations have it is found first on the pairing-key hashes
+            // alone (every half of the kind, but 8-byte keys and no attributes), then only those
+            // are computed in full.
+            var halves: String? = nil
+            if query.status != nil, query.key == nil, query.attributes.isEmpty, layout.hashedKinds.contains(lifecycle.kind) {
+                var lean = ["o_status = \(SQL.quote(query.status!.rawValue))"]
+                if let since = query.since { lean.append("o_at >= \(since)") }
+                if let until = query.until { lean.append("o_at < \(until)") }
+                if let before = query.before {
+                    lean.append("(o_at < \(before.atMicros) OR (o_at = \(before.atMicros) AND o_seq < \(before.sequence)))")
+                }
+                let keys = try await client.rows(
+                    """
+                    SELECT o_pair FROM (\(leanOperationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros)))
+                    WHERE \(lean.joined(separator: " AND ")) ORDER BY o_at DESC, o_seq DESC LIMIT \(limit + 1)
+                    """
+                ).compactMap { $0.first?.string }
+                if keys.isEmpty { continue }
+                halves = "_pair_key IN (\(keys.joined(separator: ", ")))"
+            }
             // A page of the newest needs only the recent halves: group those from the time of the
             // Nth newest start on (every operation from then on is complete there, so if it holds
             // more than a page, the page is right), widening the window while it holds too few.
             var window = limit + 1
             var rows: [[TSVField]] = []
             while true {
-                let floor = try await startFloor(lifecycle, query, offset: window)
+                let floor = halves == nil ? try await startFloor(lifecycle, query, offset: window) : nil
                 let since = [query.since, floor].compactMap { $0 }.max()
                 rows = try await client.rows(
                     """
                     SELECT o_seq, o_tenant, o_key1, o_key2, o_status, o_started, o_completed, o_duration_ms, o_start_id,
                         o_complete_id, o_at\(attributeNames.map { ", `a_\($0)`" }.joined())
-                    FROM (\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros, since: since, until: query.until)))
+                    FROM (\(operationsSQL(lifecycle, tenant: query.tenantID, nowMicros: query.nowMicros, since: since, until: query.until, halves: halves)))
                     \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
                     \(floor.map { "\(conditions.isEmpty ? "WHERE" : "AND") o_at >= \($0)" } ?? "")
                     ORDER BY o_at DESC, o_seq DESC LIMIT \(limit + 1)
@@ -253,9 +303,11 @@ extension ClickHouseStore {
         for lifecycle in catalog.lifecycles {
             result[lifecycle.kind] = 0
             guard stuckAfter(lifecycle) != nil else { continue }
-            let count = try await client.rows(
-                "SELECT count() FROM (\(operationsSQL(lifecycle, tenant: nil, nowMicros: nowMicros, only: []))) WHERE o_status = 'stuck'"
-            ).first?.first?.int64 ?? 0
+            let sql =
+                layout.hashedKinds.contains(lifecycle.kind)
+                ? leanOperationsSQL(lifecycle, tenant: nil, nowMicros: nowMicros)
+                : operationsSQL(lifecycle, tenant: nil, nowMicros: nowMicros, only: [])
+            let count = try await client.rows("SELECT count() FROM (\(sql)) WHERE o_status = 'stuck'").first?.first?.int64 ?? 0
             result[lifecycle.kind] = Int(count)
         }
         return result

@@ -263,7 +263,7 @@ struct ClickHouseLayout: Sendable {
         guard !pairKeyField.isEmpty else { return "toUInt64(0)" }
         let cases = pairKeyField.sorted { $0.key < $1.key }.map { type, field in
             let column = field == "event_id" ? "event_id" : "`\(field)`"
-            return "event_type = \(SQL.quote(type)), cityHash64(ifNull(toString(\(column)), ''))"
+            return "event_type = \(SQL.quote(type)), cityHash64(ifNull(toString(\(column)), concat('#', event_id)))"
         }
         return "multiIf(\(cases.joined(separator: ", ")), toUInt64(0))"
     }

@@ -154,6 +154,14 @@ import Testing
             let b2 = ops.first { $0.key == Self.task(2) && $0.tenantID.description == Self.tenantB }
             #expect(a2?.durationMilliseconds == 9000)
             #expect(b2?.status == .running)
+            // By status, the same keys in two tenants stay two operations.
+            let running = try await Self.operations(store, status: .running)
+            #expect(Set(running.map { "\($0.tenantID)|\($0.key ?? "")" }) == ["\(Self.tenantA)|\(Self.task(1))", "\(Self.tenantB)|\(Self.task(2))"])
+            let succeeded = try await Self.operations(store, status: .succeeded)
+            #expect(Set(succeeded.map { "\($0.tenantID)|\($0.key ?? "")" }) == ["\(Self.tenantB)|\(Self.task(1))", "\(Self.tenantA)|\(Self.task(2))"])
+            let tenantOnly = try await store.operations(
+                OperationQuery(kind: "generation", status: .running, tenantID: Self.tenantB, limit: 10, nowMicros: Self.base))
+            #expect(tenantOnly.operations.map { $0.key } == [Self.task(2)])
         }
     }
 
