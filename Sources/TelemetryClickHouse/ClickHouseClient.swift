@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import TelemetryClient
-public import TelemetryStore
+import TelemetryStore
 
 /// Where a ClickHouse store lives: `clickhouse:http://HOST:PORT/DATABASE`.
 public struct ClickHouseLocation: Sendable, Hashable, CustomStringConvertible {

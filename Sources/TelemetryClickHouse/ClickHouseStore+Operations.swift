@@ -1,5 +1,5 @@
 import Foundation
-public import TelemetryCatalog
+import TelemetryCatalog
 public import TelemetryStore
 
 extension ClickHouseStore {
@@ -51,10 +51,7 @@ extension ClickHouseStore {
         let spans = lifecycle.spans.filter { only?.contains($0.name) ?? true }
         let start = SQL.quote(lifecycle.startEventType)
         let complete = SQL.quote(lifecycle.completeEventType)
-        var conditions = ["event_type IN (\(start), \(complete))"]
-        if let when = lifecycle.startsWhen { conditions.append("(event_type != \(start) OR \(column(when)) = 1)") }
-        if let when = lifecycle.completesWhen { conditions.append("(event_type != \(complete) OR \(column(when)) = 1)") }
-        if let tenant { conditions.append("tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText(tenant)))") }
+        var conditions = halfConditions(lifecycle, tenant: tenant)
         if let halves { conditions.append(halves) }
         let first = lifecycle.keys[0]
         let firstKey = "if(event_type = \(start), \(column(first.startField)), \(column(first.completeField)))"
@@ -114,11 +111,9 @@ extension ClickHouseStore {
         let hasComplete = "countIf(h_is_complete) > 0"
         let startedAt = "minIf(timestamp, h_is_start)"
         let completedAt = "minIf(timestamp, h_is_complete)"
-        let failed = lifecycle.resultField.map { "minIf(ifNull(\(column($0)), 1), h_is_complete) = 0" } ?? "0"
-        var stuck = "0"
-        if let seconds = stuckAfter(lifecycle) {
-            stuck = "if(\(hasStart), \(startedAt), \(completedAt)) < \(nowMicros - Int64(seconds) * 1_000_000)"
-        }
+        let status = statusSQL(
+            lifecycle, hasStart: hasStart, hasComplete: hasComplete, at: "if(\(hasStart), \(startedAt), \(completedAt))",
+            completion: "h_is_complete", nowMicros: nowMicros)
         var select = [
             "tenant_id AS o_tenant",
             "if(startsWith(h_okey, '#') OR startsWith(h_okey, '~'), NULL, h_okey) AS o_key1",
@@ -129,7 +124,7 @@ extension ClickHouseStore {
             "if(\(hasComplete), \(completedAt), NULL) AS o_completed",
             "if(\(hasStart), \(startedAt), \(completedAt)) AS o_at",
             "if(\(hasStart) AND \(hasComplete), (\(completedAt) - \(startedAt)) / 1000, NULL) AS o_duration_ms",
-            "multiIf(\(hasComplete), if(\(failed), 'failed', 'succeeded'), \(stuck), 'stuck', 'running') AS o_status",
+            "\(status) AS o_status",
             "if(\(hasStart), anyIf(event_id, h_is_start), NULL) AS o_start_id",
             "if(\(hasComplete), anyIf(event_id, h_is_complete), NULL) AS o_complete_id",
             "min(_seq) AS o_seq",
@@ -150,6 +145,30 @@ extension ClickHouseStore {
             """
     }
 
+    /// Which events are halves of `lifecycle`'s operations (of `tenant`, when given).
+    private func halfConditions(_ lifecycle: LifecycleDefinition, tenant: String?) -> [String] {
+        let start = SQL.quote(lifecycle.startEventType)
+        let complete = SQL.quote(lifecycle.completeEventType)
+        var conditions = ["event_type IN (\(start), \(complete))"]
+        if let when = lifecycle.startsWhen { conditions.append("(event_type != \(start) OR \(column(when)) = 1)") }
+        if let when = lifecycle.completesWhen { conditions.append("(event_type != \(complete) OR \(column(when)) = 1)") }
+        if let tenant { conditions.append("tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText(tenant)))") }
+        return conditions
+    }
+
+    /// An operation's status from its aggregates: completed (failed when a completion's result is
+    /// false), else stuck when it started before the kind's timeout, else running.
+    private func statusSQL(
+        _ lifecycle: LifecycleDefinition, hasStart: String, hasComplete: String, at: String, completion: String, nowMicros: Int64
+    ) -> String {
+        let failed = lifecycle.resultField.map { "minIf(ifNull(\(column($0)), 1), \(completion)) = 0" } ?? "0"
+        var stuck = "0"
+        if let seconds = stuckAfter(lifecycle) {
+            stuck = "\(hasStart) AND \(at) < \(nowMicros - Int64(seconds) * 1_000_000)"
+        }
+        return "multiIf(\(hasComplete), if(\(failed), 'failed', 'succeeded'), \(stuck), 'stuck', 'running')"
+    }
+
     /// One kind's operations reduced to what their status needs (`o_tenant`, `o_pair`, `o_status`,
     /// `o_at`, `o_seq`), grouped by tenant and `_pair_key`, the pairing key's hash: for kinds
     /// paired by one key (``ClickHouseLayout/hashedKinds``). A half without a key hashes its own
@@ -159,21 +178,14 @@ extension ClickHouseStore {
     func leanOperationsSQL(_ lifecycle: LifecycleDefinition, tenant: String?, nowMicros: Int64) -> String {
         let start = SQL.quote(lifecycle.startEventType)
         let complete = SQL.quote(lifecycle.completeEventType)
-        var conditions = ["event_type IN (\(start), \(complete))"]
-        if let when = lifecycle.startsWhen { conditions.append("(event_type != \(start) OR \(column(when)) = 1)") }
-        if let when = lifecycle.completesWhen { conditions.append("(event_type != \(complete) OR \(column(when)) = 1)") }
-        if let tenant { conditions.append("tenant_id = \(SQL.quote(StoreSupport.canonicalUUIDText(tenant)))") }
+        let conditions = halfConditions(lifecycle, tenant: tenant)
         let hasStart = "countIf(event_type = \(start)) > 0"
         let hasComplete = "countIf(event_type = \(complete)) > 0"
         let at = "if(\(hasStart), minIf(timestamp, event_type = \(start)), minIf(timestamp, event_type = \(complete)))"
-        let failed = lifecycle.resultField.map { "minIf(ifNull(\(column($0)), 1), event_type = \(complete)) = 0" } ?? "0"
-        var stuck = "0"
-        if let seconds = stuckAfter(lifecycle) {
-            stuck = "\(hasStart) AND \(at) < \(nowMicros - Int64(seconds) * 1_000_000)"
-        }
+        let status = statusSQL(
+            lifecycle, hasStart: hasStart, hasComplete: hasComplete, at: at, completion: "event_type = \(complete)", nowMicros: nowMicros)
         return """
-            SELECT tenant_id AS o_tenant, _pair_key AS o_pair, \(at) AS o_at, min(_seq) AS o_seq,
-                multiIf(\(hasComplete), if(\(failed), 'failed', 'succeeded'), \(stuck), 'stuck', 'running') AS o_status
+            SELECT tenant_id AS o_tenant, _pair_key AS o_pair, \(at) AS o_at, min(_seq) AS o_seq, \(status) AS o_status
             FROM events WHERE \(conditions.joined(separator: " AND "))
             GROUP BY tenant_id, _pair_key
             """

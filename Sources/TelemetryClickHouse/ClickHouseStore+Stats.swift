@@ -1,5 +1,5 @@
 import Foundation
-public import TelemetryCatalog
+import TelemetryCatalog
 public import TelemetryStore
 
 extension ClickHouseStore {

@@ -100,7 +100,7 @@ struct ClickHouseBench: AsyncParsableCommand {
             process.arguments = ["--host", base.host, "--port", String(tcpPort), "--query", query]
             if let input { process.standardInput = try FileHandle(forReadingFrom: input) }
             if let output {
-                FileManager.default.createFile(atPath: output.path, contents: nil)
+                _ = FileManager.default.createFile(atPath: output.path, contents: nil)
                 process.standardOutput = try FileHandle(forWritingTo: output)
             }
             let began = MonotonicClock.now()
