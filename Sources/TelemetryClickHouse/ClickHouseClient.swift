@@ -74,6 +74,9 @@ final class ClickHouseClient: Sendable {
     ) async throws -> [UInt8] {
         var query: [(String, String)] = []
         if database { query.append(("database", location.database)) }
+        // A page of operations names up to 10,001 pairing-key hashes: room for that (the default
+        // is 256 KiB of SQL).
+        query.append(("max_query_size", "4000000"))
         query += settings
         var requestBody: [UInt8]
         var contentType = "text/plain; charset=utf-8"

@@ -238,8 +238,6 @@ struct ClickHouseLayout: Sendable {
     /// Catalog columns (every catalog field but `event_id` and the object-valued ones).
     let columns: [Column]
     let columnIndex: [String: Int]
-    /// For each compiled event index, for each field slot: the column index, or -1.
-    let slots: [[Int]]
     /// For each compiled event index, for each column: the event's field slot, or -1 (NULL).
     let slotOfColumn: [[Int]]
     /// Each column's type as stored.
@@ -288,7 +286,6 @@ struct ClickHouseLayout: Sendable {
         for (i, column) in columns.enumerated() { columnIndex[column.name] = i }
         self.columnIndex = columnIndex
         let slots = catalog.compiled.map { compiled in compiled.fields.map { columnIndex[$0.name] ?? -1 } }
-        self.slots = slots
         self.slotOfColumn = slots.map { slots in
             var inverse = [Int](repeating: -1, count: columns.count)
             for (slot, column) in slots.enumerated() where column >= 0 { inverse[column] = slot }
