@@ -9,14 +9,16 @@ import Testing
 /// brokers on loopback, in the test process): events posted to the collector reach the topics, the
 /// consumer loads them into the store, and the collector over that store answers queries on them.
 @Suite(.timeLimit(.minutes(3))) struct KafkaCommandTests {
-    @Test func serveKafkaThenConsumeIntoTheStoreTheCollectorReads() async throws {
+    /// Into either store: `consume --store clickhouse:…` as well as the SQLite file.
+    @Test(arguments: StoreKind.allCases) func serveKafkaThenConsumeIntoTheStoreTheCollectorReads(_ kind: StoreKind) async throws {
         let cluster = try KafkaMockCluster(brokers: 3)
         for topic in KafkaEventSink.topics() { try cluster.createTopic(topic, partitions: 3, replicationFactor: 3) }
         let data = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: data) }
-        let server = try await ServerProcess.start(data: data, extraArguments: ["--kafka", cluster.bootstrap, "--fsync", "normal"])
+        let store = try kind.serveArguments()
+        let server = try await ServerProcess.start(data: data, extraArguments: ["--kafka", cluster.bootstrap, "--fsync", "normal"] + store)
         defer { server.stop() }
-        let consumer = try await ConsumerProcess.start(bootstrap: cluster.bootstrap, data: data)
+        let consumer = try await ConsumerProcess.start(bootstrap: cluster.bootstrap, data: data, extraArguments: store)
         defer { consumer.stop(signal: SIGKILL) }
 
         var sampler = EventSampler(seed: 21)
@@ -53,12 +55,12 @@ final class ConsumerProcess: @unchecked Sendable {
     private let output = Pipe()
     private var seen = Data()
 
-    private init(bootstrap: String, data: URL) throws {
+    private init(bootstrap: String, data: URL, extraArguments: [String]) throws {
         process.executableURL = CLI.executable
         process.arguments = [
             "consume", "--kafka", bootstrap, "--data", data.path, "--fsync", "normal", "--metrics-port", "0", "--batch-size", "200",
             "--log-level", "error",
-        ]
+        ] + extraArguments
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -77,8 +79,8 @@ final class ConsumerProcess: @unchecked Sendable {
         metricsPort = port
     }
 
-    static func start(bootstrap: String, data: URL) async throws -> ConsumerProcess {
-        try await offThePool { try ConsumerProcess(bootstrap: bootstrap, data: data) }
+    static func start(bootstrap: String, data: URL, extraArguments: [String] = []) async throws -> ConsumerProcess {
+        try await offThePool { try ConsumerProcess(bootstrap: bootstrap, data: data, extraArguments: extraArguments) }
     }
 
     /// Signals the consumer, waits for it, and returns its exit status and everything it printed.
