@@ -50,14 +50,17 @@ extension ClickHouseStore {
     }
 
     public func event(id: UUIDValue, tenant: UUIDValue?) async throws -> StoredEvent? {
-        // The id index gives the event's time, which narrows the read to one day and one range of
-        // the sorting key. An event whose id row is missing (its writer died between the two
-        // inserts) is still found, by a scan.
+        // The id index gives the event's type, tenant and time: the events' sorting key, so the
+        // read goes straight to the row. An event whose id row is missing (its writer died between
+        // the two inserts) is still found, by a scan.
         var conditions = ["event_id = \(SQL.quote(id.description))"]
         if let found = try await client.rows(
-            "SELECT timestamp FROM event_ids WHERE event_id = \(SQL.quote(id.description)) LIMIT 1"
+            "SELECT timestamp, event_type, tenant_id FROM event_ids WHERE event_id = \(SQL.quote(id.description)) LIMIT 1"
         ).first, let timestamp = found[0].int64 {
             conditions.append("timestamp = \(timestamp)")
+            if let type = found[1].string, !type.isEmpty, let owner = found[2].string, !owner.isEmpty {
+                conditions += ["event_type = \(SQL.quote(type))", "tenant_id = \(SQL.quote(owner))"]
+            }
         }
         if let tenant { conditions.append("tenant_id = \(SQL.quote(tenant.description))") }
         guard let row = try await client.rows(

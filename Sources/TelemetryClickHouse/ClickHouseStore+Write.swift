@@ -22,7 +22,7 @@ extension ClickHouseStore {
         do {
             let pending = pendingIDRows.withLock { $0 }
             if !pending.isEmpty {
-                try await insert("INSERT INTO event_ids (event_id, timestamp, _seq) FORMAT TabSeparated", pending)
+                try await insert("INSERT INTO event_ids (event_id, timestamp, _seq, event_type, tenant_id) FORMAT TabSeparated", pending)
                 pendingIDRows.withLock { $0.removeFirst(min($0.count, pending.count)) }
             }
             if !batch.events.isEmpty {
@@ -54,12 +54,15 @@ extension ClickHouseStore {
                     var idRows: [UInt8] = []
                     idRows.reserveCapacity(fresh.count * 64)
                     for index in fresh {
-                        idRows += "\(ids[index])\t\(batch.events[index].event.timestampMicros)\t\(numbers[index])\n".utf8
+                        let event = batch.events[index].event
+                        idRows += "\(ids[index])\t\(event.timestampMicros)\t\(numbers[index])\t".utf8
+                        TSV.append(escaping: event.eventType, to: &idRows)
+                        idRows += "\t\(event.tenantID)\n".utf8
                         sequences[index] = numbers[index]
                     }
                     try await insert("INSERT INTO events (\(layout.insertColumns)) FORMAT RowBinary", rows)
                     do {
-                        try await insert("INSERT INTO event_ids (event_id, timestamp, _seq) FORMAT TabSeparated", idRows)
+                        try await insert("INSERT INTO event_ids (event_id, timestamp, _seq, event_type, tenant_id) FORMAT TabSeparated", idRows)
                     } catch {
                         pendingIDRows.withLock { $0 += idRows }
                         throw error

@@ -30,7 +30,8 @@ public struct ClickHouseStoreConfiguration: Sendable {
 ///   with `FINAL`, so an event counts once in them even before the merge, and a page of events
 ///   lists an event once (pages read without FINAL, which costs ~6x on ClickHouse 18).
 /// - `event_ids`: the dedupe index, ordered by `event_id` with small granules, partitioned like
-///   `events`; a batch's ids are looked up in it before the insert.
+///   `events`; a batch's ids are looked up in it before the insert. It also holds each event's
+///   type, tenant and time, which lead a read by id to its row through the events' sorting key.
 /// - `rejected`: rejected events with every reason and the raw bytes.
 ///
 /// Operations are not stored: they are computed from the lifecycle events in ClickHouse SQL
@@ -101,7 +102,9 @@ public final class ClickHouseStore: EventStore {
             CREATE TABLE IF NOT EXISTS event_ids (
                 event_id String,
                 timestamp Int64,
-                _seq Int64
+                _seq Int64,
+                event_type String,
+                tenant_id String
             ) ENGINE = ReplacingMergeTree()
             PARTITION BY \(Self.dayOfTimestamp)
             ORDER BY event_id
@@ -131,6 +134,15 @@ public final class ClickHouseStore: EventStore {
             ).compactMap { $0.first?.string })
         for column in layout.columns where !existing.contains(column.name) {
             try await run("ALTER TABLE events ADD COLUMN \(column.quoted) \(column.clickHouseType)")
+        }
+        // The id index holds the event's type and tenant too (for reading an event by id through
+        // the events' sorting key); an index made before that gets them, empty for its old rows.
+        let idColumns = Set(
+            try await client.rows(
+                "SELECT name FROM system.columns WHERE database = \(SQL.quote(database)) AND table = 'event_ids'"
+            ).compactMap { $0.first?.string })
+        for name in ["event_type", "tenant_id"] where !idColumns.contains(name) {
+            try await run("ALTER TABLE event_ids ADD COLUMN \(name) String")
         }
         // The pairing key's hash, computed by ClickHouse as rows arrive (see ``ClickHouseLayout/pairKeyExpression``);
         // redefined when the catalog's lifecycles change it.
