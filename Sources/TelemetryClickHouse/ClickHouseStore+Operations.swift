@@ -105,7 +105,12 @@ extension ClickHouseStore {
             pairingKey = """
                 ifNull(h_key1, if(h_key2 = '', concat('#', event_id), if(h_mapped = '', concat('~', h_key2), h_mapped)))
                 """
-            secondKey = "if(countIf(h_key2 != '') > 0, anyIf(h_key2, h_key2 != ''), NULL)"
+            // The start's second key when it has one, else the completion's (one answer, whichever
+            // row ClickHouse meets first: the two may differ).
+            secondKey = """
+                if(countIf(h_is_start AND h_key2 != '') > 0, anyIf(h_key2, h_is_start AND h_key2 != ''),
+                    if(countIf(h_key2 != '') > 0, anyIf(h_key2, h_key2 != ''), NULL))
+                """
         }
         let hasStart = "countIf(h_is_start) > 0"
         let hasComplete = "countIf(h_is_complete) > 0"

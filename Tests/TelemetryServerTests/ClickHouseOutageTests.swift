@@ -117,4 +117,62 @@ import Testing
         try await store.dropDatabase()
         sql.close()
     }
+
+    /// Two collectors (two stores on one database) racing to store the same events: an event may be
+    /// stored twice, and still counts once in counts, stats and operations.
+    @Test func twoWritersRacingOnTheSameEventsCountEachOnce() async throws {
+        let server = try ClickHouseLocalServer.shared()
+        let database = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        var logger = Logger(label: "test.clickhouse-race")
+        logger.logLevel = .critical
+        let configuration = ClickHouseStoreConfiguration(location: server.location(database: database))
+        let first = try await ClickHouseStore(configuration: configuration, logger: logger)
+        let second = try await ClickHouseStore(configuration: configuration, logger: logger)
+        defer {
+            first.close()
+            second.close()
+        }
+        var sampler = EventSampler(seed: 90)
+        sampler.linksLifecycles = true
+        sampler.lifecycleLag = 5
+        let events = (0..<1500).map { _ in sampler.sample() }
+        let batches = try stride(from: 0, to: events.count, by: 100).map {
+            try StoreConformanceTests.incoming(Array(events[$0..<min(events.count, $0 + 100)]))
+        }
+        // Both write every batch at the same time.
+        let stored = try await withThrowingTaskGroup(of: Int.self) { group in
+            for store in [first, second] {
+                group.addTask {
+                    var stored = 0
+                    for batch in batches { stored += try await store.write(WriteBatch(events: batch)).stored }
+                    return stored
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(stored >= 1500, "each event stored at least once")
+        let total = try await first.counts().events
+        #expect(total == 1500)
+        let byType = try await first.stats(StatsQuery(source: .allEvents, groupBy: ["event_type"], nowMicros: 0))
+        #expect(byType.reduce(0) { $0 + $1.count } == 1500)
+        // The operations are those of the same events written once, by one writer.
+        let expectedOperations = try await withStore(.clickhouse) { single in
+            for batch in batches { _ = try await single.write(WriteBatch(events: batch)) }
+            return try await single.operations(OperationQuery(limit: 10_000, nowMicros: 0)).operations
+        }
+        let operations = try await first.operations(OperationQuery(limit: 10_000, nowMicros: 0)).operations
+        #expect(operations.count == expectedOperations.count)
+        let got = Set(operations.map { "\($0.kind)|\($0.key ?? "")|\($0.status)|\($0.durationMilliseconds ?? -1)" })
+        let want = Set(expectedOperations.map { "\($0.kind)|\($0.key ?? "")|\($0.status)|\($0.durationMilliseconds ?? -1)" })
+        #expect(got == want, "extra: \(got.subtracting(want).sorted()), missing: \(want.subtracting(got).sorted())")
+        // One page lists an event once; after ClickHouse merges, every page does.
+        let page = try await first.events(EventQuery(limit: 10_000)).events
+        #expect(Set(page.map(\.json)).count == page.count)
+        let sql = HTTPConnection(host: "127.0.0.1", port: server.httpPort)
+        let optimized = try await sql.request("POST", "/?database=\(database)", body: Array("OPTIMIZE TABLE events FINAL".utf8))
+        #expect(optimized.status == 200)
+        #expect(try await first.events(EventQuery(limit: 10_000)).events.count == 1500)
+        try await first.dropDatabase()
+        sql.close()
+    }
 }
