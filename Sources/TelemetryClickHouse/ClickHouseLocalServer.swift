@@ -168,24 +168,26 @@ public final class ClickHouseLocalServer: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// A TCP port that was free a moment ago on loopback.
+    /// A TCP port that was free a moment ago on loopback, picked at random in 20000-29999: below
+    /// Linux's ephemeral range (32768-60999), where "bind port 0" answers come from. Tests that
+    /// reserve a port that way for a collector they start later would otherwise see ClickHouse take
+    /// it in the meantime (the kernel hands the same free port out again).
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw StartFailed(description: "socket: \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<30_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw StartFailed(description: "socket: \(errno)") }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            close(fd)
+            if bound == 0 { return port }
         }
-        guard bound == 0 else { throw StartFailed(description: "bind: \(errno)") }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        throw StartFailed(description: "no free port in 20000-29999")
     }
 
     private static let sharedServer = Mutex<Result<ClickHouseLocalServer, any Error>?>(nil)
