@@ -168,26 +168,12 @@ public final class ClickHouseLocalServer: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// A TCP port that was free a moment ago on loopback, picked at random in 20000-29999: below
-    /// Linux's ephemeral range (32768-60999), where "bind port 0" answers come from. Tests that
-    /// reserve a port that way for a collector they start later would otherwise see ClickHouse take
-    /// it in the meantime (the kernel hands the same free port out again).
+    /// ClickHouse's ports: see ``LoopbackPorts``.
     static func freePort() throws -> Int {
-        for _ in 0..<200 {
-            let port = Int.random(in: 20_000..<30_000)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw StartFailed(description: "socket: \(errno)") }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(port).bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            close(fd)
-            if bound == 0 { return port }
+        guard let port = LoopbackPorts.free(in: LoopbackPorts.clickHouse) else {
+            throw StartFailed(description: "no free loopback port in \(LoopbackPorts.clickHouse)")
         }
-        throw StartFailed(description: "no free port in 20000-29999")
+        return port
     }
 
     private static let sharedServer = Mutex<Result<ClickHouseLocalServer, any Error>?>(nil)
@@ -223,3 +209,33 @@ public final class ClickHouseLocalServer: Sendable {
 
 /// The shared server's PID, for the exit handler.
 private let sharedServerPID = Mutex<Int32?>(nil)
+
+/// Loopback ports for servers that tests start, picked at random in a range below Linux's ephemeral
+/// range (32768-60999), where "bind to port 0" answers come from. A test that reserves a port for
+/// a server it starts later (to see a client retry while nothing listens) must not see another
+/// server take it meanwhile, as one that binds port 0 may: the kernel hands a free port out again.
+public enum LoopbackPorts {
+    /// Where ``ClickHouseLocalServer`` takes its ports.
+    public static let clickHouse = 20_000..<30_000
+    /// Where tests reserve ports for servers they start later.
+    public static let reserved = 30_000..<32_768
+
+    /// A port of `range` that nothing listens on at the moment, or `nil` after 200 tries.
+    public static func free(in range: Range<Int>) -> Int? {
+        for _ in 0..<200 {
+            let port = Int.random(in: range)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return nil }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            close(fd)
+            if bound == 0 { return port }
+        }
+        return nil
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import TelemetryClickHouse
 
 /// `telemetry serve` as a child process on a loopback port, stopped by its PID.
 final class ServerProcess: @unchecked Sendable {
@@ -61,18 +62,9 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, where no server binding port 0 can take it (see
+/// `LoopbackPorts`).
 func freePort() throws -> Int {
-    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(s) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) == 0 && getsockname(s, $0, &length) == 0 }
-    }
-    guard bound else { throw CLIError("cannot find a free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    guard let port = LoopbackPorts.free(in: LoopbackPorts.reserved) else { throw CLIError("cannot find a free port") }
+    return port
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TelemetryClickHouse
 import Logging
 import ServiceLifecycle
 import TelemetryCatalog
@@ -63,19 +64,11 @@ import Testing
     }
 
     /// A free loopback port, found by binding port 0.
+    /// A loopback port for a collector started later, where no server binding port 0 can take it
+    /// in the meantime (see `LoopbackPorts`).
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw CancellationError() }
-        return Int(UInt16(bigEndian: address.sin_port))
+        guard let port = LoopbackPorts.free(in: LoopbackPorts.reserved) else { throw CancellationError() }
+        return port
     }
 
     /// Every stored event id, oldest first.
