@@ -13,15 +13,18 @@ struct ClickHouseBench: AsyncParsableCommand {
             Starts a ClickHouse server of its own on loopback (Debian's clickhouse-server; or uses \
             --store), samples and validates --events events of every type, then measures, in one run:
 
-              store: ClickHouseStore.write in batches of --batch-size, as the collector's writer and
-                the Kafka consumer call it: the dedupe lookup of the batch's ids, the events INSERT
-                (TabSeparated, typed columns and the normalised JSON) and the ids INSERT
-              baseline: `clickhouse-client --query "INSERT INTO … FORMAT JSONEachRow"` of the very
-                rows the store wrote (read back from it), into a table of the same definition
+              store: ClickHouseStore.write in batches of --batch-size, as the
+                collector and the Kafka consumer call it: the dedupe lookup of
+                the batch's ids, the events INSERT (RowBinary: typed columns and
+                the normalised JSON), the ids INSERT
+              baseline: clickhouse-client --query "INSERT … FORMAT JSONEachRow"
+                of the very rows the store wrote (read back from it), into a
+                table of the same definition
 
             The two alternate for --rounds rounds (each into a new database or table), since the \
             machine's load moves between runs; the medians are compared. Databases are dropped at \
-            the end.
+            the end. The default batch is what `consume` writes to ClickHouse (50,000; the \
+            collector's group commits take up to 100,000): ClickHouse charges per INSERT.
             """
     )
 
@@ -29,7 +32,7 @@ struct ClickHouseBench: AsyncParsableCommand {
     var events: Int = 200_000
 
     @Option(help: "Events per store write.")
-    var batchSize: Int = 10_000
+    var batchSize: Int = 50_000
 
     @Option(help: "Use this ClickHouse server (clickhouse:http://HOST:PORT/DATABASE; the database part is ignored) instead of starting one.")
     var store: String?
