@@ -86,11 +86,9 @@ import Testing
     /// Events stored but their ids' INSERT failed: the ids go in before the next write, so that
     /// the sender's retry of the batch counts as duplicates instead of storing the events again.
     @Test func eventsStoredWhoseIdsFailedAreDuplicatesOnRetry() async throws {
-        let server = try ClickHouseLocalServer.shared()
-        let database = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        var (server, database, configuration) = try newClickHouseDatabase()
         var logger = Logger(label: "test.clickhouse-ids")
         logger.logLevel = .critical
-        var configuration = ClickHouseStoreConfiguration(location: server.location(database: database))
         configuration.insertAttempts = 1
         let store = try await ClickHouseStore(configuration: configuration, logger: logger)
         defer { store.close() }
@@ -121,11 +119,9 @@ import Testing
     /// Two collectors (two stores on one database) racing to store the same events: an event may be
     /// stored twice, and still counts once in counts, stats and operations.
     @Test func twoWritersRacingOnTheSameEventsCountEachOnce() async throws {
-        let server = try ClickHouseLocalServer.shared()
-        let database = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let (server, database, configuration) = try newClickHouseDatabase()
         var logger = Logger(label: "test.clickhouse-race")
         logger.logLevel = .critical
-        let configuration = ClickHouseStoreConfiguration(location: server.location(database: database))
         let first = try await ClickHouseStore(configuration: configuration, logger: logger)
         let second = try await ClickHouseStore(configuration: configuration, logger: logger)
         defer {

@@ -38,9 +38,8 @@ func withStore<T>(
         defer { try? store.close() }
         return try await body(store)
     case .clickhouse:
-        let server = try ClickHouseLocalServer.shared()
-        let database = name ?? "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        var configuration = ClickHouseStoreConfiguration(location: server.location(database: database))
+        var configuration = try newClickHouseDatabase().configuration
+        if let name { configuration.location.database = name }
         configuration.stuckAfterSeconds = stuckAfter
         let store = try await ClickHouseStore(configuration: configuration, logger: logger)
         do {
@@ -60,6 +59,16 @@ func withStore<T>(
 func reopenableStoreName(_ kind: StoreKind) -> String {
     switch kind {
     case .sqlite: FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite").path
-    case .clickhouse: "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+    case .clickhouse: newDatabaseName()
     }
 }
+
+/// A database of its own on the shared local ClickHouse: the server and a configuration for it.
+func newClickHouseDatabase() throws -> (server: ClickHouseLocalServer, database: String, configuration: ClickHouseStoreConfiguration) {
+    let server = try ClickHouseLocalServer.shared()
+    let database = newDatabaseName()
+    return (server, database, ClickHouseStoreConfiguration(location: server.location(database: database)))
+}
+
+/// A database name no other test uses.
+func newDatabaseName() -> String { "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() }
