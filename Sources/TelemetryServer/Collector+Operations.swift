@@ -135,6 +135,7 @@ extension Collector {
         do {
             metrics.setStuck(try await store.stuckOperationCounts(nowMicros: Self.nowMicros()))
             metrics.storeBytes.set(Double(try await store.sizeBytes()))
+            metrics.pairingLag.set(Double(store.pairingLag))
             metrics.queueDepth.set(Double(ingestor.sink.pendingEvents))
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

@@ -45,7 +45,12 @@ public final class CollectorMetrics: Sendable {
     }
     static var storeSize: MetricNameDescriptor {
         MetricNameDescriptor(
-            namespace: "telemetry", metricName: "store_size", unitName: "bytes", helpText: "Size of the store's database file.")
+            namespace: "telemetry", metricName: "store_size", unitName: "bytes", helpText: "Size of the store's database files.")
+    }
+    static var pairingLag: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "telemetry", metricName: "operations_pairing_lag_events",
+            helpText: "Stored events not yet paired into operations (by sequence, lifecycle or not).")
     }
     static var stuck: MetricNameDescriptor {
         MetricNameDescriptor(
@@ -79,6 +84,7 @@ public final class CollectorMetrics: Sendable {
     private let commitEventCount: ValueHistogram
     let queueDepth: Gauge
     let storeBytes: Gauge
+    let pairingLag: Gauge
 
     /// Creates the metrics in `registry`.
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -87,6 +93,7 @@ public final class CollectorMetrics: Sendable {
         commitEventCount = registry.makeValueHistogram(descriptor: Self.commitEvents, buckets: Self.eventBuckets)
         queueDepth = registry.makeGauge(descriptor: Self.queue)
         storeBytes = registry.makeGauge(descriptor: Self.storeSize)
+        pairingLag = registry.makeGauge(descriptor: Self.pairingLag)
     }
 
     /// Records one store transaction; pass it to the `IngestWriter` as `onTransaction`.

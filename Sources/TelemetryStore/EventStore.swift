@@ -41,6 +41,14 @@ public protocol EventStore: Sendable {
 
     /// The store's size on disk, bytes.
     func sizeBytes() async throws -> Int64
+
+    /// Stored events not yet paired into operations, counted by sequence (most are not lifecycle
+    /// events); 0 for a store that pairs when it reads.
+    var pairingLag: Int64 { get }
+}
+
+extension EventStore {
+    public var pairingLag: Int64 { 0 }
 }
 
 /// One event to store, with where it came from.

@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-public import TelemetryCatalog
+import TelemetryCatalog
 
 extension SQLiteStore {
     /// Operations newest first by when they started (or completed, while the start is unknown).
@@ -9,6 +9,7 @@ extension SQLiteStore {
     /// `running` and `stuck`), newest first, and the kinds' pages are merged: no query sorts more
     /// than a page of rows, however many operations are stored.
     public func operations(_ query: OperationQuery) async throws -> OperationPage {
+        await waitForPairing()
         var lifecycles = catalog.lifecycles
         if let kind = query.kind {
             guard let lifecycle = catalog.lifecycle(kind) else { throw unknownKind(kind) }
@@ -75,6 +76,9 @@ extension SQLiteStore {
     }
 
     /// How many operations of each kind are stuck at `nowMicros` (kinds with none included, as 0).
+    ///
+    /// Counted from what is paired, without waiting for pairing to catch up: `/metrics` reads
+    /// this at every scrape, next to the pairing lag.
     public func stuckOperationCounts(nowMicros: Int64) async throws -> [String: Int] {
         var result: [String: Int] = [:]
         for lifecycle in catalog.lifecycles { result[lifecycle.kind] = 0 }

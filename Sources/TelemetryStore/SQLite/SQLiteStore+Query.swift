@@ -101,25 +101,25 @@ extension SQLiteStore {
         let types = typesList
         let kinds = catalog.lifecycles.map { "'" + $0.kind.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
         do {
-            return try await pool.write { db in
+            let events = try await pool.write { db in
                 try db.execute(
                     sql: """
                         DELETE FROM events WHERE _seq IN
                         (SELECT _seq FROM events WHERE event_type IN (\(types)) AND "timestamp" < ? LIMIT ?)
                         """, arguments: [micros, limit])
-                let events = db.changesCount
-                var operations = 0
-                if !kinds.isEmpty {
-                    // Operations go with their start's time, through the (kind, _at_us) index.
-                    try db.execute(
-                        sql: """
-                            DELETE FROM operations WHERE _seq IN
-                            (SELECT _seq FROM operations WHERE kind IN (\(kinds)) AND _at_us < ? LIMIT ?)
-                            """, arguments: [micros, limit])
-                    operations = db.changesCount
-                }
-                return max(events, operations)
+                return db.changesCount
             }
+            guard !kinds.isEmpty else { return events }
+            // Operations go with their start's time, through the (kind, _at_us) index.
+            let operations = try await operationsDatabase.write { db in
+                try db.execute(
+                    sql: """
+                        DELETE FROM operations WHERE _seq IN
+                        (SELECT _seq FROM operations WHERE kind IN (\(kinds)) AND _at_us < ? LIMIT ?)
+                        """, arguments: [micros, limit])
+                return db.changesCount
+            }
+            return max(events, operations)
         } catch {
             throw mapError(error)
         }

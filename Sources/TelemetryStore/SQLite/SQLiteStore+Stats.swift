@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 import GRDBSQLite
-public import TelemetryCatalog
+import TelemetryCatalog
 
 extension SQLiteStore {
 
@@ -15,6 +15,7 @@ extension SQLiteStore {
     ///   aggregate the field's type does not allow.
     public func stats(_ query: StatsQuery) async throws -> [StatsGroup] {
         let plan = try statsPlan(query)
+        if case .operations = query.source { await waitForPairing() }
         let groups = try await read { db in
             if plan.countsInIndexOrder { return try Self.countInIndexOrder(plan, db) }
             return plan.needsValues ? try Self.aggregateInMemory(plan, db) : try Self.aggregateInSQL(plan, db)

@@ -67,6 +67,11 @@ public struct SQLiteStoreConfiguration: Sendable {
 /// object-valued fields (`metadata`, `tags`, `user`, `resource`) live only in the JSON.
 public final class SQLiteStore: EventStore {
     let pool: DatabasePool
+    /// The operations file (`…-operations.sqlite`, the events file attached as `stored`): written
+    /// by the pairer alone; read through `pool`, whose connections attach it as `ops`.
+    let operationsDatabase: DatabaseQueue
+    /// Pairs events into operations after they commit; `nil` with pairing off.
+    let pairer: OperationPairer?
     let layout: ColumnLayout
     let operationLayout: OperationLayout
     let catalog: Catalog
@@ -103,48 +108,115 @@ public final class SQLiteStore: EventStore {
             // within the p99 goal.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 4096")
         }
+        let operationsPath = Self.operationsPath(configuration.path)
+        config.prepareDatabase { db in
+            // Readers only: a write transaction of the events writer (BEGIN IMMEDIATE) would lock
+            // every attached file, the pairer's among them.
+            if db.configuration.readonly {
+                try db.execute(sql: "ATTACH DATABASE ? AS ops", arguments: [operationsPath])
+            }
+        }
+        var operationsConfig = Configuration()
+        operationsConfig.busyMode = .timeout(10)
+        operationsConfig.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA page_size = 8192")
+            // Operations are derived from the events: a commit lost to a power cut is redone from
+            // the events above the watermark, so this file needs no fsync per commit.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB / 2)")
+        }
         do {
+            // The operations file first: the events pool's connections attach it.
+            operationsDatabase = try DatabaseQueue(path: operationsPath, configuration: operationsConfig)
+            try Self.migrateOperations(operationsDatabase, operationLayout)
             pool = try DatabasePool(path: configuration.path, configuration: config)
-            try migrate()
-            if let maxBytes = configuration.maxBytes { try setMaxBytes(maxBytes) }
+            try Self.migrate(pool, layout)
+            let path = configuration.path
+            try operationsDatabase.writeWithoutTransaction { db in
+                try db.execute(sql: "ATTACH DATABASE ? AS stored", arguments: [path])
+            }
+            if let maxBytes = configuration.maxBytes { try Self.setMaxBytes(maxBytes, pool, operationsDatabase) }
+            if configuration.pairsOperations {
+                let committed = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0 }
+                let pairer = try OperationPairer(
+                    database: operationsDatabase, layout: operationLayout, catalog: catalog, committed: committed, logger: logger)
+                pairer.start()
+                self.pairer = pairer
+            } else {
+                pairer = nil
+            }
         } catch {
             throw StoreError(.unavailable, "cannot open the store at \(configuration.path): \(error)", cause: error)
         }
     }
 
-    /// Caps the database file at about `bytes` (SQLite's `max_page_count`); writes beyond it fail
-    /// with ``StoreError/Code/full`` and store nothing.
+    deinit {
+        pairer?.stop()
+    }
+
+    /// The operations file of the store at `path`: `telemetry.sqlite` → `telemetry-operations.sqlite`.
+    static func operationsPath(_ path: String) -> String {
+        (path.hasSuffix(".sqlite") ? String(path.dropLast(7)) : path) + "-operations.sqlite"
+    }
+
+    /// Waits (up to 5 s) until every event committed before the call has been paired, so that a
+    /// read of operations sees what was acknowledged before it.
+    func waitForPairing() async {
+        await pairer?.waitUntilPaired(timeout: .seconds(5))
+    }
+
+    /// Events stored but not yet paired into operations (by sequence); 0 with pairing off.
+    public var pairingLag: Int64 { pairer?.lag ?? 0 }
+
+    /// Caps the events file, and the operations file, each at about `bytes` (SQLite's
+    /// `max_page_count`); writes beyond it fail with ``StoreError/Code/full`` and store nothing.
     public func setMaxBytes(_ bytes: Int64) throws {
+        try Self.setMaxBytes(bytes, pool, operationsDatabase)
+    }
+
+    private static func setMaxBytes(_ bytes: Int64, _ pool: DatabasePool, _ operationsDatabase: DatabaseQueue) throws {
         try pool.writeWithoutTransaction { db in
+            let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+            _ = try Int64.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, bytes / pageSize))")
+        }
+        try operationsDatabase.writeWithoutTransaction { db in
             let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
             _ = try Int64.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, bytes / pageSize))")
         }
     }
 
-    /// The database file's size in bytes (pages in use × page size).
+    /// The size of the events and operations files in bytes (pages in use × page size).
     public func sizeBytes() async throws -> Int64 {
         try await pool.read { db in
-            let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
-            let size = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 0
-            return pages * size
+            try ["main", "ops"].reduce(0) { total, schema in
+                let pages = try Int64.fetchOne(db, sql: "PRAGMA \(schema).page_count") ?? 0
+                let size = try Int64.fetchOne(db, sql: "PRAGMA \(schema).page_size") ?? 0
+                return total + pages * size
+            }
         }
     }
 
-    /// Runs SQLite's `PRAGMA integrity_check`; returns its answer (`ok` when sound).
+    /// Runs SQLite's `PRAGMA integrity_check` on both files; returns `ok` when both are sound, else
+    /// their answers.
     public func integrityCheck() async throws -> String {
         try await pool.read { db in
-            try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
+            let answers = try ["main", "ops"].map { schema in
+                try String.fetchAll(db, sql: "PRAGMA \(schema).integrity_check").joined(separator: "; ")
+            }
+            return answers.allSatisfy { $0 == "ok" } ? "ok" : answers.joined(separator: "; ")
         }
     }
 
     /// Closes the database; the store must not be used afterwards.
     public func close() throws {
+        pairer?.stop()
         try pool.close()
+        try operationsDatabase.close()
     }
 
     // MARK: schema
 
-    private func migrate() throws {
+    private static func migrate(_ pool: DatabasePool, _ layout: ColumnLayout) throws {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: events and rejected") { db in
             try db.execute(
@@ -180,7 +252,33 @@ public final class SQLiteStore: EventStore {
                     CREATE INDEX rejected_by_tenant ON rejected(tenant_id, _seq);
                     """)
         }
-        migrator.registerMigration("v2: operations") { db in
+        migrator.registerMigration("v2: operations") { _ in
+            // Operations were a table of this file; they now live in a file of their own (v3).
+        }
+        migrator.registerMigration("v3: operations in their own file") { db in
+            // The pairer pairs every event again from the start (its watermark is 0 in a new
+            // operations file), so dropping the old table loses nothing.
+            try db.execute(sql: "DROP TABLE IF EXISTS main.operations")
+        }
+        try migrator.migrate(pool)
+        // Catalog fields become typed columns; a field added to the catalog is a column added here.
+        // The same for the lifecycles' attributes and spans on operations.
+        try pool.write { db in
+            let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(events)").map { $0["name"] as String })
+            for column in layout.columns where !existing.contains(column.name) {
+                try db.execute(sql: "ALTER TABLE events ADD COLUMN \(column.quoted) \(column.sqlType)")
+            }
+        }
+    }
+
+    /// Creates or migrates the operations file: the operations table, its indexes, the pairing
+    /// watermark, and a column for each lifecycle attribute and span of the catalog.
+    private static func migrateOperations(_ database: DatabaseQueue, _ operationLayout: OperationLayout) throws {
+        try database.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+        }
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: operations") { db in
             // One row an operation; whichever half arrives first inserts it. key1/key2 hold the
             // values of the lifecycle's pairing keys (the start's, or the completion's while the
             // start is missing); _at_us is when it started, or completed while the start is missing.
@@ -214,19 +312,13 @@ public final class SQLiteStore: EventStore {
                     CREATE INDEX operations_by_time ON operations(kind, _at_us);
                     CREATE INDEX operations_open ON operations(kind, _at_us) WHERE complete_seq IS NULL;
                     """)
+            try db.execute(sql: "CREATE TABLE pairing_state (through INTEGER NOT NULL)")
+            try db.execute(sql: "INSERT INTO pairing_state (through) VALUES (0)")
         }
-        try migrator.migrate(pool)
-        // Catalog fields become typed columns; a field added to the catalog is a column added here.
-        // The same for the lifecycles' attributes and spans on operations.
-        let layout = self.layout
-        let operationLayout = self.operationLayout
-        try pool.write { db in
-            let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(events)").map { $0["name"] as String })
-            for column in layout.columns where !existing.contains(column.name) {
-                try db.execute(sql: "ALTER TABLE events ADD COLUMN \(column.quoted) \(column.sqlType)")
-            }
-            let existingOperations = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(operations)").map { $0["name"] as String })
-            for column in operationLayout.columns where !existingOperations.contains(column.name) {
+        try migrator.migrate(database)
+        try database.write { db in
+            let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(operations)").map { $0["name"] as String })
+            for column in operationLayout.columns where !existing.contains(column.name) {
                 try db.execute(sql: "ALTER TABLE operations ADD COLUMN \(column.quoted) \(column.sqlType)")
             }
         }

@@ -15,8 +15,9 @@ struct IngestBench: ParsableCommand {
                          from N connections: HTTP, validation, dedupe, typed columns, durable commit, ack
             and prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, and
             the ratio collector/baseline. Completions carry the keys of earlier starts, so events pair
-            into operations as real traffic does; the collector is measured a second time with
-            --no-operations, to show what pairing costs. The load generator runs on the same machine.
+            into operations as real traffic does; a run ends when every event is acknowledged and
+            paired. The collector is measured a second time with --no-operations, to show what
+            pairing costs. The load generator runs on the same machine.
             """
     )
 
@@ -88,7 +89,11 @@ struct IngestBench: ParsableCommand {
     private func measureCollector(_ batches: [[UInt8]], data: URL, extra: [String] = []) throws -> CollectorRun {
         let collector = try CollectorChild(data: data, fsync: fsync, extra: extra)
         defer { collector.stop() }
-        let (seconds, latencies) = try collector.post(batches, connections: connections)
+        let started = MonotonicClock.now()
+        let (_, latencies) = try collector.post(batches, connections: connections)
+        // Pairing runs beside the writer: the run ends when every event is paired too.
+        try collector.waitUntilPaired()
+        let seconds = Double(MonotonicClock.now() - started) / 1e9
         return CollectorRun(seconds: seconds, latencies: latencies, peakRSS: collector.peakRSS)
     }
 }

@@ -59,6 +59,22 @@ final class CollectorChild {
         return (seconds, results.latencies)
     }
 
+    /// Waits until the collector has paired every stored event into operations (its
+    /// `telemetry_operations_pairing_lag_events` gauge reads 0), polling `/metrics`.
+    func waitUntilPaired() throws {
+        let connection = HTTPConnection(host: "127.0.0.1", port: port)
+        while true {
+            let response = try connection.request("GET", "/metrics", headers: [], body: [])
+            guard response.status == 200 else { throw CommandFailure("GET /metrics: HTTP \(response.status)") }
+            let lag = response.text.split(separator: "\n").first { $0.hasPrefix("telemetry_operations_pairing_lag_events ") }
+            guard let lag, let value = Double(lag.split(separator: " ").last ?? "") else {
+                throw CommandFailure("/metrics has no telemetry_operations_pairing_lag_events")
+            }
+            if value == 0 { return }
+            usleep(2_000)
+        }
+    }
+
     /// The child's peak resident memory, bytes.
     var peakRSS: Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),

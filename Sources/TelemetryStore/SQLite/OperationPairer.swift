@@ -1,0 +1,482 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+import Logging
+import TelemetryCatalog
+
+/// Pairs stored events into operations, in a file of their own, on a thread of its own, after the
+/// events' transaction has committed: the writer's transaction (and so every acknowledgement)
+/// never waits for pairing, and pairing runs beside it on the other core.
+///
+/// The operations file holds a durable watermark (`pairing_state.through`): every event with a
+/// sequence at or below it has been paired, and it moves in the same transaction as the operations
+/// it accounts for. So pairing is exactly once whatever happens: after a crash, or when events
+/// were written with pairing off, the pairer reads the events above the watermark back from the
+/// events table and pairs them, in sequence order, as it does live.
+///
+/// Live, the writer hands over the lifecycle events of each committed transaction (in memory, up to
+/// ``maxQueuedEvents``; beyond that only the range, read back from the table later), so the usual
+/// path re-reads nothing. Reads of operations wait until pairing has caught up with every event
+/// committed before they began (``waitUntilPaired(timeout:)``).
+final class OperationPairer: @unchecked Sendable {
+    /// The events of one committed transaction: sequences in `(after, through]`; the lifecycle
+    /// events among them in sequence order, or `nil` when they were left to be read back.
+    private struct Chunk {
+        let after: Int64
+        let through: Int64
+        let events: [(sequence: Int64, event: NormalizedEvent)]?
+    }
+
+    private enum Work {
+        case memory([(sequence: Int64, event: NormalizedEvent)], through: Int64)
+        case table(after: Int64, through: Int64)
+    }
+
+    /// The most lifecycle events held in memory waiting to be paired.
+    static let maxQueuedEvents = 50_000
+    /// The most events paired in one transaction.
+    static let eventsPerTransaction = 20_000
+
+    private let database: DatabaseQueue
+    private let layout: OperationLayout
+    private let catalog: Catalog
+    private let lifecycleTypes: String
+    private let logger: Logger
+    private let condition = NSCondition()
+    private var chunks: [Chunk] = []
+    private var queuedEvents = 0
+    private var committed: Int64
+    private var paired: Int64
+    private var stopping = false
+    private var running = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// `database` is the operations file with the events file attached; pairing resumes after the
+    /// watermark stored there, and `committed` is the newest stored event's sequence.
+    init(database: DatabaseQueue, layout: OperationLayout, catalog: Catalog, committed: Int64, logger: Logger) throws {
+        self.database = database
+        self.layout = layout
+        self.catalog = catalog
+        self.logger = logger
+        self.committed = committed
+        let types = Set(catalog.lifecycles.flatMap { [$0.startEventType, $0.completeEventType] })
+        lifecycleTypes = types.sorted().map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
+        paired = try database.read { db in try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0 }
+    }
+
+    /// Starts the pairing thread.
+    func start() {
+        condition.lock()
+        running = true
+        condition.unlock()
+        let thread = Thread { [self] in
+            Thread.current.name = "store-pairing"
+            withLock {
+                pairingThread = pthread_self()
+                setYielding(true)
+            }
+            loop()
+            finished.signal()
+        }
+        thread.start()
+    }
+
+    /// Pairing yields the CPU to ingest (the events writer and the request threads) while it is
+    /// less than this many sequences behind and no read waits for it; otherwise it runs at normal
+    /// priority, so it cannot fall behind without bound nor keep a reader waiting. On two cores,
+    /// pairing beside a busy writer slowed the writer's transactions by ~25%; yielding, it runs
+    /// while they wait (fsync, requests) and costs ingest about two thirds of that.
+    static let yieldUntilLag: Int64 = 200_000
+    /// Whether the thread runs under `SCHED_IDLE`; with `threadID`, guarded by the lock.
+    private var yielding = false
+    private var pairingThread: pthread_t?
+    /// Reads waiting in ``waitUntilPaired(timeout:)``.
+    private var waitingReads = 0
+
+    /// Sets the pairing thread's scheduling (from any thread): `SCHED_IDLE`, which runs only on an
+    /// otherwise idle core, or the normal policy. Called with the lock held.
+    private func setYielding(_ yields: Bool) {
+        guard yields != yielding, let thread = pairingThread else { return }
+        var parameters = sched_param(sched_priority: 0)
+        // SCHED_IDLE is 5 on Linux; Glibc's module does not export the constant.
+        pthread_setschedparam(thread, yields ? 5 : 0, &parameters)
+        yielding = yields
+    }
+
+    /// Pairs what is queued (for at most `drainSeconds`), then stops the thread; what is left is
+    /// paired from the events table when the store opens again.
+    func stop(drainSeconds: Double = 5) {
+        condition.lock()
+        guard running, !stopping else {
+            condition.unlock()
+            return
+        }
+        stopping = true
+        stopDeadline = Date().addingTimeInterval(drainSeconds)
+        condition.broadcast()
+        condition.unlock()
+        finished.wait()
+    }
+    private var stopDeadline = Date.distantFuture
+
+    /// A committed transaction of the events writer: its sequences are in `(after, through]`;
+    /// `events` are the lifecycle events among them, in sequence order.
+    struct Handover: Sendable {
+        let after: Int64
+        let through: Int64
+        let events: [(sequence: Int64, event: NormalizedEvent)]
+    }
+
+    /// Called by the events writer after each transaction that stored events has committed.
+    /// Handovers of concurrent writes may arrive out of order: each is placed by its range, and a
+    /// range not yet handed over when the pairer reaches it is read back from the table.
+    func committed(_ handover: Handover) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard handover.through > paired else { return }
+        let events = handover.events
+        let keep = events.isEmpty || queuedEvents + events.count <= Self.maxQueuedEvents
+        let chunk = Chunk(after: handover.after, through: handover.through, events: keep ? events : nil)
+        if keep { queuedEvents += events.count }
+        let position = chunks.lastIndex { $0.after <= chunk.after }.map { $0 + 1 } ?? 0
+        chunks.insert(chunk, at: position)
+        committed = max(committed, handover.through)
+        condition.broadcast()
+    }
+
+    /// How many stored events wait to be paired (by sequence; most are not lifecycle events).
+    var lag: Int64 { withLock { committed - paired } }
+
+    /// Waits until every event committed before this call has been paired, or `timeout` passed
+    /// (then operations are answered from what is paired; the lag is exported as a metric).
+    func waitUntilPaired(timeout: Duration) async {
+        let (target, waits) = withLock {
+            let target = running ? committed : paired
+            if paired < target {
+                waitingReads += 1
+                setYielding(false)
+            }
+            return (target, paired < target)
+        }
+        guard waits else { return }
+        defer { withLock { waitingReads -= 1 } }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while withLock({ paired < target && !stopping }) && clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    private func withLock<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    // MARK: the thread
+
+    private func loop() {
+        var failures = 0
+        while true {
+            condition.lock()
+            while !stopping && paired >= committed { condition.wait() }
+            if stopping && (paired >= committed || Date() >= stopDeadline) {
+                condition.unlock()
+                return
+            }
+            let work = nextWork()
+            condition.unlock()
+            do {
+                let through = try process(work)
+                condition.lock()
+                advance(to: through)
+                let lag = committed - paired
+                if lag > Self.yieldUntilLag || waitingReads > 0 {
+                    setYielding(false)
+                } else if lag < Self.yieldUntilLag / 4 {
+                    setYielding(true)
+                }
+                condition.unlock()
+                failures = 0
+            } catch {
+                failures += 1
+                logger.error(
+                    "store.pairing.failed",
+                    metadata: ["error.message": "\(error)", "pairing.attempt": "\(failures)"])
+                condition.lock()
+                let wait = min(5.0, 0.05 * pow(2, Double(min(failures, 7))))
+                if !stopping { _ = condition.wait(until: Date().addingTimeInterval(wait)) }
+                let giveUp = stopping
+                condition.unlock()
+                if giveUp { return }
+            }
+        }
+    }
+
+    /// The next transaction's work: the queued events that follow the watermark, or the range up to
+    /// the next queued ones to read back from the table. Called with the lock held.
+    private func nextWork() -> Work {
+        while let first = chunks.first, first.through <= paired { dropFirstChunk() }
+        if let first = chunks.first, first.after == paired, first.events != nil {
+            var events: [(sequence: Int64, event: NormalizedEvent)] = []
+            var through = paired
+            for chunk in chunks {
+                guard chunk.after == through, let more = chunk.events,
+                    events.isEmpty || events.count + more.count <= Self.eventsPerTransaction
+                else { break }
+                events += more
+                through = chunk.through
+            }
+            return .memory(events, through: through)
+        }
+        let upTo = chunks.first { $0.events != nil && $0.after > paired }?.after ?? committed
+        return .table(after: paired, through: upTo)
+    }
+
+    private func dropFirstChunk() {
+        let chunk = chunks.removeFirst()
+        queuedEvents -= chunk.events?.count ?? 0
+    }
+
+    /// Called with the lock held.
+    private func advance(to through: Int64) {
+        guard through > paired else { return }
+        paired = through
+        while let first = chunks.first, first.through <= paired { dropFirstChunk() }
+        condition.broadcast()
+    }
+
+    /// Pairs one transaction's worth of events; returns the new watermark.
+    private func process(_ work: Work) throws -> Int64 {
+        try database.writeWithoutTransaction { db in
+            var through: Int64 = 0
+            // Deferred, and the first statement writes the operations file: only that file is
+            // locked for writing (BEGIN IMMEDIATE would lock the attached events file too, and
+            // stall the events writer).
+            try db.inTransaction(.deferred) {
+                try db.execute(sql: "UPDATE pairing_state SET through = through")
+                // Another store open on the same files may have paired further.
+                let stored = try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0
+                switch work {
+                case .memory(let events, let last):
+                    for (sequence, event) in events where sequence > stored { try pair(event, sequence, db) }
+                    through = last
+                case .table(let after, let last):
+                    through = try pairStored(after: max(after, stored), through: last, db)
+                }
+                through = max(through, stored)
+                try db.execute(sql: "UPDATE pairing_state SET through = ?", arguments: [through])
+                return .commit
+            }
+            return through
+        }
+    }
+
+    /// Pairs stored events in `(after, through]`, reading them back and validating their normalised
+    /// JSON again; at most ``eventsPerTransaction`` of them. Returns how far it got.
+    private func pairStored(after: Int64, through: Int64, _ db: Database) throws -> Int64 {
+        guard after < through else { return through }
+        // NOT INDEXED: walk the rowid range, not every lifecycle event through the type index.
+        let statement = try db.cachedStatement(
+            sql: """
+                SELECT _seq, _json FROM events NOT INDEXED
+                WHERE _seq > ? AND _seq <= ? AND event_type IN (\(lifecycleTypes)) ORDER BY _seq LIMIT \(Self.eventsPerTransaction)
+                """
+        ).sqliteStatement
+        var validator = EventValidator(catalog: catalog)
+        var rows = 0
+        var last = after
+        sqlite3_bind_int64(statement, 1, after)
+        sqlite3_bind_int64(statement, 2, through)
+        defer { sqlite3_reset(statement) }
+        var pending: [(Int64, NormalizedEvent)] = []
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(statement))))
+            }
+            rows += 1
+            last = sqlite3_column_int64(statement, 0)
+            let bytes = UnsafeRawBufferPointer(start: sqlite3_column_text(statement, 1), count: Int(sqlite3_column_bytes(statement, 1)))
+            switch validator.validate(bytes) {
+            case .valid(let event):
+                pending.append((last, event))
+            case .invalid(let invalid):
+                // Only a privacy policy that rewrote a pairing key into a non-UUID can do this.
+                logger.warning(
+                    "store.pairing.skipped",
+                    metadata: ["event.sequence": "\(last)", "error.message": "\(invalid.issues.first?.message ?? "invalid")"])
+            }
+        }
+        sqlite3_reset(statement)
+        for (sequence, event) in pending { try pair(event, sequence, db) }
+        return rows == Self.eventsPerTransaction ? last : through
+    }
+
+    /// Pairs one stored event: each lifecycle role it plays.
+    private func pair(_ event: NormalizedEvent, _ sequence: Int64, _ db: Database) throws {
+        let roles = layout.roles[event.compiled.index]
+        if roles.isEmpty { return }
+        try event.json.withUnsafeBufferPointer { json in
+            for role in roles { try Self.pair(event, sequence, role, json.baseAddress!, db) }
+        }
+    }
+}
+
+extension OperationPairer {
+    /// Finds the other half: a completion pairs by the first key it carries; a start by any key
+    /// under which a completion waits. Whichever half comes first inserts the operation's row; the
+    /// second fills in its side. Halves never pair across tenants. Values are bound straight from
+    /// the normalised event into prepared statements, like the event insert does.
+    private static func pair(
+        _ event: NormalizedEvent, _ sequence: Int64, _ role: OperationLayout.Role, _ base: UnsafePointer<UInt8>, _ db: Database
+    ) throws {
+        if let condition = role.conditionSlot {
+            guard case .bool(true) = event.values[condition] else { return }
+        }
+        func present(_ slot: Int) -> Bool {
+            guard slot >= 0 else { return false }
+            switch event.values[slot] {
+            case .absent, .null: return false
+            default: return true
+            }
+        }
+        func bindKind(_ stmt: SQLiteStatement, _ parameter: Int32) {
+            role.kind.withCString { _ = sqlite3_bind_text(stmt, parameter, $0, -1, transient) }
+        }
+        func bindField(_ stmt: SQLiteStatement, _ parameter: Int32, _ slot: Int) {
+            if slot < 0 {
+                sqlite3_bind_null(stmt, parameter)
+            } else {
+                SQLiteStore.bind(event.values[slot], of: event, slot: slot, to: stmt, parameter, base: base, asUUID: false)
+            }
+        }
+        func step(_ stmt: SQLiteStatement) throws {
+            let rc = sqlite3_step(stmt)
+            sqlite3_reset(stmt)
+            guard rc == SQLITE_DONE || rc == SQLITE_ROW else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(stmt))))
+            }
+        }
+
+        // Find the other half: a completion pairs by the first key it carries; a start by any key
+        // under which a completion waits.
+        var operation: Int64? = nil
+        var otherSequence: Int64? = nil
+        for (i, slot) in role.keySlots.enumerated() where present(slot) {
+            let stmt = try db.cachedStatement(sql: role.matchSQL[i]).sqliteStatement
+            bindKind(stmt, 1)
+            event.tenantID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
+            bindField(stmt, 3, slot)
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_ROW {
+                operation = sqlite3_column_int64(stmt, 0)
+                let column: Int32 = role.isCompletion ? 3 : 4
+                if sqlite3_column_type(stmt, column) != SQLITE_NULL { otherSequence = sqlite3_column_int64(stmt, column) }
+            }
+            sqlite3_reset(stmt)
+            guard rc == SQLITE_ROW || rc == SQLITE_DONE else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(stmt))))
+            }
+            if operation != nil || role.isCompletion { break }
+        }
+
+        var status: StaticString = "running"
+        if role.isCompletion {
+            var succeeded = true
+            if let result = role.resultSlot, case .bool(let value) = event.values[result] { succeeded = value }
+            status = succeeded ? "succeeded" : "failed"
+        }
+        let spans = try spanValues(event, role, otherSequence: otherSequence, db)
+        let time = event.timestampMicros
+        func bindCommon(_ stmt: SQLiteStatement, _ p: inout Int32) {
+            event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, p, $0.baseAddress, 16, transient) }
+            sqlite3_bind_int64(stmt, p + 1, sequence)
+            p += 2
+        }
+        func bindRest(_ stmt: SQLiteStatement, _ p: inout Int32) {
+            for attribute in role.attributes {
+                bindField(stmt, p, attribute.slot)
+                p += 1
+            }
+            for span in spans {
+                if let span { sqlite3_bind_double(stmt, p, span) } else { sqlite3_bind_null(stmt, p) }
+                p += 1
+            }
+        }
+
+        guard let operation else {
+            // The first half to arrive: a new operation.
+            let stmt = try db.cachedStatement(sql: role.insertSQL).sqliteStatement
+            bindKind(stmt, 1)
+            event.tenantID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
+            var p: Int32 = 3
+            for slot in role.keySlots {
+                bindField(stmt, p, slot)
+                p += 1
+            }
+            sqlite3_bind_text(stmt, p, status.utf8Start, Int32(status.utf8CodeUnitCount), nil)
+            sqlite3_bind_int64(stmt, p + 1, time)
+            sqlite3_bind_int64(stmt, p + 2, time)
+            p += 3
+            bindCommon(stmt, &p)
+            bindRest(stmt, &p)
+            try step(stmt)
+            return
+        }
+        let stmt = try db.cachedStatement(sql: role.updateSQL).sqliteStatement
+        var p: Int32 = 1
+        if role.isCompletion {
+            sqlite3_bind_text(stmt, 1, status.utf8Start, Int32(status.utf8CodeUnitCount), nil)
+            p = 2
+        } else {
+            sqlite3_bind_int64(stmt, p, time)  // _at_us becomes the start
+            p += 1
+        }
+        sqlite3_bind_int64(stmt, p, time)
+        sqlite3_bind_int64(stmt, p + 1, time)
+        p += 2
+        bindCommon(stmt, &p)
+        if !role.isCompletion {
+            for slot in role.keySlots {
+                bindField(stmt, p, slot)
+                p += 1
+            }
+        }
+        bindRest(stmt, &p)
+        sqlite3_bind_int64(stmt, p, operation)
+        try step(stmt)
+    }
+
+    /// Each span of the role's lifecycle in milliseconds, or `nil` while an instant is unknown.
+    private static func spanValues(_ event: NormalizedEvent, _ role: OperationLayout.Role, otherSequence: Int64?, _ db: Database)
+        throws -> [Double?]
+    {
+        guard !role.spans.isEmpty else { return [] }
+        var other: [Int64?] = []
+        if let otherSequence, !role.otherSQL.isEmpty {
+            let stmt = try db.cachedStatement(sql: role.otherSQL).sqliteStatement
+            sqlite3_bind_int64(stmt, 1, otherSequence)
+            if sqlite3_step(stmt) == SQLITE_ROW {
+                other = (0..<Int32(role.otherColumns.count)).map { column in
+                    sqlite3_column_type(stmt, column) == SQLITE_NULL ? nil : sqlite3_column_int64(stmt, column)
+                }
+            }
+            sqlite3_reset(stmt)
+        }
+        func micros(_ instant: OperationLayout.Instant) -> Int64? {
+            switch instant {
+            case .here(let slot):
+                if case .timestamp(let micros, _, _, _) = event.values[slot] { return micros }
+                return nil
+            case .other(let index):
+                return index < other.count ? other[index] : nil
+            }
+        }
+        return role.spans.map { span in
+            guard let from = micros(span.from), let to = micros(span.to) else { return nil }
+            return Double(to - from) / 1000
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import GRDB
+import Logging
+import TelemetryCatalog
+import TelemetryStore
+import Testing
+
+/// The embedded store pairs events into operations on a thread of its own, in a file of its own,
+/// after the events commit, behind a durable watermark: these tests take the paths that the
+/// lifecycle tests (which write and then read) do not.
+@Suite struct PairingTests {
+    typealias Ops = OperationTests
+
+    static func open(_ path: String, pairs: Bool = true) throws -> SQLiteStore {
+        var logger = Logger(label: "test.pairing")
+        logger.logLevel = .critical
+        var configuration = SQLiteStoreConfiguration(path: path)
+        configuration.durability = .normal
+        configuration.pairsOperations = pairs
+        return try SQLiteStore(configuration: configuration, logger: logger)
+    }
+
+    static func newPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("pairing-\(UUID().uuidString).sqlite").path
+    }
+
+    /// 2 × `count` events: generations whose halves are split over batches, some completions
+    /// arriving before their starts; generation i lasts i + 1 seconds.
+    static func generationBatches(_ count: Int, batches: Int) -> [[JSONValue]] {
+        var halves: [JSONValue] = []
+        for i in 0..<count {
+            halves.append(Ops.generationStart(10_000 + i, task: i, at: Double(i)))
+            halves.append(Ops.generationComplete(20_000 + i, task: i, at: Double(2 * i + 1)))
+        }
+        var generator = SplitMix64(seed: 7)
+        halves.shuffle(using: &generator)
+        return (0..<batches).map { b in stride(from: b, to: halves.count, by: batches).map { halves[$0] } }
+    }
+
+    static func expectEveryGenerationPairedOnce(_ store: SQLiteStore, _ count: Int) async throws {
+        let ops = try await Ops.operations(store, kind: "generation")
+        #expect(ops.count == count)
+        #expect(Set(ops.compactMap(\.key)).count == count)
+        #expect(ops.allSatisfy { $0.status == .succeeded })
+        let durations: Set<Double> = Set(ops.compactMap(\.durationMilliseconds))
+        let expected: Set<Double> = Set((0..<count).map { i -> Double in Double((i + 1) * 1000) })
+        #expect(durations == expected)
+    }
+
+    @Test func eventsStoredWithPairingOffArePairedWhenTheStoreOpensWithIt() async throws {
+        let path = Self.newPath()
+        do {
+            let store = try Self.open(path, pairs: false)
+            for batch in Self.generationBatches(300, batches: 7) { try await Ops.write(store, batch) }
+            #expect(try await Ops.operations(store).isEmpty)
+            try store.close()
+        }
+        do {
+            // Read back from the events table above the watermark (0 here), and paired.
+            let store = try Self.open(path)
+            try await Self.expectEveryGenerationPairedOnce(store, 300)
+            #expect(store.pairingLag == 0)
+            try store.close()
+        }
+        do {
+            // The watermark is durable: nothing is paired a second time.
+            let store = try Self.open(path)
+            try await Self.expectEveryGenerationPairedOnce(store, 300)
+            try store.close()
+        }
+    }
+
+    @Test func concurrentWritesPairEveryOperationOnce() async throws {
+        // Writes commit one after another, but their hand-overs to the pairer race: a range that
+        // arrives late is read back from the table, and nothing is paired twice.
+        let store = try Self.open(Self.newPath())
+        defer { try? store.close() }
+        let batches = Self.generationBatches(1_000, batches: 40)
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for batch in batches { group.addTask { try await Ops.write(store, batch) } }
+            var stored = 0
+            for try await count in group { stored += count }
+            #expect(stored == 2_000)
+        }
+        try await Self.expectEveryGenerationPairedOnce(store, 1_000)
+    }
+
+    @Test func aStoreWithOperationsInTheEventsFileIsUpgraded() async throws {
+        // Until this version operations were a table of the events file. Rebuild that layout
+        // (the old table with a stale row, migration v3 not applied, no operations file) and open.
+        let path = Self.newPath()
+        do {
+            let store = try Self.open(path)
+            for batch in Self.generationBatches(50, batches: 3) { try await Ops.write(store, batch) }
+            try store.close()
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.removeItem(atPath: String(path.dropLast(7)) + "-operations.sqlite" + suffix)
+        }
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            try db.execute(sql: "CREATE TABLE operations (_seq INTEGER PRIMARY KEY, kind TEXT)")
+            try db.execute(sql: "INSERT INTO operations (kind) VALUES ('stale')")
+            try db.execute(sql: "DELETE FROM grdb_migrations WHERE identifier LIKE 'v3:%'")
+        }
+        try queue.close()
+
+        let store = try Self.open(path)
+        defer { try? store.close() }
+        try await Self.expectEveryGenerationPairedOnce(store, 50)
+        #expect(try await Ops.operations(store).count == 50)
+        #expect(try await store.integrityCheck() == "ok")
+    }
+
+    @Test func readsOfOperationsSeeEveryEventAcknowledgedBeforeThem() async throws {
+        // Each write is followed at once by a read: pairing runs behind the writer, and the read
+        // waits until it has caught up with what was committed before it.
+        let store = try Self.open(Self.newPath())
+        defer { try? store.close() }
+        for i in 0..<30 {
+            try await Ops.write(store, [Ops.generationStart(100 + i, task: i, at: Double(i))])
+            #expect(try await Ops.operations(store, kind: "generation", status: .running).count == 1)
+            try await Ops.write(store, [Ops.generationComplete(200 + i, task: i, at: Double(i) + 1)])
+            #expect(try await Ops.operations(store, kind: "generation", status: .succeeded).count == i + 1)
+        }
+    }
+}
