@@ -112,6 +112,32 @@ import Testing
         #expect(try await store.integrityCheck() == "ok")
     }
 
+    @Test(arguments: [false, true]) func eventsAfterRetentionEmptiedTheStoreGetNewSequenceNumbersAndPair(_ reopen: Bool)
+        async throws
+    {
+        // SQLite gives a new row the largest rowid + 1: once retention has deleted the newest
+        // events, new events would get sequence numbers the pairer (and stream cursors) had
+        // already passed. The store continues above the largest it ever gave.
+        let path = Self.newPath()
+        var store = try Self.open(path)
+        for batch in Self.generationBatches(40, batches: 4) { try await Ops.write(store, batch) }
+        try await Self.expectEveryGenerationPairedOnce(store, 40)
+        while try await store.deleteEvents(before: Ops.base + 86_400_000_000, limit: 1_000) > 0 {}
+        #expect(try await store.counts().events == 0)
+        let before = try await store.latestSequence()
+        #expect(before == 80)
+        if reopen {
+            try store.close()
+            store = try Self.open(path)
+        }
+        try await Ops.write(store, [Ops.generationStart(900, task: 900, at: 5), Ops.generationComplete(901, task: 900, at: 9)])
+        #expect(try await store.latestSequence() == before + 2)
+        let ops = try await Ops.operations(store, kind: "generation")
+        #expect(ops.count == 1)
+        #expect(ops.first?.status == .succeeded && ops.first?.durationMilliseconds == 4000)
+        try store.close()
+    }
+
     @Test func readsOfOperationsSeeEveryEventAcknowledgedBeforeThem() async throws {
         // Each write is followed at once by a read: pairing runs behind the writer, and the read
         // waits until it has caught up with what was committed before it.

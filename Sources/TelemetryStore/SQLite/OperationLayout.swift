@@ -13,8 +13,9 @@ struct OperationLayout: Sendable {
         var sqlType: String { ColumnLayout.sqlType(type) }
     }
 
-    /// What an event of some type does for one lifecycle.
-    struct Role: Sendable {
+    /// What an event of some type does for one lifecycle. A class: pairing passes it around for
+    /// every lifecycle event, and a struct of this many arrays costs a retain of each per copy.
+    final class Role: @unchecked Sendable {
         let lifecycle: Int
         let kind: String
         let isCompletion: Bool
@@ -33,10 +34,26 @@ struct OperationLayout: Sendable {
         let otherColumns: [String]
         /// Finds the open other half by each key (nil for a completion's keys beyond the first it
         /// matches by, which are found at run time).
-        var matchSQL: [String] = []
-        var insertSQL = ""
-        var updateSQL = ""
-        var otherSQL = ""
+        /// Set once, when the layout is built.
+        fileprivate(set) var matchSQL: [String] = []
+        fileprivate(set) var insertSQL = ""
+        fileprivate(set) var updateSQL = ""
+        fileprivate(set) var otherSQL = ""
+
+        init(
+            lifecycle: Int, kind: String, isCompletion: Bool, keySlots: [Int], conditionSlot: Int?, resultSlot: Int?,
+            attributes: [(column: Int, slot: Int)], spans: [(column: Int, from: Instant, to: Instant)], otherColumns: [String]
+        ) {
+            self.lifecycle = lifecycle
+            self.kind = kind
+            self.isCompletion = isCompletion
+            self.keySlots = keySlots
+            self.conditionSlot = conditionSlot
+            self.resultSlot = resultSlot
+            self.attributes = attributes
+            self.spans = spans
+            self.otherColumns = otherColumns
+        }
     }
 
     enum Instant: Sendable {
@@ -109,7 +126,6 @@ struct OperationLayout: Sendable {
     /// Prepares the SQL a role runs. Both halves write the same row: whichever arrives first
     /// inserts it, the second fills in its side.
     private static func withStatements(_ role: Role, columns: [Column]) -> Role {
-        var role = role
         let keyCount = role.keySlots.count
         let mine = role.isCompletion ? "complete" : "start"
         role.matchSQL = (0..<keyCount).map { i in

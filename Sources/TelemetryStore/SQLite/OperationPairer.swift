@@ -34,6 +34,10 @@ final class OperationPairer: @unchecked Sendable {
 
     /// The most lifecycle events held in memory waiting to be paired.
     static let maxQueuedEvents = 50_000
+    /// Pairing waits up to this long, or until this many lifecycle events are queued, to pair
+    /// them in one transaction.
+    static let gatherSeconds = 0.2
+    static let gatherEvents = 10_000
     /// The most events paired in one transaction.
     static let eventsPerTransaction = 20_000
 
@@ -62,6 +66,12 @@ final class OperationPairer: @unchecked Sendable {
         let types = Set(catalog.lifecycles.flatMap { [$0.startEventType, $0.completeEventType] })
         lifecycleTypes = types.sorted().map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
         paired = try database.read { db in try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0 }
+        if paired > committed {
+            // Only if the events file was changed behind the store's back (the writer never gives
+            // a sequence number twice): pair from what it holds.
+            paired = committed
+            try database.write { db in try db.execute(sql: "UPDATE pairing_state SET through = ?", arguments: [committed]) }
+        }
     }
 
     /// Starts the pairing thread.
@@ -76,6 +86,8 @@ final class OperationPairer: @unchecked Sendable {
                 setYielding(true)
             }
             loop()
+            // Finalize the prepared statements on the connection's queue, before it closes.
+            try? database.writeWithoutTransaction { _ in prepared = [] }
             finished.signal()
         }
         thread.start()
@@ -118,6 +130,9 @@ final class OperationPairer: @unchecked Sendable {
         finished.wait()
     }
     private var stopDeadline = Date.distantFuture
+    /// Each role's statements, prepared once on the pairing connection, by compiled event index
+    /// and role; used on the pairing thread only.
+    private var prepared: [[PreparedRole]?] = []
 
     /// A committed transaction of the events writer: its sequences are in `(after, through]`;
     /// `events` are the lifecycle events among them, in sequence order.
@@ -155,6 +170,7 @@ final class OperationPairer: @unchecked Sendable {
             if paired < target {
                 waitingReads += 1
                 setYielding(false)
+                condition.broadcast()
             }
             return (target, paired < target)
         }
@@ -180,6 +196,15 @@ final class OperationPairer: @unchecked Sendable {
         while true {
             condition.lock()
             while !stopping && paired >= committed { condition.wait() }
+            // Gather a larger transaction (fewer commits, each page of the operations' indexes
+            // written once for many operations: ~20% less CPU an event than pairing each hand-over
+            // at once), unless a read waits or pairing is behind.
+            let gatherUntil = Date().addingTimeInterval(Self.gatherSeconds)
+            while !stopping && waitingReads == 0 && queuedEvents < Self.gatherEvents
+                && committed - paired < Self.yieldUntilLag && Date() < gatherUntil
+            {
+                _ = condition.wait(until: gatherUntil)
+            }
             if stopping && (paired >= committed || Date() >= stopDeadline) {
                 condition.unlock()
                 return
@@ -316,10 +341,18 @@ final class OperationPairer: @unchecked Sendable {
 
     /// Pairs one stored event: each lifecycle role it plays.
     private func pair(_ event: NormalizedEvent, _ sequence: Int64, _ db: Database) throws {
-        let roles = layout.roles[event.compiled.index]
-        if roles.isEmpty { return }
+        let index = event.compiled.index
+        if layout.roles[index].isEmpty { return }
+        if prepared.count <= index { prepared += Array(repeating: nil, count: index + 1 - prepared.count) }
+        let roles: [PreparedRole]
+        if let known = prepared[index] {
+            roles = known
+        } else {
+            roles = try layout.roles[index].map { try PreparedRole($0, db) }
+            prepared[index] = roles
+        }
         try event.json.withUnsafeBufferPointer { json in
-            for role in roles { try Self.pair(event, sequence, role, json.baseAddress!, db) }
+            for role in roles { try Self.pair(event, sequence, role, json.baseAddress!) }
         }
     }
 }
@@ -330,8 +363,9 @@ extension OperationPairer {
     /// second fills in its side. Halves never pair across tenants. Values are bound straight from
     /// the normalised event into prepared statements, like the event insert does.
     private static func pair(
-        _ event: NormalizedEvent, _ sequence: Int64, _ role: OperationLayout.Role, _ base: UnsafePointer<UInt8>, _ db: Database
+        _ event: NormalizedEvent, _ sequence: Int64, _ prepared: PreparedRole, _ base: UnsafePointer<UInt8>
     ) throws {
+        let role = prepared.role
         if let condition = role.conditionSlot {
             guard case .bool(true) = event.values[condition] else { return }
         }
@@ -365,7 +399,7 @@ extension OperationPairer {
         var operation: Int64? = nil
         var otherSequence: Int64? = nil
         for (i, slot) in role.keySlots.enumerated() where present(slot) {
-            let stmt = try db.cachedStatement(sql: role.matchSQL[i]).sqliteStatement
+            let stmt = prepared.match[i]
             bindKind(stmt, 1)
             event.tenantID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
             bindField(stmt, 3, slot)
@@ -388,7 +422,7 @@ extension OperationPairer {
             if let result = role.resultSlot, case .bool(let value) = event.values[result] { succeeded = value }
             status = succeeded ? "succeeded" : "failed"
         }
-        let spans = try spanValues(event, role, otherSequence: otherSequence, db)
+        let spans = spanValues(event, prepared, otherSequence: otherSequence)
         let time = event.timestampMicros
         func bindCommon(_ stmt: SQLiteStatement, _ p: inout Int32) {
             event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, p, $0.baseAddress, 16, transient) }
@@ -408,7 +442,7 @@ extension OperationPairer {
 
         guard let operation else {
             // The first half to arrive: a new operation.
-            let stmt = try db.cachedStatement(sql: role.insertSQL).sqliteStatement
+            let stmt = prepared.insert
             bindKind(stmt, 1)
             event.tenantID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
             var p: Int32 = 3
@@ -425,7 +459,7 @@ extension OperationPairer {
             try step(stmt)
             return
         }
-        let stmt = try db.cachedStatement(sql: role.updateSQL).sqliteStatement
+        let stmt = prepared.update
         var p: Int32 = 1
         if role.isCompletion {
             sqlite3_bind_text(stmt, 1, status.utf8Start, Int32(status.utf8CodeUnitCount), nil)
@@ -450,13 +484,11 @@ extension OperationPairer {
     }
 
     /// Each span of the role's lifecycle in milliseconds, or `nil` while an instant is unknown.
-    private static func spanValues(_ event: NormalizedEvent, _ role: OperationLayout.Role, otherSequence: Int64?, _ db: Database)
-        throws -> [Double?]
-    {
+    private static func spanValues(_ event: NormalizedEvent, _ prepared: PreparedRole, otherSequence: Int64?) -> [Double?] {
+        let role = prepared.role
         guard !role.spans.isEmpty else { return [] }
         var other: [Int64?] = []
-        if let otherSequence, !role.otherSQL.isEmpty {
-            let stmt = try db.cachedStatement(sql: role.otherSQL).sqliteStatement
+        if let otherSequence, let stmt = prepared.other {
             sqlite3_bind_int64(stmt, 1, otherSequence)
             if sqlite3_step(stmt) == SQLITE_ROW {
                 other = (0..<Int32(role.otherColumns.count)).map { column in
@@ -478,5 +510,30 @@ extension OperationPairer {
             guard let from = micros(span.from), let to = micros(span.to) else { return nil }
             return Double(to - from) / 1000
         }
+    }
+}
+
+/// A lifecycle role with its statements prepared on the pairing connection (GRDB's statement
+/// cache would hash each statement's SQL text for every lifecycle event).
+final class PreparedRole {
+    let role: OperationLayout.Role
+    let match: [SQLiteStatement]
+    let insert: SQLiteStatement
+    let update: SQLiteStatement
+    let other: SQLiteStatement?
+    /// Owns the statements: they are finalized with it.
+    private let statements: [Statement]
+
+    init(_ role: OperationLayout.Role, _ db: Database) throws {
+        self.role = role
+        let match = try role.matchSQL.map { try db.makeStatement(sql: $0) }
+        let insert = try db.makeStatement(sql: role.insertSQL)
+        let update = try db.makeStatement(sql: role.updateSQL)
+        let other = role.otherSQL.isEmpty ? nil : try db.makeStatement(sql: role.otherSQL)
+        self.match = match.map(\.sqliteStatement)
+        self.insert = insert.sqliteStatement
+        self.update = update.sqliteStatement
+        self.other = other?.sqliteStatement
+        statements = match + [insert, update] + (other.map { [$0] } ?? [])
     }
 }

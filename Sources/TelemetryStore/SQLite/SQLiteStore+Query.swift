@@ -102,12 +102,18 @@ extension SQLiteStore {
         let kinds = catalog.lifecycles.map { "'" + $0.kind.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
         do {
             let events = try await pool.write { db in
+                let newest = try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0
                 try db.execute(
                     sql: """
                         DELETE FROM events WHERE _seq IN
                         (SELECT _seq FROM events WHERE event_type IN (\(types)) AND "timestamp" < ? LIMIT ?)
                         """, arguments: [micros, limit])
-                return db.changesCount
+                let deleted = db.changesCount
+                if try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0 < newest {
+                    // The newest went: its sequence number must not be given again.
+                    try db.execute(sql: "UPDATE sequence_floor SET seq = max(seq, ?)", arguments: [newest])
+                }
+                return deleted
             }
             guard !kinds.isEmpty else { return events }
             // Operations go with their start's time, through the (kind, _at_us) index.
@@ -126,7 +132,7 @@ extension SQLiteStore {
     }
 
     public func latestSequence() async throws -> Int64 {
-        try await read { db in try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0 }
+        try await read { db in try Self.newestSequence(db) }
     }
 
     /// Events per event type whose timestamp is in `since..<until` (UTC microseconds).

@@ -23,9 +23,13 @@ extension SQLiteStore {
                 var sequences = [Int64?](repeating: nil, count: batch.events.count)
                 var handover: OperationPairer.Handover? = nil
                 if !batch.events.isEmpty {
-                    // Where this transaction's sequences start, for the pairer (rowids are max + 1).
-                    let after = pairer == nil ? 0 : try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0
+                    // Where this transaction's sequences start. Rowids are the largest + 1; after
+                    // retention deleted the newest events, the first insert gives its own.
+                    let newest = try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0
+                    let after = max(newest, try Int64.fetchOne(db, sql: "SELECT seq FROM sequence_floor") ?? 0)
+                    var givenSequence: Int64? = newest < after ? after + 1 : nil
                     let statement = try db.cachedStatement(sql: layout.insertSQL)
+                    let sequenced = givenSequence == nil ? nil : try db.cachedStatement(sql: layout.insertWithSequenceSQL)
                     let connection = db.sqliteConnection
                     // Request ids are UUIDs stored in 16 bytes; a batch holds few distinct ones.
                     var requestUUIDs: [String: UUIDValue?] = [:]
@@ -38,8 +42,10 @@ extension SQLiteStore {
                             requestUUID = UUIDValue(requestID)
                             requestUUIDs[requestID] = requestUUID
                         }
-                        if try Self.insert(batch.events[index], requestUUID, statement.sqliteStatement, layout) {
+                        let stmt = (givenSequence != nil ? sequenced! : statement).sqliteStatement
+                        if try Self.insert(batch.events[index], requestUUID, stmt, layout, sequence: givenSequence) {
                             sequences[index] = sqlite3_last_insert_rowid(connection)
+                            givenSequence = nil
                         }
                         _ = connection
                     }
@@ -129,7 +135,7 @@ extension SQLiteStore {
 
     /// Binds and steps one event; returns whether it was inserted (false: a duplicate id).
     private static func insert(
-        _ incoming: IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ layout: ColumnLayout
+        _ incoming: IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ layout: ColumnLayout, sequence: Int64?
     ) throws -> Bool {
         let event = incoming.event
         sqlite3_reset(stmt)
@@ -149,6 +155,7 @@ extension SQLiteStore {
                 list.withCString { _ = sqlite3_bind_text(stmt, 4, $0, -1, transient) }
             }
             event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, 5, $0.baseAddress, 16, transient) }
+            if let sequence { sqlite3_bind_int64(stmt, layout.sequenceParameter, sequence) }
             for (slot, value) in event.values.enumerated() {
                 let parameter = parameters[slot]
                 guard parameter > 0 else { continue }

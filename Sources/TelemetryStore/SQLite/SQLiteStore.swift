@@ -124,6 +124,9 @@ public final class SQLiteStore: EventStore {
             // the events above the watermark, so this file needs no fsync per commit.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB / 2)")
+            // As for events: checkpoint every 32 MiB of WAL, so that the index pages many pairing
+            // transactions change are copied back once (pairing measured ~12% less CPU an event).
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 4096")
         }
         do {
             // The operations file first: the events pool's connections attach it.
@@ -137,7 +140,7 @@ public final class SQLiteStore: EventStore {
             }
             if let maxBytes = configuration.maxBytes { try Self.setMaxBytes(maxBytes, pool, operationsDatabase) }
             if configuration.pairsOperations {
-                let committed = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0 }
+                let committed = try pool.read { db in try Self.newestSequence(db) }
                 let pairer = try OperationPairer(
                     database: operationsDatabase, layout: operationLayout, catalog: catalog, committed: committed, logger: logger)
                 pairer.start()
@@ -152,6 +155,12 @@ public final class SQLiteStore: EventStore {
 
     deinit {
         pairer?.stop()
+    }
+
+    /// The largest sequence number given so far: the newest event's, or what retention deleted.
+    static func newestSequence(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(
+            db, sql: "SELECT max(COALESCE((SELECT max(_seq) FROM events), 0), (SELECT seq FROM sequence_floor))") ?? 0
     }
 
     /// The operations file of the store at `path`: `telemetry.sqlite` → `telemetry-operations.sqlite`.
@@ -260,6 +269,14 @@ public final class SQLiteStore: EventStore {
             // operations file), so dropping the old table loses nothing.
             try db.execute(sql: "DROP TABLE IF EXISTS main.operations")
         }
+        migrator.registerMigration("v4: sequence floor") { db in
+            // SQLite gives a new row the largest rowid + 1, so when retention deletes the newest
+            // events their sequence numbers would be given again, behind stream cursors and the
+            // pairing watermark. Retention records the largest it deleted here; the next insert
+            // continues above it.
+            try db.execute(sql: "CREATE TABLE sequence_floor (seq INTEGER NOT NULL)")
+            try db.execute(sql: "INSERT INTO sequence_floor (seq) VALUES (COALESCE((SELECT max(_seq) FROM events), 0))")
+        }
         try migrator.migrate(pool)
         // Catalog fields become typed columns; a field added to the catalog is a column added here.
         // The same for the lifecycles' attributes and spans on operations.
@@ -355,6 +372,10 @@ package struct ColumnLayout: Sendable {
     /// For each insert parameter, whether its column holds UUIDs (as 16-byte blobs).
     let isUUIDParameter: [Bool]
     let insertSQL: String
+    /// The same with `_seq` given, as the last parameter (``sequenceParameter``): for the first
+    /// event after retention deleted the newest ones, so that no sequence number is given twice.
+    let insertWithSequenceSQL: String
+    let sequenceParameter: Int32
 
     /// `_received_us, _request_id, _json, _unknown, event_id` come first.
     static let fixedParameters: Int32 = 5
@@ -377,6 +398,9 @@ package struct ColumnLayout: Sendable {
         let names = ["_received_us", "_request_id", "_json", "_unknown", "event_id"] + columns.map(\.quoted)
         insertSQL =
             "INSERT OR IGNORE INTO events (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", ")))"
+        insertWithSequenceSQL =
+            "INSERT OR IGNORE INTO events (\((names + ["_seq"]).joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count + 1).joined(separator: ", ")))"
+        sequenceParameter = Int32(names.count + 1)
     }
 
     static func sqlType(_ type: FieldType) -> String {

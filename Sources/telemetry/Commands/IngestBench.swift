@@ -14,7 +14,7 @@ struct IngestBench: ParsableCommand {
               collector  a `telemetry serve` child process on loopback, fed batches of 1000 events
                          from N connections: HTTP, validation, dedupe, typed columns, durable commit, ack
             and prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, and
-            the ratio collector/baseline. Completions carry the keys of earlier starts, so events pair
+            the ratio collector/baseline: medians of --rounds alternating rounds. Completions carry the keys of earlier starts, so events pair
             into operations as real traffic does; a run ends when every event is acknowledged and
             paired. The collector is measured a second time with --no-operations, to show what
             pairing costs. The load generator runs on the same machine.
@@ -33,11 +33,14 @@ struct IngestBench: ParsableCommand {
     @Option(help: "The collector's --fsync setting (and the baseline's synchronous mode): full or normal.")
     var fsync: String = "full"
 
+    @Option(help: "Rounds of the three measurements, alternating; medians are reported.")
+    var rounds: Int = 3
+
     @Option(help: "Seed of the generated events.")
     var seed: UInt64 = 1
 
     func validate() throws {
-        guard events > 0, batchSize > 0, connections > 0 else { throw ValidationError("counts must be positive") }
+        guard events > 0, batchSize > 0, connections > 0, rounds > 0 else { throw ValidationError("counts must be positive") }
         guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
     }
 
@@ -60,9 +63,28 @@ struct IngestBench: ParsableCommand {
         }
         print("events: \(events) in \(batches.count) requests of \(batchSize), \(formatBytes(payloadBytes)); \(connections) connections; fsync \(fsync)")
 
-        let baseline = try sqliteAppendBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path, fsync: fsync)
-        let unpaired = try measureCollector(batches, data: directory.appendingPathComponent("unpaired"), extra: ["--no-operations"])
-        let collector = try measureCollector(batches, data: directory.appendingPathComponent("collector"))
+        // Rounds alternate the three measurements, each on fresh files; medians are reported, so
+        // that a burst of noise on the shared machine moves one round, not the result.
+        var baselines: [Double] = []
+        var unpairedRuns: [CollectorRun] = []
+        var collectorRuns: [CollectorRun] = []
+        for round in 1...rounds {
+            let folder = directory.appendingPathComponent("round-\(round)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            baselines.append(try sqliteAppendBaseline(batches, path: folder.appendingPathComponent("baseline.sqlite").path, fsync: fsync))
+            unpairedRuns.append(try measureCollector(batches, data: folder.appendingPathComponent("unpaired"), extra: ["--no-operations"]))
+            collectorRuns.append(try measureCollector(batches, data: folder.appendingPathComponent("collector")))
+            try? FileManager.default.removeItem(at: folder)
+            if rounds > 1 {
+                print(String(format: "round %d: baseline %.0f, without operations %.0f, collector %.0f events/s", round,
+                             Double(events) / baselines.last!, Double(events) / unpairedRuns.last!.seconds,
+                             Double(events) / collectorRuns.last!.seconds))
+            }
+        }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let baseline = median(baselines)
+        let unpaired = unpairedRuns.sorted { $0.seconds < $1.seconds }[rounds / 2]
+        let collector = collectorRuns.sorted { $0.seconds < $1.seconds }[rounds / 2]
 
         func describe(_ name: String, _ seconds: Double) -> String {
             name.padding(to: 40)
@@ -78,6 +100,11 @@ struct IngestBench: ParsableCommand {
         print(String(format: "ratio: collector at %.0f%% of the baseline", 100 * baseline / collector.seconds))
         print(String(format: "pairing into operations: %+.0f%% time (%.0f vs %.0f events/s)",
                      100 * (collector.seconds / unpaired.seconds - 1), Double(events) / collector.seconds, Double(events) / unpaired.seconds))
+        if rounds > 1 {
+            // The same ratio within each round, to show the spread.
+            let costs = zip(collectorRuns, unpairedRuns).map { 100 * ($0.seconds / $1.seconds - 1) }
+            print("pairing's cost by round: " + costs.map { String(format: "%+.0f%%", $0) }.joined(separator: ", "))
+        }
     }
 
     private struct CollectorRun {

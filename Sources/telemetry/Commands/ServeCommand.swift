@@ -104,7 +104,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Time a client has to send a request's body once its head is in, e.g. 60s.")
     var bodyTimeout: String = "60s"
 
-    @Option(help: "Cap the store's file size, bytes; past it ingest answers 503 until room is made.")
+    @Option(help: "Cap the store's files (events, and operations), bytes each; past it ingest answers 503 until room is made.")
     var maxStoreBytes: Int64?
 
     @Option(help: "Writer page cache, MiB.")
@@ -113,7 +113,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Override an operation kind's stuck timeout (repeatable), e.g. generation=10m; 0 for never. Defaults: weights_load 30m, generation, pod_deploy and pod_free 15m, pod_lifetime never.", valueName: "KIND=DURATION"))
     var stuckAfter: [String] = []
 
-    @Flag(help: "Do not pair start and completion events into operations (to measure what pairing costs).")
+    @Flag(help: "Do not pair start and completion events into operations (to measure what pairing costs); a later start with pairing pairs what was stored meanwhile.")
     var noOperations = false
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
