@@ -28,21 +28,25 @@ struct OperationLayout: Sendable {
         /// Attribute columns this side can fill: index into `columns`, and the event's slot.
         let attributes: [(column: Int, slot: Int)]
         /// The lifecycle's spans: their column and both instants, each either a slot of this event
-        /// or a column of the other half's event row (read from the events table when pairing).
+        /// or a column of the operation's row that the other half filled.
         let spans: [(column: Int, from: Instant, to: Instant)]
-        /// The events-table columns of the other half that spans need.
+        /// The operation-row columns holding the other half's instants that spans need (read with
+        /// the match, so pairing never reads the events table).
         let otherColumns: [String]
+        /// This half's instants that the other half's spans need, other than its `timestamp`
+        /// (`started_us`/`completed_us`): kept in the operation's row, in these columns.
+        let ownInstants: [(column: String, slot: Int)]
         /// Finds the open other half by each key (nil for a completion's keys beyond the first it
         /// matches by, which are found at run time).
         /// Set once, when the layout is built.
         fileprivate(set) var matchSQL: [String] = []
         fileprivate(set) var insertSQL = ""
         fileprivate(set) var updateSQL = ""
-        fileprivate(set) var otherSQL = ""
 
         init(
             lifecycle: Int, kind: String, isCompletion: Bool, keySlots: [Int], conditionSlot: Int?, resultSlot: Int?,
-            attributes: [(column: Int, slot: Int)], spans: [(column: Int, from: Instant, to: Instant)], otherColumns: [String]
+            attributes: [(column: Int, slot: Int)], spans: [(column: Int, from: Instant, to: Instant)], otherColumns: [String],
+            ownInstants: [(column: String, slot: Int)]
         ) {
             self.lifecycle = lifecycle
             self.kind = kind
@@ -53,6 +57,7 @@ struct OperationLayout: Sendable {
             self.attributes = attributes
             self.spans = spans
             self.otherColumns = otherColumns
+            self.ownInstants = ownInstants
         }
     }
 
@@ -63,6 +68,9 @@ struct OperationLayout: Sendable {
 
     let lifecycles: [LifecycleDefinition]
     let columns: [Column]
+    /// Columns of the instants spans need, other than the halves' timestamps: `_start_FIELD_us`,
+    /// `_complete_FIELD_us` (UTC microseconds). Not attributes: never listed in answers.
+    let instantColumns: [String]
     let columnIndex: [String: Int]
     /// By compiled event index.
     let roles: [[Role]]
@@ -89,6 +97,20 @@ struct OperationLayout: Sendable {
         }
         self.columns = columns
         self.columnIndex = columnIndex
+        func instantColumn(_ instant: LifecycleDefinition.Instant) -> String {
+            if instant.field == "timestamp" { return instant.ofCompletion ? "completed_us" : "started_us" }
+            return "_\(instant.ofCompletion ? "complete" : "start")_\(instant.field)_us"
+        }
+        var instantColumns: [String] = []
+        for lifecycle in lifecycles {
+            for span in lifecycle.spans {
+                for instant in [span.from, span.to] where instant.field != "timestamp" {
+                    let column = instantColumn(instant)
+                    if !instantColumns.contains(column) { instantColumns.append(column) }
+                }
+            }
+        }
+        self.instantColumns = instantColumns
 
         roles = catalog.compiled.map { compiled in
             guard let eventType = compiled.definition?.eventType else { return [] }
@@ -104,10 +126,18 @@ struct OperationLayout: Sendable {
                     let keySlots = lifecycle.keys.map { slot(isCompletion ? $0.completeField : $0.startField) ?? -1 }
                     let attributes = lifecycle.attributes.compactMap { name in slot(name).map { (column: columnIndex[name]!, slot: $0) } }
                     var otherColumns: [String] = []
+                    var ownInstants: [(column: String, slot: Int)] = []
                     func instant(_ instant: LifecycleDefinition.Instant) -> Instant {
-                        if instant.ofCompletion == isCompletion, let s = slot(instant.field) { return .here(slot: s) }
-                        if let i = otherColumns.firstIndex(of: instant.field) { return .other(index: i) }
-                        otherColumns.append(instant.field)
+                        if instant.ofCompletion == isCompletion {
+                            guard let s = slot(instant.field) else { return .other(index: -1) }
+                            if instant.field != "timestamp" && !ownInstants.contains(where: { $0.slot == s }) {
+                                ownInstants.append((instantColumn(instant), s))
+                            }
+                            return .here(slot: s)
+                        }
+                        let column = instantColumn(instant)
+                        if let i = otherColumns.firstIndex(of: column) { return .other(index: i) }
+                        otherColumns.append(column)
                         return .other(index: otherColumns.count - 1)
                     }
                     let spans = lifecycle.spans.map { (column: columnIndex[$0.name]!, from: instant($0.from), to: instant($0.to)) }
@@ -116,7 +146,7 @@ struct OperationLayout: Sendable {
                             lifecycle: index, kind: lifecycle.kind, isCompletion: isCompletion, keySlots: keySlots,
                             conditionSlot: slot(isCompletion ? lifecycle.completesWhen : lifecycle.startsWhen),
                             resultSlot: isCompletion ? slot(lifecycle.resultField) : nil, attributes: attributes, spans: spans,
-                            otherColumns: otherColumns))
+                            otherColumns: otherColumns, ownInstants: ownInstants))
                 }
             }
             return roles.map { Self.withStatements($0, columns: columns) }
@@ -136,15 +166,16 @@ struct OperationLayout: Sendable {
                 // A completion that named a more specific key pairs only by that one.
                 conditions += ["start_seq IS NULL"] + (0..<i).map { "key\($0 + 1) IS NULL" }
             }
-            return "SELECT _seq, started_us, completed_us, start_seq, complete_seq FROM operations WHERE "
+            return "SELECT _seq\(role.otherColumns.map { ", \"\($0)\"" }.joined()) FROM operations WHERE "
                 + conditions.joined(separator: " AND ") + " ORDER BY _seq LIMIT 1"
         }
         let attributeNames = role.attributes.map { columns[$0.column].quoted }
         let spanNames = role.spans.map { columns[$0.column].quoted }
+        let instantNames = role.ownInstants.map { "\"\($0.column)\"" }
         let insertColumns =
             ["kind", "tenant_id"] + (0..<keyCount).map { "key\($0 + 1)" }
             + ["status", role.isCompletion ? "completed_us" : "started_us", "_at_us", "\(mine)_event_id", "\(mine)_seq"]
-            + attributeNames + spanNames
+            + attributeNames + spanNames + instantNames
         role.insertSQL =
             "INSERT INTO operations (\(insertColumns.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: insertColumns.count).joined(separator: ", ")))"
         var sets: [String]
@@ -157,9 +188,8 @@ struct OperationLayout: Sendable {
             sets += attributeNames.map { "\($0) = COALESCE(\($0), ?)" }
         }
         sets += spanNames.map { "\($0) = ?" }
+        sets += instantNames.map { "\($0) = ?" }
         role.updateSQL = "UPDATE operations SET \(sets.joined(separator: ", ")) WHERE _seq = ?"
-        role.otherSQL =
-            role.otherColumns.isEmpty ? "" : "SELECT \(role.otherColumns.map { "\"\($0)\"" }.joined(separator: ", ")) FROM events WHERE _seq = ?"
         return role
     }
 }

@@ -274,6 +274,14 @@ final class OperationPairer: @unchecked Sendable {
     /// Pairs one transaction's worth of events; returns the new watermark.
     private func process(_ work: Work) throws -> Int64 {
         try database.writeWithoutTransaction { db in
+            // Events to read back are read first, in a read transaction of their own: the
+            // pairing transaction itself never reads the events file, so it never holds a
+            // snapshot of it (which would keep the events writer's checkpoints from finishing).
+            var readBack: [(sequence: Int64, event: NormalizedEvent)] = []
+            var readThrough: Int64 = 0
+            if case .table(let after, let last) = work {
+                (readBack, readThrough) = try readStored(after: after, through: last, db)
+            }
             var through: Int64 = 0
             // Deferred, and the first statement writes the operations file: only that file is
             // locked for writing (BEGIN IMMEDIATE would lock the attached events file too, and
@@ -286,8 +294,9 @@ final class OperationPairer: @unchecked Sendable {
                 case .memory(let events, let last):
                     for (sequence, event) in events where sequence > stored { try pair(event, sequence, db) }
                     through = last
-                case .table(let after, let last):
-                    through = try pairStored(after: max(after, stored), through: last, db)
+                case .table:
+                    for (sequence, event) in readBack where sequence > stored { try pair(event, sequence, db) }
+                    through = readThrough
                 }
                 through = max(through, stored)
                 try db.execute(sql: "UPDATE pairing_state SET through = ?", arguments: [through])
@@ -297,10 +306,12 @@ final class OperationPairer: @unchecked Sendable {
         }
     }
 
-    /// Pairs stored events in `(after, through]`, reading them back and validating their normalised
-    /// JSON again; at most ``eventsPerTransaction`` of them. Returns how far it got.
-    private func pairStored(after: Int64, through: Int64, _ db: Database) throws -> Int64 {
-        guard after < through else { return through }
+    /// Reads back the stored lifecycle events in `(after, through]` (their normalised JSON,
+    /// validated again), at most ``eventsPerTransaction``; returns them and how far they reach.
+    private func readStored(after: Int64, through: Int64, _ db: Database) throws
+        -> ([(sequence: Int64, event: NormalizedEvent)], Int64)
+    {
+        guard after < through else { return ([], through) }
         // NOT INDEXED: walk the rowid range, not every lifecycle event through the type index.
         let statement = try db.cachedStatement(
             sql: """
@@ -314,7 +325,7 @@ final class OperationPairer: @unchecked Sendable {
         sqlite3_bind_int64(statement, 1, after)
         sqlite3_bind_int64(statement, 2, through)
         defer { sqlite3_reset(statement) }
-        var pending: [(Int64, NormalizedEvent)] = []
+        var events: [(sequence: Int64, event: NormalizedEvent)] = []
         while true {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { break }
@@ -326,7 +337,7 @@ final class OperationPairer: @unchecked Sendable {
             let bytes = UnsafeRawBufferPointer(start: sqlite3_column_text(statement, 1), count: Int(sqlite3_column_bytes(statement, 1)))
             switch validator.validate(bytes) {
             case .valid(let event):
-                pending.append((last, event))
+                events.append((last, event))
             case .invalid(let invalid):
                 // Only a privacy policy that rewrote a pairing key into a non-UUID can do this.
                 logger.warning(
@@ -334,9 +345,7 @@ final class OperationPairer: @unchecked Sendable {
                     metadata: ["event.sequence": "\(last)", "error.message": "\(invalid.issues.first?.message ?? "invalid")"])
             }
         }
-        sqlite3_reset(statement)
-        for (sequence, event) in pending { try pair(event, sequence, db) }
-        return rows == Self.eventsPerTransaction ? last : through
+        return (events, rows == Self.eventsPerTransaction ? last : through)
     }
 
     /// Pairs one stored event: each lifecycle role it plays.
@@ -397,7 +406,7 @@ extension OperationPairer {
         // Find the other half: a completion pairs by the first key it carries; a start by any key
         // under which a completion waits.
         var operation: Int64? = nil
-        var otherSequence: Int64? = nil
+        var other: [Int64?] = []
         for (i, slot) in role.keySlots.enumerated() where present(slot) {
             let stmt = prepared.match[i]
             bindKind(stmt, 1)
@@ -406,8 +415,11 @@ extension OperationPairer {
             let rc = sqlite3_step(stmt)
             if rc == SQLITE_ROW {
                 operation = sqlite3_column_int64(stmt, 0)
-                let column: Int32 = role.isCompletion ? 3 : 4
-                if sqlite3_column_type(stmt, column) != SQLITE_NULL { otherSequence = sqlite3_column_int64(stmt, column) }
+                // The other half's instants, for spans.
+                other = (0..<role.otherColumns.count).map { i in
+                    let column = Int32(i + 1)
+                    return sqlite3_column_type(stmt, column) == SQLITE_NULL ? nil : sqlite3_column_int64(stmt, column)
+                }
             }
             sqlite3_reset(stmt)
             guard rc == SQLITE_ROW || rc == SQLITE_DONE else {
@@ -422,7 +434,7 @@ extension OperationPairer {
             if let result = role.resultSlot, case .bool(let value) = event.values[result] { succeeded = value }
             status = succeeded ? "succeeded" : "failed"
         }
-        let spans = spanValues(event, prepared, otherSequence: otherSequence)
+        let spans = spanValues(event, role, other: other)
         let time = event.timestampMicros
         func bindCommon(_ stmt: SQLiteStatement, _ p: inout Int32) {
             event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, p, $0.baseAddress, 16, transient) }
@@ -436,6 +448,14 @@ extension OperationPairer {
             }
             for span in spans {
                 if let span { sqlite3_bind_double(stmt, p, span) } else { sqlite3_bind_null(stmt, p) }
+                p += 1
+            }
+            for instant in role.ownInstants {
+                if case .timestamp(let micros, _, _, _) = event.values[instant.slot] {
+                    sqlite3_bind_int64(stmt, p, micros)
+                } else {
+                    sqlite3_bind_null(stmt, p)
+                }
                 p += 1
             }
         }
@@ -483,27 +503,17 @@ extension OperationPairer {
         try step(stmt)
     }
 
-    /// Each span of the role's lifecycle in milliseconds, or `nil` while an instant is unknown.
-    private static func spanValues(_ event: NormalizedEvent, _ prepared: PreparedRole, otherSequence: Int64?) -> [Double?] {
-        let role = prepared.role
+    /// Each span of the role's lifecycle in milliseconds, or `nil` while an instant is unknown;
+    /// `other` holds the other half's instants from the operation's row (empty for the first half).
+    private static func spanValues(_ event: NormalizedEvent, _ role: OperationLayout.Role, other: [Int64?]) -> [Double?] {
         guard !role.spans.isEmpty else { return [] }
-        var other: [Int64?] = []
-        if let otherSequence, let stmt = prepared.other {
-            sqlite3_bind_int64(stmt, 1, otherSequence)
-            if sqlite3_step(stmt) == SQLITE_ROW {
-                other = (0..<Int32(role.otherColumns.count)).map { column in
-                    sqlite3_column_type(stmt, column) == SQLITE_NULL ? nil : sqlite3_column_int64(stmt, column)
-                }
-            }
-            sqlite3_reset(stmt)
-        }
         func micros(_ instant: OperationLayout.Instant) -> Int64? {
             switch instant {
             case .here(let slot):
                 if case .timestamp(let micros, _, _, _) = event.values[slot] { return micros }
                 return nil
             case .other(let index):
-                return index < other.count ? other[index] : nil
+                return index >= 0 && index < other.count ? other[index] : nil
             }
         }
         return role.spans.map { span in
@@ -520,7 +530,6 @@ final class PreparedRole {
     let match: [SQLiteStatement]
     let insert: SQLiteStatement
     let update: SQLiteStatement
-    let other: SQLiteStatement?
     /// Owns the statements: they are finalized with it.
     private let statements: [Statement]
 
@@ -529,11 +538,9 @@ final class PreparedRole {
         let match = try role.matchSQL.map { try db.makeStatement(sql: $0) }
         let insert = try db.makeStatement(sql: role.insertSQL)
         let update = try db.makeStatement(sql: role.updateSQL)
-        let other = role.otherSQL.isEmpty ? nil : try db.makeStatement(sql: role.otherSQL)
         self.match = match.map(\.sqliteStatement)
         self.insert = insert.sqliteStatement
         self.update = update.sqliteStatement
-        self.other = other?.sqliteStatement
-        statements = match + [insert, update] + (other.map { [$0] } ?? [])
+        statements = match + [insert, update]
     }
 }

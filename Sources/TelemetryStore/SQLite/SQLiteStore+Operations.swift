@@ -77,9 +77,10 @@ extension SQLiteStore {
 
     /// How many operations of each kind are stuck at `nowMicros` (kinds with none included, as 0).
     ///
-    /// Counted from what is paired, without waiting for pairing to catch up: `/metrics` reads
-    /// this at every scrape, next to the pairing lag.
+    /// `/metrics` reads this at every scrape: it waits for pairing to catch up for at most 1 s,
+    /// then counts what is paired (the pairing lag is exported next to it).
     public func stuckOperationCounts(nowMicros: Int64) async throws -> [String: Int] {
+        await waitForPairing(timeout: .seconds(1))
         var result: [String: Int] = [:]
         for lifecycle in catalog.lifecycles { result[lifecycle.kind] = 0 }
         let timed = catalog.lifecycles.compactMap { lifecycle in

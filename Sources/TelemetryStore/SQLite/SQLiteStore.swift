@@ -168,10 +168,10 @@ public final class SQLiteStore: EventStore {
         (path.hasSuffix(".sqlite") ? String(path.dropLast(7)) : path) + "-operations.sqlite"
     }
 
-    /// Waits (up to 5 s) until every event committed before the call has been paired, so that a
-    /// read of operations sees what was acknowledged before it.
-    func waitForPairing() async {
-        await pairer?.waitUntilPaired(timeout: .seconds(5))
+    /// Waits (up to `timeout`) until every event committed before the call has been paired, so
+    /// that a read of operations sees what was acknowledged before it.
+    func waitForPairing(timeout: Duration = .seconds(5)) async {
+        await pairer?.waitUntilPaired(timeout: timeout)
     }
 
     /// Events stored but not yet paired into operations (by sequence); 0 with pairing off.
@@ -337,6 +337,9 @@ public final class SQLiteStore: EventStore {
             let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(operations)").map { $0["name"] as String })
             for column in operationLayout.columns where !existing.contains(column.name) {
                 try db.execute(sql: "ALTER TABLE operations ADD COLUMN \(column.quoted) \(column.sqlType)")
+            }
+            for column in operationLayout.instantColumns where !existing.contains(column) {
+                try db.execute(sql: "ALTER TABLE operations ADD COLUMN \"\(column)\" INTEGER")
             }
         }
     }
