@@ -235,12 +235,22 @@ const series = (groups, by, field) => {
 const eventLink = (id) => { if (!id) return ""; const a = el("a", { href: "/v1/events/" + id, title: id }, "…" + id.slice(-12)); return a; };
 const NO_DATA = "No data in this range yet: run `telemetry demo`, or send events with the SDK or `telemetry send`.";
 
+// Each section asks for everything it needs at once and draws as the answers come, in order:
+// the browser's six connections stay busy instead of each section waiting on its own requests one
+// after another (a one-day view of 10 million events: ~0.55 s for every request, against ~0.7 s).
+// `early` marks a promise as handled, so one failing while an earlier draw fails is not an
+// unhandled rejection on the console; awaiting it still throws.
+const early = (promise) => { promise.catch(() => {}); return promise; };
+
 async function overview() {
-  const byTopic = await stats({ group_by: "topic", interval });
+  const byTopicP = early(stats({ group_by: "topic", interval }));
+  const rejectedP = early(api("/v1/rejected", { limit: 200 }, false));
+  const accessP = early(api("/v1/access", {}, false));
+  const byTopic = await byTopicP;
   const perSecond = byTopic.map((g) => ({ ...g, rate: g.count / parseRange(interval) }));
   lines(card("overview", "Events per second by topic"), "events-by-topic", series(perSecond, "topic", "rate"), "/s", NO_DATA);
-  const rejected = (await api("/v1/rejected", { limit: 200 }, false)).rejected;
-  const access = await api("/v1/access", {}, false);
+  const rejected = (await rejectedP).rejected;
+  const access = await accessP;
   if (access.all_tenants) {
     // The collector's own counters (every tenant): only for who may see every tenant.
     const metrics = await fetch("/metrics").then((r) => r.text());
@@ -263,79 +273,104 @@ async function overview() {
 }
 
 async function generation() {
-  const latency = await stats({ operation: "generation", agg: "p50,p95,p99", interval });
+  const latencyP = early(stats({ operation: "generation", agg: "p50,p95,p99", interval }));
+  const successP = early(stats({ operation: "generation", field: "success", agg: "rate", group_by: "model" }));
+  const byModelP = early(stats({ operation: "generation", agg: "p50,p99", group_by: "model" }));
+  const failedP = early(api("/v1/operations", { kind: "generation", status: "failed", limit: 8 }));
+  const latency = await latencyP;
   lines(card("generation", "Generation latency (p50, p95, p99)"), "generation-latency",
     ["p50", "p95", "p99"].map((p) => ({ name: p, points: latency.map((g) => ({ t: Date.parse(g.bucket), v: g[p] })).filter((x) => x.v !== null) })), "ms", NO_DATA);
-  const success = await stats({ operation: "generation", field: "success", agg: "rate", group_by: "model" });
+  const success = await successP;
   bars(card("generation", "Success rate by model"), "generation-success", success.map((g) => ({ label: key(g, "model"), value: g.rate })), "%", NO_DATA);
-  const byModel = await stats({ operation: "generation", agg: "p50,p99", group_by: "model" });
+  const byModel = await byModelP;
   bars(card("generation", "p99 latency by model"), "generation-p99-by-model", byModel.map((g) => ({ label: key(g, "model"), value: g.p99 })), "ms", NO_DATA);
-  const failed = (await api("/v1/operations", { kind: "generation", status: "failed", limit: 8 })).operations;
+  const failed = (await failedP).operations;
   table(card("generation", "Recent failures"), ["started", "model", "detail", "start"],
     failed.map((o) => [o.started_at?.slice(11, 19) ?? "", o.attributes.model, o.attributes.detail, eventLink(o.start_event_id)]), "No failed generations in this range.");
 }
 
 async function loads() {
-  const duration = await stats({ operation: "weights_load", agg: "p50,p95", group_by: "storage_type" });
+  const durationP = early(stats({ operation: "weights_load", agg: "p50,p95", group_by: "storage_type" }));
+  const speedP = early(stats({ operation: "weights_load", field: "speed", agg: "avg", group_by: "storage_type,vm_type" }));
+  const duration = await durationP;
   bars(card("loads", "Load time p50 by storage type"), "load-duration-by-storage", duration.map((g) => ({ label: key(g, "storage_type"), value: g.p50 })), "ms", NO_DATA);
-  const speed = await stats({ operation: "weights_load", field: "speed", agg: "avg", group_by: "storage_type,vm_type" });
+  const speed = await speedP;
   bars(card("loads", "Load speed by storage and VM type"), "load-speed",
     speed.map((g) => ({ label: key(g, "storage_type") + " · " + key(g, "vm_type"), value: g.avg })), "B/s", NO_DATA);
 }
 
 async function pods() {
-  const deploy = await stats({ operation: "pod_deploy", agg: "p50,p95", group_by: "hardware" });
+  const deployP = early(stats({ operation: "pod_deploy", agg: "p50,p95", group_by: "hardware" }));
+  const liveP = early(api("/v1/operations", { kind: "pod_lifetime", status: "running", limit: 1000 }, false));
+  const hoursP = early(stats({ operation: "pod_lifetime", field: "duration_h", agg: "sum", group_by: "tenant_id" }));
+  const deploy = await deployP;
   bars(card("pods", "Deploy time p50 by hardware"), "deploy-by-hardware", deploy.map((g) => ({ label: key(g, "hardware"), value: g.p50 })), "ms", NO_DATA);
-  const live = (await api("/v1/operations", { kind: "pod_lifetime", status: "running", limit: 1000 }, false)).operations;
+  const live = (await liveP).operations;
   stat(card("pods", "Live pods"), String(live.length), "pods deployed and not yet freed");
-  const hours = await stats({ operation: "pod_lifetime", field: "duration_h", agg: "sum", group_by: "tenant_id" });
+  const hours = await hoursP;
   bars(card("pods", "GPU hours by tenant (completed lifetimes)"), "gpu-hours-by-tenant",
     hours.map((g) => ({ label: key(g, "tenant_id").slice(0, 8), value: g.sum })), "h", NO_DATA);
 }
 
 async function pbac() {
   const type = "pbac.agent.politics.check";
-  const decisions = await stats({ event_type: type, group_by: "result", interval });
+  const decisionsP = early(stats({ event_type: type, group_by: "result", interval }));
+  const denialsP = early(stats({ event_type: type, group_by: "denial_source", result: "false" }));
+  const totalP = early(stats({ event_type: type }));
+  const evalMsP = early(stats({ event_type: type, field: "eval_ms", agg: "p50,p95,p99" }));
+  const cacheP = early(stats({ event_type: type, field: "cache_hit", agg: "rate" }));
+  const reloadsP = early(stats({ event_type: "pbac.agent.politics.load" }));
+  const changesP = early(stats({ event_type: "pbac.agent.politics.update" }));
+  const decisions = await decisionsP;
   lines(card("pbac", "Decisions over time (allowed = true)"), "pbac-decisions", series(decisions, "result", "count"), "", NO_DATA);
-  const denials = await stats({ event_type: type, group_by: "denial_source", result: "false" });
-  const total = (await stats({ event_type: type })).reduce((n, g) => n + g.count, 0);
+  const denials = await denialsP;
+  const total = (await totalP).reduce((n, g) => n + g.count, 0);
   bars(card("pbac", "Deny rate by denial source"), "pbac-deny-rate", denials.map((g) => ({ label: key(g, "denial_source"), value: total ? g.count / total : 0 })), "%", NO_DATA);
-  const evalMs = await stats({ event_type: type, field: "eval_ms", agg: "p50,p95,p99" });
+  const evalMs = await evalMsP;
   bars(card("pbac", "eval_ms percentiles"), "pbac-eval-ms", evalMs.length ? ["p50", "p95", "p99"].map((p) => ({ label: p, value: evalMs[0][p] })) : [], "ms", NO_DATA);
-  const cache = await stats({ event_type: type, field: "cache_hit", agg: "rate" });
-  const reloads = (await stats({ event_type: "pbac.agent.politics.load" })).reduce((n, g) => n + g.count, 0);
-  const changes = (await stats({ event_type: "pbac.agent.politics.update" })).reduce((n, g) => n + g.count, 0);
+  const cache = await cacheP;
+  const reloads = (await reloadsP).reduce((n, g) => n + g.count, 0);
+  const changes = (await changesP).reduce((n, g) => n + g.count, 0);
   bars(card("pbac", "Cache hit ratio, policy reloads and rule changes"), "pbac-cache",
     cache.length ? [{ label: "cache hit ratio", value: cache[0].rate }] : [], "%", NO_DATA);
   stat(card("pbac", "Policy reloads · rule changes"), reloads + " · " + changes, "in this range");
 }
 
 async function assets() {
-  const down = await stats({ event_type: "assets.access.download", field: "object_size", agg: "sum" });
-  const up = await stats({ event_type: "assets.access.upload", field: "object_size", agg: "sum" });
+  const downP = early(stats({ event_type: "assets.access.download", field: "object_size", agg: "sum" }));
+  const upP = early(stats({ event_type: "assets.access.upload", field: "object_size", agg: "sum" }));
+  const speedsP = [["download", "assets.access.download"], ["upload", "assets.access.upload"]]
+    .map(([label, type]) => [label, early(stats({ event_type: type, field: "avg_speed", agg: "p50" }))]);
+  const usedP = early(stats({ event_type: "assets.access.upload", field: "user_space_size", agg: "last", group_by: "user_id" }));
+  const totalP = early(stats({ event_type: "assets.access.upload", field: "total_space_size", agg: "last", group_by: "user_id" }));
+  const down = await downP;
+  const up = await upP;
   const bytes = [{ label: "downloaded", value: down[0]?.sum }, { label: "uploaded", value: up[0]?.sum }].filter((r) => r.value != null);
   bars(card("assets", "Bytes transferred"), "asset-bytes", bytes, "B", NO_DATA);
   const speeds = [];
-  for (const [label, type] of [["download", "assets.access.download"], ["upload", "assets.access.upload"]]) {
-    const g = await stats({ event_type: type, field: "avg_speed", agg: "p50" });
+  for (const [label, promise] of speedsP) {
+    const g = await promise;
     if (g.length && g[0].p50 != null) speeds.push({ label: label + " p50", value: g[0].p50 });
   }
   bars(card("assets", "Transfer speed"), "asset-speed", speeds, "B/s", NO_DATA);
-  const used = await stats({ event_type: "assets.access.upload", field: "user_space_size", agg: "last", group_by: "user_id" });
-  const total = await stats({ event_type: "assets.access.upload", field: "total_space_size", agg: "last", group_by: "user_id" });
+  const used = await usedP;
+  const total = await totalP;
   const totals = new Map(total.map((g) => [key(g, "user_id"), g.last]));
   bars(card("assets", "Space used per user, of their total"), "asset-space",
     used.slice(0, 12).map((g) => ({ label: key(g, "user_id").slice(0, 8) + " of " + format(totals.get(key(g, "user_id")), "B"), value: g.last })), "B", NO_DATA);
 }
 
 async function operations() {
-  const stuck = (await api("/v1/operations", { status: "stuck", limit: 10 }, false)).operations;
+  const stuckP = early(api("/v1/operations", { status: "stuck", limit: 10 }, false));
+  const runningP = early(api("/v1/operations", { status: "running", limit: 10 }, false));
+  const rejectedP = early(api("/v1/rejected", { limit: 10 }, false));
+  const stuck = (await stuckP).operations;
   table(card("operations", "Stuck operations"), ["kind", "started", "key", "start"],
     stuck.map((o) => [o.kind, o.started_at?.slice(0, 19) ?? "", (o.key || "").slice(0, 8), eventLink(o.start_event_id)]), "Nothing is stuck.");
-  const running = (await api("/v1/operations", { status: "running", limit: 10 }, false)).operations;
+  const running = (await runningP).operations;
   table(card("operations", "Running operations"), ["kind", "started", "key", "start"],
     running.map((o) => [o.kind, o.started_at?.slice(11, 19) ?? "", (o.key || "").slice(0, 8), eventLink(o.start_event_id)]), "Nothing is running.");
-  const rejected = (await api("/v1/rejected", { limit: 10 }, false)).rejected;
+  const rejected = (await rejectedP).rejected;
   table(card("operations", "Rejected events"), ["received", "event type", "reasons"],
     rejected.map((r) => [r.received_at.slice(11, 19), r.event_type ?? "(unreadable)", r.errors.map((e) => e.field + ": " + e.code).join("; ")]), "Nothing rejected.");
 }
