@@ -25,8 +25,9 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
 @Suite struct CollectorProcessTests {
     /// Another process ingests under load; the collector is killed with SIGKILL mid-stream and
-    /// restarted on the same data: every acknowledged event is there exactly once, and SQLite's
-    /// integrity check passes.
+    /// restarted on the same data: every acknowledged event is there exactly once, every stored
+    /// half of a generation is in exactly one operation (pairing neither lost nor repeated across
+    /// the crash), and SQLite's integrity check passes.
     @Test(arguments: StoreKind.allCases) func killNineLosesNothingAcknowledged(_ kind: StoreKind) async throws {
         let data = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: data) }
@@ -41,6 +42,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
                 group.addTask {
                     try await offThePool {
                         var sampler = EventSampler(seed: 31 + UInt64(client))
+                        sampler.linksLifecycles = true
                         let connection = HTTPConnection(host: "127.0.0.1", port: port)
                         while true {
                             let batch = (0..<100).map { _ in sampler.sample().render() }
@@ -68,17 +70,39 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let restarted = try await ServerProcess.start(data: data, extraArguments: storeArguments)
         let connection = HTTPConnection(host: "127.0.0.1", port: restarted.port)
         var stored: [String] = []
+        var storedHalves: (starts: Set<String>, completions: Set<String>) = ([], [])
         var cursor: String? = nil
         repeat {
             let page = try await connection.request("GET", "/v1/events?limit=1000" + (cursor.map { "&cursor=\($0)" } ?? ""))
             let object = try #require(JSONSerialization.jsonObject(with: Data(page.body)) as? [String: Any])
-            stored += (object["events"] as? [[String: Any]] ?? []).compactMap { $0["event_id"] as? String }
+            for event in object["events"] as? [[String: Any]] ?? [] {
+                guard let id = event["event_id"] as? String else { continue }
+                stored.append(id)
+                if event["event_type"] as? String == "xumi.generation.start" { storedHalves.starts.insert(id) }
+                if event["event_type"] as? String == "xumi.generation.complete" { storedHalves.completions.insert(id) }
+            }
+            cursor = object["next_cursor"] as? String
+        } while cursor != nil
+        var pairedStarts: [String] = []
+        var pairedCompletions: [String] = []
+        cursor = nil
+        repeat {
+            let page = try await connection.request(
+                "GET", "/v1/operations?kind=generation&limit=1000" + (cursor.map { "&cursor=\($0)" } ?? ""))
+            let object = try #require(JSONSerialization.jsonObject(with: Data(page.body)) as? [String: Any])
+            for operation in object["operations"] as? [[String: Any]] ?? [] {
+                if let id = operation["start_event_id"] as? String { pairedStarts.append(id) }
+                if let id = operation["complete_event_id"] as? String { pairedCompletions.append(id) }
+            }
             cursor = object["next_cursor"] as? String
         } while cursor != nil
         try await offThePool { restarted.stop() }
         #expect(Set(stored).count == stored.count, "no event stored twice")
         let missing = acked.subtracting(stored)
         #expect(missing.isEmpty, "\(missing.count) acknowledged events lost")
+        #expect(storedHalves.starts.count > 20 && storedHalves.completions.count > 20)
+        #expect(pairedStarts.count == Set(pairedStarts).count && Set(pairedStarts) == storedHalves.starts)
+        #expect(pairedCompletions.count == Set(pairedCompletions).count && Set(pairedCompletions) == storedHalves.completions)
         guard kind == .sqlite else { return }
 
         let check = Process()
