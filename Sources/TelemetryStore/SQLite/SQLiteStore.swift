@@ -281,10 +281,15 @@ public final class SQLiteStore: EventStore {
         // Catalog fields become typed columns; a field added to the catalog is a column added here.
         // The same for the lifecycles' attributes and spans on operations.
         try pool.write { db in
-            let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(events)").map { $0["name"] as String })
-            for column in layout.columns where !existing.contains(column.name) {
-                try db.execute(sql: "ALTER TABLE events ADD COLUMN \(column.quoted) \(column.sqlType)")
-            }
+            try addMissingColumns(to: "events", layout.columns.map { ($0.name, $0.sqlType) }, db)
+        }
+    }
+
+    /// Adds to `table` each of `columns` it does not have yet (the catalog grew).
+    private static func addMissingColumns(to table: String, _ columns: [(name: String, sqlType: String)], _ db: Database) throws {
+        let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(\(table))").map { $0["name"] as String })
+        for column in columns where !existing.contains(column.name) {
+            try db.execute(sql: "ALTER TABLE \(table) ADD COLUMN \"\(column.name)\" \(column.sqlType)")
         }
     }
 
@@ -334,13 +339,8 @@ public final class SQLiteStore: EventStore {
         }
         try migrator.migrate(database)
         try database.write { db in
-            let existing = Set(try Row.fetchAll(db, sql: "PRAGMA table_info(operations)").map { $0["name"] as String })
-            for column in operationLayout.columns where !existing.contains(column.name) {
-                try db.execute(sql: "ALTER TABLE operations ADD COLUMN \(column.quoted) \(column.sqlType)")
-            }
-            for column in operationLayout.instantColumns where !existing.contains(column) {
-                try db.execute(sql: "ALTER TABLE operations ADD COLUMN \"\(column)\" INTEGER")
-            }
+            let columns = operationLayout.columns.map { ($0.name, $0.sqlType) } + operationLayout.instantColumns.map { ($0, "INTEGER") }
+            try addMissingColumns(to: "operations", columns, db)
         }
     }
 
