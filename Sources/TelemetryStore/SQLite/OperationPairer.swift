@@ -83,7 +83,9 @@ final class OperationPairer: @unchecked Sendable {
             Thread.current.name = "store-pairing"
             withLock {
                 pairingThread = pthread_self()
-                setYielding(true)
+                // A read may already wait (it could not boost a thread not started yet), or
+                // pairing may start far behind (after a crash, an upgrade): then not idle.
+                setYielding(waitingReads == 0 && committed - paired < Self.yieldUntilLag)
             }
             loop()
             // Finalize the prepared statements on the connection's queue, before it closes.

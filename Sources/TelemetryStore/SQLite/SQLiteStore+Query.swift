@@ -98,6 +98,9 @@ extension SQLiteStore {
     }
 
     public func deleteEvents(before micros: Int64, limit: Int) async throws -> Int {
+        // Operations go with their events: let pairing catch up first, so that it does not
+        // create operations for events this pass deletes (the next pass would remove them).
+        await waitForPairing()
         let types = typesList
         let kinds = catalog.lifecycles.map { "'" + $0.kind.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
         do {

@@ -277,6 +277,14 @@ public final class SQLiteStore: EventStore {
             try db.execute(sql: "CREATE TABLE sequence_floor (seq INTEGER NOT NULL)")
             try db.execute(sql: "INSERT INTO sequence_floor (seq) VALUES (COALESCE((SELECT max(_seq) FROM events), 0))")
         }
+        migrator.registerMigration("v5: tenant index by sequence") { db in
+            // (tenant_id, event_type, _seq) had an insertion point for every tenant and type, so
+            // each transaction dirtied a leaf page for each (ingest measured 54k events/s with it,
+            // 73k without). (tenant_id, _seq, event_type) has one per tenant, and still answers "the
+            // newest of a tenant and type" from the index alone (the type is read from the entry).
+            try db.execute(sql: "DROP INDEX IF EXISTS events_by_tenant_type")
+            try db.execute(sql: "CREATE INDEX events_by_tenant ON events(tenant_id, _seq, event_type)")
+        }
         try migrator.migrate(pool)
         // Catalog fields become typed columns; a field added to the catalog is a column added here.
         // The same for the lifecycles' attributes and spans on operations.
