@@ -6,7 +6,8 @@ import TelemetryCatalog
 
 /// Pairs stored events into operations, in a file of their own, on a thread of its own, after the
 /// events' transaction has committed: the writer's transaction (and so every acknowledgement)
-/// never waits for pairing, and pairing runs beside it on the other core.
+/// never waits for pairing, and pairing runs beside it, on CPU the writer does not need
+/// (`SCHED_IDLE`, while it keeps up and no read waits for it).
 ///
 /// The operations file holds a durable watermark (`pairing_state.through`): every event with a
 /// sequence at or below it has been paired, and it moves in the same transaction as the operations
@@ -101,7 +102,7 @@ final class OperationPairer: @unchecked Sendable {
     /// pairing beside a busy writer slowed the writer's transactions by ~25%; yielding, it runs
     /// while they wait (fsync, requests) and costs ingest about two thirds of that.
     static let yieldUntilLag: Int64 = 200_000
-    /// Whether the thread runs under `SCHED_IDLE`; with `threadID`, guarded by the lock.
+    /// Whether the thread runs under `SCHED_IDLE`; with `pairingThread`, guarded by the lock.
     private var yielding = false
     private var pairingThread: pthread_t?
     /// Reads waiting in ``waitUntilPaired(timeout:)``.
