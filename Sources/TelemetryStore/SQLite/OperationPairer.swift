@@ -65,7 +65,7 @@ final class OperationPairer: @unchecked Sendable {
         self.logger = logger
         self.committed = committed
         let types = Set(catalog.lifecycles.flatMap { [$0.startEventType, $0.completeEventType] })
-        lifecycleTypes = types.sorted().map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
+        lifecycleTypes = SQLiteStore.sqlList(types.sorted())
         paired = try database.read { db in try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0 }
         if paired > committed {
             // Only if the events file was changed behind the store's back (the writer never gives

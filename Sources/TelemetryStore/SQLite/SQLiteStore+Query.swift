@@ -102,7 +102,7 @@ extension SQLiteStore {
         // create operations for events this pass deletes (the next pass would remove them).
         await waitForPairing()
         let types = typesList
-        let kinds = catalog.lifecycles.map { "'" + $0.kind.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
+        let kinds = Self.sqlList(catalog.lifecycles.map(\.kind))
         do {
             let events = try await pool.write { db in
                 let newest = try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0
@@ -158,7 +158,12 @@ extension SQLiteStore {
     /// `(event_type, timestamp)` index one type at a time, which needs the types named: a day's
     /// counts are then read in index order, with no sort.
     var typesList: String {
-        catalog.eventTypes.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
+        Self.sqlList(catalog.eventTypes)
+    }
+
+    /// `values` as a list of SQL string literals, for `IN (…)`.
+    static func sqlList(_ values: [String]) -> String {
+        values.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ")
     }
 
     /// Counts stored events and rejections (for tests and status).

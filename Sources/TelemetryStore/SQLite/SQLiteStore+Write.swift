@@ -25,8 +25,10 @@ extension SQLiteStore {
                 if !batch.events.isEmpty {
                     // Where this transaction's sequences start. Rowids are the largest + 1; after
                     // retention deleted the newest events, the first insert gives its own.
-                    let newest = try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0
-                    let after = max(newest, try Int64.fetchOne(db, sql: "SELECT seq FROM sequence_floor") ?? 0)
+                    let bounds = try Row.fetchOne(
+                        db.cachedStatement(sql: "SELECT (SELECT max(_seq) FROM events), (SELECT seq FROM sequence_floor)"))
+                    let newest: Int64 = bounds?[0] ?? 0
+                    let after = max(newest, bounds?[1] ?? 0)
                     var givenSequence: Int64? = newest < after ? after + 1 : nil
                     let statement = try db.cachedStatement(sql: layout.insertSQL)
                     let sequenced = givenSequence == nil ? nil : try db.cachedStatement(sql: layout.insertWithSequenceSQL)
