@@ -184,13 +184,11 @@ public final class SQLiteStore: EventStore {
     }
 
     private static func setMaxBytes(_ bytes: Int64, _ pool: DatabasePool, _ operationsDatabase: DatabaseQueue) throws {
-        try pool.writeWithoutTransaction { db in
-            let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
-            _ = try Int64.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, bytes / pageSize))")
-        }
-        try operationsDatabase.writeWithoutTransaction { db in
-            let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
-            _ = try Int64.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, bytes / pageSize))")
+        for file in [pool, operationsDatabase] as [any DatabaseWriter] {
+            try file.writeWithoutTransaction { db in
+                let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+                _ = try Int64.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, bytes / pageSize))")
+            }
         }
     }
 
