@@ -165,23 +165,26 @@ final class OperationPairer: @unchecked Sendable {
     /// How many stored events wait to be paired (by sequence; most are not lifecycle events).
     var lag: Int64 { withLock { committed - paired } }
 
-    /// Waits until every event committed before this call has been paired, or `timeout` passed
-    /// (then operations are answered from what is paired; the lag is exported as a metric).
-    func waitUntilPaired(timeout: Duration) async {
-        let (target, waits) = withLock {
-            let target = running ? committed : paired
-            if paired < target {
-                waitingReads += 1
-                setYielding(false)
-                condition.broadcast()
-            }
-            return (target, paired < target)
+    /// Waits until every event up to `target` has been paired, or `timeout` passed (then
+    /// operations are answered from what is paired; the lag is exported as a metric). Another
+    /// process on the same files (a `consume` beside a collector) may be the one pairing them:
+    /// `durable` reads the watermark in the operations file, checked every 10 ms.
+    func waitUntilPaired(through target: Int64, timeout: Duration, durable: () async -> Int64?) async {
+        let waits = withLock {
+            guard paired < target else { return false }
+            waitingReads += 1
+            setYielding(false)
+            condition.broadcast()
+            return true
         }
         guard waits else { return }
         defer { withLock { waitingReads -= 1 } }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
+        var round = 0
         while withLock({ paired < target && !stopping }) && clock.now < deadline {
+            round += 1
+            if round % 10 == 0, let stored = await durable(), stored >= target { return }
             try? await Task.sleep(for: .milliseconds(1))
         }
     }

@@ -168,10 +168,14 @@ public final class SQLiteStore: EventStore {
         (path.hasSuffix(".sqlite") ? String(path.dropLast(7)) : path) + "-operations.sqlite"
     }
 
-    /// Waits (up to `timeout`) until every event committed before the call has been paired, so
-    /// that a read of operations sees what was acknowledged before it.
+    /// Waits (up to `timeout`) until every event committed before the call, by this process or
+    /// another on the same files, has been paired, so that a read of operations sees what was
+    /// acknowledged before it.
     func waitForPairing(timeout: Duration = .seconds(5)) async {
-        await pairer?.waitUntilPaired(timeout: timeout)
+        guard let pairer, let target = try? await pool.read({ try Self.newestSequence($0) }) else { return }
+        await pairer.waitUntilPaired(through: target, timeout: timeout) {
+            try? await pool.read { try Int64.fetchOne($0, sql: "SELECT through FROM ops.pairing_state") ?? 0 }
+        }
     }
 
     /// Events stored but not yet paired into operations (by sequence); 0 with pairing off.
