@@ -150,4 +150,33 @@ import Testing
             #expect(try await Ops.operations(store, kind: "generation", status: .succeeded).count == i + 1)
         }
     }
+
+    @Test func aReadPairsWhatAnotherProcessWroteWithoutPairing() async throws {
+        // `consume` beside a collector: another store on the same files writes the events (its
+        // own pairer off here, or starved); a read in this one waits, and this store pairs them.
+        let path = Self.newPath()
+        let writer = try Self.open(path, pairs: false)
+        defer { try? writer.close() }
+        let reader = try Self.open(path)
+        defer { try? reader.close() }
+        for batch in Self.generationBatches(200, batches: 5) { try await Ops.write(writer, batch) }
+        // Before, the read gave up after 5 s and answered with no operations.
+        try await Self.expectEveryGenerationPairedOnce(reader, 200)
+    }
+
+    @Test func twoStoresPairingTheSameFilesPairEachEventOnce() async throws {
+        // Both pair, each what it wrote and, when read, what the other wrote: the watermark in
+        // the operations file decides, so nothing is paired twice.
+        let path = Self.newPath()
+        let first = try Self.open(path)
+        defer { try? first.close() }
+        let second = try Self.open(path)
+        defer { try? second.close() }
+        for (b, batch) in Self.generationBatches(300, batches: 12).enumerated() {
+            try await Ops.write(b % 2 == 0 ? first : second, batch)
+            if b % 3 == 0 { _ = try await Ops.operations(b % 2 == 0 ? second : first) }
+        }
+        try await Self.expectEveryGenerationPairedOnce(first, 300)
+        try await Self.expectEveryGenerationPairedOnce(second, 300)
+    }
 }

@@ -172,6 +172,11 @@ final class OperationPairer: @unchecked Sendable {
     func waitUntilPaired(through target: Int64, timeout: Duration, durable: () async -> Int64?) async {
         let waits = withLock {
             guard paired < target else { return false }
+            // Events this process did not write (another process on the same files wrote them,
+            // and its pairer may be starved or idle, or have pairing off) are read back from the
+            // table and paired here: whichever pairer commits first moves the watermark, and
+            // the other skips what it covers.
+            committed = max(committed, target)
             waitingReads += 1
             setYielding(false)
             condition.broadcast()
@@ -286,7 +291,9 @@ final class OperationPairer: @unchecked Sendable {
             var readBack: [(sequence: Int64, event: NormalizedEvent)] = []
             var readThrough: Int64 = 0
             if case .table(let after, let last) = work {
-                (readBack, readThrough) = try readStored(after: after, through: last, db)
+                // Start at the stored watermark: another process may have paired further.
+                let stored = try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0
+                (readBack, readThrough) = try readStored(after: max(after, stored), through: last, db)
             }
             var through: Int64 = 0
             // Deferred, and the first statement writes the operations file: only that file is
