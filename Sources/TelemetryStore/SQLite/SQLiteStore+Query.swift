@@ -112,6 +112,9 @@ extension SQLiteStore {
                         (SELECT _seq FROM events WHERE event_type IN (\(types)) AND "timestamp" < ? LIMIT ?)
                         """, arguments: [micros, limit])
                 let deleted = db.changesCount
+                if deleted > 0 {
+                    try db.execute(sql: "UPDATE sequence_floor SET deleted = deleted + ?", arguments: [deleted])
+                }
                 if try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0 < newest {
                     // The newest went: its sequence number must not be given again.
                     try db.execute(sql: "UPDATE sequence_floor SET seq = max(seq, ?)", arguments: [newest])

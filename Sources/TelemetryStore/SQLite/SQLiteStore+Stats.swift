@@ -16,6 +16,7 @@ extension SQLiteStore {
     public func stats(_ query: StatsQuery) async throws -> [StatsGroup] {
         let plan = try statsPlan(query)
         if case .operations = query.source { await waitForPairing() }
+        if statsScans.maxRows > 0, let key = plan.scanKey, let groups = try await statsFromScan(key, plan) { return groups }
         let groups = try await read { db in
             if plan.countsInIndexOrder { return try Self.countInIndexOrder(plan, db) }
             return plan.needsValues ? try Self.aggregateInMemory(plan, db) : try Self.aggregateInSQL(plan, db)
@@ -45,6 +46,16 @@ extension SQLiteStore {
                 && (groups[0].name == "event_type" || groups[0].name == "topic")
         }
         var needsValues: Bool { aggregates.contains { $0.percentile != nil || $0 == .last } }
+        /// For events of one type: every typed column of the type (name, SQL, type), the
+        /// `field=value` filters by name and stored value, and the aggregated field's name; what an
+        /// aggregation over a shared scan (``StatsScans``) needs.
+        var scanFields: [(name: String, sql: String, type: FieldType)] = []
+        var fieldFilters: [(name: String, value: DatabaseValue)] = []
+        var valueName: String?
+        /// The shared scan this query can be answered from: events of one type whose rows it
+        /// has to read (a field, groups, filters, or one tenant: a count of a type over a range
+        /// alone is answered from the `(event_type, timestamp)` index, faster than any scan).
+        var scanKey: StatsScans.Key?
         var whereClause: String { conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ") }
     }
 
@@ -75,7 +86,9 @@ extension SQLiteStore {
                 let (column, value) = try columnValue(FieldFilter(field: name, value: filter.value), type: field.type)
                 plan.conditions.append("\(column) = ?")
                 plan.arguments.append(value.databaseValue)
+                plan.fieldFilters.append((name, value.databaseValue))
             }
+            plan.scanFields = fields.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sql, $0.value.type) }
         case .allEvents:
             plan.table = "events"
             timeColumn = "\"timestamp\""
@@ -184,15 +197,21 @@ extension SQLiteStore {
             }
             try StoreSupport.check(aggregates, of: fieldName, type: field.type)
             plan.value = field.sql
+            plan.valueName = canonical
         } else if let needing = aggregates.first(where: { $0 != .count }) {
             throw StoreError(.badQuery, "\(needing.name) needs a field: add field=NAME")
+        }
+        if case .events(let eventType) = query.source,
+            plan.value != nil || !plan.groups.isEmpty || !plan.fieldFilters.isEmpty || query.tenantID != nil
+        {
+            plan.scanKey = StatsScans.Key(eventType: eventType, since: query.since, until: query.until, tenant: query.tenantID)
         }
         return plan
     }
 
-    private static func groupKey(_ plan: StatsPlan, _ row: Row) -> [(String, JSONValue)] {
+    private static func groupKey(_ plan: StatsPlan, _ values: [DatabaseValue]) -> [(String, JSONValue)] {
         plan.groups.enumerated().map { index, group in
-            (group.name, json(row[index] as DatabaseValue, type: group.type) ?? .null)
+            (group.name, json(values[index], type: group.type) ?? .null)
         }
     }
 
@@ -226,7 +245,7 @@ extension SQLiteStore {
             }
             groups.append(
                 StatsGroup(
-                    key: groupKey(plan, row), bucketMicros: plan.bucket == nil ? nil : row[plan.groups.count], count: count,
+                    key: groupKey(plan, (0..<plan.groups.count).map { row[$0] }), bucketMicros: plan.bucket == nil ? nil : row[plan.groups.count], count: count,
                     values: values))
         }
         return StoreSupport.sorted(groups)
@@ -238,18 +257,33 @@ extension SQLiteStore {
         let groupCount = select.count
         select += [plan.value ?? "NULL", plan.time]
         let sql = "SELECT \(select.joined(separator: ", ")) FROM \(plan.table) \(plan.whereClause)"
-        struct Accumulator {
+        var aggregation = Aggregation(plan)
+        let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(plan.arguments))
+        while let row = try cursor.next() {
+            let groupValues: [DatabaseValue] = (0..<groupCount).map { row[$0] }
+            try aggregation.add(groupValues, value: row[groupCount], time: row[groupCount + 1] ?? .min)
+        }
+        return aggregation.groups()
+    }
+
+    /// Rows gathered into groups (their group fields' values, then the bucket), each group's
+    /// values kept to compute every aggregate from them: percentiles are exact (nearest rank).
+    struct Aggregation {
+        private struct Accumulator {
             var key: [(String, JSONValue)]
             var bucket: Int64?
             var count = 0
             var values: [Double] = []
             var last: (time: Int64, value: Double)?
         }
-        var index: [[DatabaseValue]: Int] = [:]
-        var accumulators: [Accumulator] = []
-        let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(plan.arguments))
-        while let row = try cursor.next() {
-            let groupValues: [DatabaseValue] = (0..<groupCount).map { row[$0] }
+        private let plan: StatsPlan
+        private var index: [[DatabaseValue]: Int] = [:]
+        private var accumulators: [Accumulator] = []
+
+        init(_ plan: StatsPlan) { self.plan = plan }
+
+        /// `groupValues`: the group fields' values, then the bucket's start when bucketed.
+        mutating func add(_ groupValues: [DatabaseValue], value: DatabaseValue, time: Int64) throws {
             let position: Int
             if let known = index[groupValues] {
                 position = known
@@ -258,34 +292,38 @@ extension SQLiteStore {
                 position = accumulators.count
                 index[groupValues] = position
                 accumulators.append(
-                    Accumulator(key: groupKey(plan, row), bucket: plan.bucket == nil ? nil : row[plan.groups.count]))
+                    Accumulator(
+                        key: groupKey(plan, groupValues),
+                        bucket: plan.bucket == nil ? nil : Int64.fromDatabaseValue(groupValues[plan.groups.count])))
             }
             accumulators[position].count += 1
-            if let value = Double.fromDatabaseValue(row[groupCount]) {
+            if let value = Double.fromDatabaseValue(value) {
                 accumulators[position].values.append(value)
-                let time: Int64 = row[groupCount + 1] ?? .min
                 if time >= accumulators[position].last?.time ?? .min { accumulators[position].last = (time, value) }
             }
         }
-        let groups = accumulators.map { accumulator in
-            let values = accumulator.values.sorted()
-            let n = values.count
-            let results = plan.aggregates.map { aggregate -> (StatsAggregate, Double?) in
-                if aggregate == .count { return (aggregate, Double(accumulator.count)) }
-                guard n > 0 else { return (aggregate, nil) }
-                switch aggregate {
-                case .sum: return (aggregate, values.reduce(0, +))
-                case .min: return (aggregate, values[0])
-                case .max: return (aggregate, values[n - 1])
-                case .avg, .rate: return (aggregate, values.reduce(0, +) / Double(n))
-                case .last: return (aggregate, accumulator.last?.value)
-                default:
-                    return (aggregate, values[StoreSupport.nearestRank(aggregate.percentile ?? 100, count: n)])
+
+        func groups() -> [StatsGroup] {
+            let groups = accumulators.map { accumulator in
+                let values = accumulator.values.sorted()
+                let n = values.count
+                let results = plan.aggregates.map { aggregate -> (StatsAggregate, Double?) in
+                    if aggregate == .count { return (aggregate, Double(accumulator.count)) }
+                    guard n > 0 else { return (aggregate, nil) }
+                    switch aggregate {
+                    case .sum: return (aggregate, values.reduce(0, +))
+                    case .min: return (aggregate, values[0])
+                    case .max: return (aggregate, values[n - 1])
+                    case .avg, .rate: return (aggregate, values.reduce(0, +) / Double(n))
+                    case .last: return (aggregate, accumulator.last?.value)
+                    default:
+                        return (aggregate, values[StoreSupport.nearestRank(aggregate.percentile ?? 100, count: n)])
+                    }
                 }
+                return StatsGroup(key: accumulator.key, bucketMicros: accumulator.bucket, count: accumulator.count, values: results)
             }
-            return StatsGroup(key: accumulator.key, bucketMicros: accumulator.bucket, count: accumulator.count, values: results)
+            return StoreSupport.sorted(groups)
         }
-        return StoreSupport.sorted(groups)
     }
 
     /// See ``StatsPlan/countsInIndexOrder``.

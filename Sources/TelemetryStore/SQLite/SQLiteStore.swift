@@ -48,6 +48,9 @@ public struct SQLiteStoreConfiguration: Sendable {
     public var pairsOperations = true
     /// Overrides of the catalog's stuck timeouts by operation kind, seconds; 0 means never stuck.
     public var stuckAfterSeconds: [String: Int] = [:]
+    /// The most rows of one event type and time range read once into memory for the statistics
+    /// asked of them together (a dashboard's charts); 0 reads the table for each query.
+    public var statsScanRows = 100_000
 
     /// Creates a configuration for the database at `path`.
     public init(path: String) {
@@ -72,6 +75,8 @@ public final class SQLiteStore: EventStore {
     let operationsDatabase: DatabaseQueue
     /// Pairs events into operations after they commit; `nil` with pairing off.
     let pairer: OperationPairer?
+    /// Rows of event types read once for the statistics asked together.
+    let statsScans: StatsScans
     let layout: ColumnLayout
     let operationLayout: OperationLayout
     let catalog: Catalog
@@ -87,6 +92,7 @@ public final class SQLiteStore: EventStore {
         self.logger = logger
         self.layout = ColumnLayout(catalog: catalog)
         self.operationLayout = OperationLayout(catalog: catalog)
+        self.statsScans = StatsScans(maxRows: configuration.statsScanRows)
         let directory = (configuration.path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -286,6 +292,11 @@ public final class SQLiteStore: EventStore {
             // newest of a tenant and type" from the index alone (the type is read from the entry).
             try db.execute(sql: "DROP INDEX IF EXISTS events_by_tenant_type")
             try db.execute(sql: "CREATE INDEX events_by_tenant ON events(tenant_id, _seq, event_type)")
+        }
+        migrator.registerMigration("v6: deletions count") { db in
+            // Retention counts what it deletes: statistics held in memory (StatsScans) are read
+            // again after a deletion, and take in new events otherwise.
+            try db.execute(sql: "ALTER TABLE sequence_floor ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
         }
         try migrator.migrate(pool)
         // Catalog fields become typed columns; a field added to the catalog is a column added here.

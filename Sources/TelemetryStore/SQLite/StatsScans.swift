@@ -1,0 +1,281 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+import TelemetryCatalog
+
+/// Statistics of one event type over one time range that are asked together read the type's rows
+/// once. The dashboard asks up to five of one type at once (a policy check's decisions, denials,
+/// `eval_ms` and cache hits); on a store of 10 million events a day of one type is ~17,500 rows on
+/// as many pages (rows are stored in arrival order), 60-90 ms to read each time, and a few
+/// milliseconds to aggregate once in memory.
+///
+/// The first such query reads every typed column of the rows into memory (a *scan*); queries for
+/// the same rows that come while it reads, or soon after, aggregate from it. Answers stay exact:
+/// before each use, in the query's own read transaction, the scan takes in the events committed
+/// since it was read (events are never changed, and sequence numbers grow with commits), and it is
+/// read again when retention deleted events since (`sequence_floor.deleted`).
+final class StatsScans: @unchecked Sendable {
+    /// What a scan holds: the events of one type (of one tenant) in `since..<until`.
+    struct Key: Hashable, Sendable {
+        let eventType: String
+        let since: Int64?
+        let until: Int64?
+        let tenant: String?
+    }
+
+    /// The rows of one key, column by column, in the order of the plan's `scanFields`.
+    struct Scan: Sendable {
+        var columns: [[DatabaseValue]]
+        var times: [Int64]
+        /// The newest sequence number of the events file when read, and its deletions count.
+        var through: Int64
+        var deleted: Int64
+    }
+
+    private enum Entry {
+        case loading(Task<Scan?, any Error>)
+        case ready(Scan, used: ContinuousClock.Instant)
+        /// More rows than ``maxRows``: queries for it read the table themselves.
+        case tooLarge(used: ContinuousClock.Instant)
+
+        /// When it was last used; a scan being read counts as in use.
+        func used(_ now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+            switch self {
+            case .loading: now
+            case .ready(_, let used), .tooLarge(let used): used
+            }
+        }
+    }
+
+    /// The most rows a scan holds (100,000: about 25 MB for the 20-odd columns of a type); 0
+    /// turns scans off.
+    let maxRows: Int
+    /// How many scans were read (each serves every query of its key while it is kept).
+    var reads: Int { withLock { readCount } }
+    private var readCount = 0
+    /// The most events committed since a scan was read that are taken into it; beyond, it is read again.
+    static let maxCatchUp: Int64 = 50_000
+    /// How long an unused scan is kept, and the most kept.
+    static let keep: Duration = .seconds(10)
+    static let maxEntries = 16
+
+    private let lock = NSLock()
+    private var entries: [Key: Entry] = [:]
+    private let clock = ContinuousClock()
+
+    init(maxRows: Int) {
+        self.maxRows = maxRows
+    }
+
+    /// The scan for `key`: the one held, the one being read, or one read now by `load` (`nil`
+    /// from it: too many rows). `nil` when the rows are too many to hold.
+    func scan(_ key: Key, load: @escaping @Sendable () async throws -> Scan?) async throws -> Scan? {
+        enum Found {
+            case scan(Scan?)
+            case task(Task<Scan?, any Error>, loads: Bool)
+        }
+        let found: Found = withLock {
+            let now = clock.now
+            entries = entries.filter { now - $0.value.used(now) < Self.keep }
+            switch entries[key] {
+            case .ready(let scan, _)?:
+                entries[key] = .ready(scan, used: now)
+                return .scan(scan)
+            case .tooLarge?:
+                entries[key] = .tooLarge(used: now)
+                return .scan(nil)
+            case .loading(let running)?:
+                return .task(running, loads: false)
+            case nil:
+                if entries.count >= Self.maxEntries, let oldest = entries.min(by: { $0.value.used(now) < $1.value.used(now) }) {
+                    entries[oldest.key] = nil
+                }
+                let task = Task { try await load() }
+                entries[key] = .loading(task)
+                readCount += 1
+                return .task(task, loads: true)
+            }
+        }
+        let task: Task<Scan?, any Error>
+        let loads: Bool
+        switch found {
+        case .scan(let scan): return scan
+        case .task(let running, let loading): (task, loads) = (running, loading)
+        }
+        do {
+            let scan = try await task.value
+            if loads {
+                withLock { entries[key] = scan.map { .ready($0, used: clock.now) } ?? .tooLarge(used: clock.now) }
+            }
+            return scan
+        } catch {
+            if loads { withLock { entries[key] = nil } }
+            throw error
+        }
+    }
+
+    /// Keeps `scan`, brought up to date by a query, unless a newer one is kept already.
+    func update(_ key: Key, _ scan: Scan) {
+        withLock {
+            if case .ready(let held, _)? = entries[key], held.through >= scan.through { return }
+            if case .loading? = entries[key] { return }
+            entries[key] = .ready(scan, used: clock.now)
+        }
+    }
+
+    /// Forgets the scan of `key` (retention deleted events since it was read).
+    func remove(_ key: Key) {
+        withLock {
+            if case .loading? = entries[key] { return }
+            entries[key] = nil
+        }
+    }
+
+    /// Forgets every scan.
+    func removeAll() {
+        withLock { entries = entries.filter { if case .loading = $0.value { true } else { false } } }
+    }
+
+    private func withLock<T>(_ body: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
+}
+
+extension SQLiteStore {
+    /// Answers a stats query of events of one type from the shared scan of its rows (see
+    /// ``StatsScans``); `nil` when the rows are too many to hold in memory.
+    func statsFromScan(_ key: StatsScans.Key, _ plan: StatsPlan) async throws -> [StatsGroup]? {
+        for _ in 0..<2 {
+            guard let scan = try await statsScans.scan(key, load: { [self] in try await self.readScan(key, plan) }) else {
+                return nil
+            }
+            // In the query's own read transaction: what was committed before it began is counted.
+            let answer: (groups: [StatsGroup], caughtUp: StatsScans.Scan?)? = try await read { db in
+                let (newest, deleted) = try Self.scanState(db)
+                guard deleted == scan.deleted, newest - scan.through <= StatsScans.maxCatchUp else { return nil }
+                var current = scan
+                var caughtUp: StatsScans.Scan? = nil
+                if newest > scan.through {
+                    try Self.readRows(of: key, plan, after: scan.through, through: newest, into: &current, db)
+                    current.through = newest
+                    caughtUp = current
+                }
+                return (try Self.aggregate(plan, current), caughtUp)
+            }
+            if let answer {
+                if let caughtUp = answer.caughtUp { statsScans.update(key, caughtUp) }
+                return answer.groups
+            }
+            statsScans.remove(key)
+        }
+        return nil
+    }
+
+    /// Reads the rows of `key` into a new scan; `nil` beyond ``StatsScans/maxRows``.
+    private func readScan(_ key: StatsScans.Key, _ plan: StatsPlan) async throws -> StatsScans.Scan? {
+        let maxRows = statsScans.maxRows
+        return try await read { db in
+            let (newest, deleted) = try Self.scanState(db)
+            var scan = StatsScans.Scan(
+                columns: Array(repeating: [], count: plan.scanFields.count), times: [], through: newest, deleted: deleted)
+            let complete = try Self.readRows(of: key, plan, after: nil, through: newest, into: &scan, maxRows: maxRows, db)
+            return complete ? scan : nil
+        }
+    }
+
+    /// The newest sequence number and how many events retention has deleted.
+    private static func scanState(_ db: Database) throws -> (newest: Int64, deleted: Int64) {
+        let row = try Row.fetchOne(db, sql: "SELECT (SELECT max(_seq) FROM events), (SELECT deleted FROM sequence_floor)")
+        return (row?[0] ?? 0, row?[1] ?? 0)
+    }
+
+    /// Appends the rows of `key` with sequence numbers in `(after, through]` (all of them up to
+    /// `through` when `after` is `nil`) to `scan`; false when they would be more than
+    /// `maxRows`.
+    @discardableResult
+    private static func readRows(
+        of key: StatsScans.Key, _ plan: StatsPlan, after: Int64?, through: Int64, into scan: inout StatsScans.Scan,
+        maxRows: Int = .max, _ db: Database
+    ) throws -> Bool {
+        var conditions = ["event_type = ?"]
+        var arguments: [DatabaseValue] = [key.eventType.databaseValue]
+        if let after {
+            // (A first read needs no bound: in its transaction no row is newer than `through`.)
+            conditions += ["_seq > ?", "_seq <= ?"]
+            arguments += [after.databaseValue, through.databaseValue]
+        }
+        if let since = key.since {
+            conditions.append("\"timestamp\" >= ?")
+            arguments.append(since.databaseValue)
+        }
+        if let until = key.until {
+            conditions.append("\"timestamp\" < ?")
+            arguments.append(until.databaseValue)
+        }
+        if let tenant = key.tenant {
+            conditions.append("tenant_id = ?")
+            arguments.append(uuidValue(tenant).databaseValue)
+        }
+        // Catching up walks the few newest rows by sequence; a first read goes through the
+        // (event_type, timestamp) index.
+        let sql = """
+            SELECT "timestamp"\(plan.scanFields.map { ", " + $0.sql }.joined()) FROM events\(after == nil ? "" : " NOT INDEXED")
+            WHERE \(conditions.joined(separator: " AND "))
+            """
+        let statement = try db.makeStatement(sql: sql)
+        try statement.setArguments(StatementArguments(arguments))
+        let stmt = statement.sqliteStatement
+        let columns = plan.scanFields.count
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { return true }
+            guard rc == SQLITE_ROW else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(stmt))))
+            }
+            if scan.times.count >= maxRows { return false }
+            scan.times.append(sqlite3_column_int64(stmt, 0))
+            for column in 0..<columns {
+                scan.columns[column].append(DatabaseValue(sqliteStatement: stmt, index: Int32(column + 1)))
+            }
+        }
+    }
+
+    /// The plan's aggregates over the rows of a scan that pass its filters.
+    private static func aggregate(_ plan: StatsPlan, _ scan: StatsScans.Scan) throws -> [StatsGroup] {
+        var position: [String: Int] = [:]
+        for (index, field) in plan.scanFields.enumerated() { position[field.name] = index }
+        let filters = plan.fieldFilters.map { (column: scan.columns[position[$0.name]!], value: $0.value) }
+        let groups = plan.groups.map { scan.columns[position[$0.name]!] }
+        let values = plan.valueName.map { scan.columns[position[$0]!] }
+        var aggregation = Aggregation(plan)
+        var groupValues: [DatabaseValue] = []
+        rows: for row in scan.times.indices {
+            for filter in filters where !matches(filter.column[row], filter.value) { continue rows }
+            groupValues.removeAll(keepingCapacity: true)
+            for column in groups { groupValues.append(column[row]) }
+            if let interval = plan.intervalMicros {
+                groupValues.append(((scan.times[row] / interval) * interval).databaseValue)
+            }
+            try aggregation.add(groupValues, value: values?[row] ?? .null, time: scan.times[row])
+        }
+        return aggregation.groups()
+    }
+
+    /// `column = value` as SQLite compares a stored value with a bound one (an integer equals
+    /// the same number stored as a real).
+    private static func matches(_ stored: DatabaseValue, _ value: DatabaseValue) -> Bool {
+        switch (stored.storage, value.storage) {
+        case (.int64(let a), .double(let b)): Double(a) == b
+        case (.double(let a), .int64(let b)): a == Double(b)
+        case (.null, _), (_, .null): false
+        default: stored == value
+        }
+    }
+}
+
+extension SQLiteStore {
+    /// How many shared stats scans were read since the store opened (see ``StatsScans``).
+    package var statsScansRead: Int { statsScans.reads }
+}
