@@ -284,20 +284,25 @@ extension SQLiteStore {
 
         /// `groupValues`: the group fields' values, then the bucket's start when bucketed.
         mutating func add(_ groupValues: [DatabaseValue], value: DatabaseValue, time: Int64) throws {
-            let position: Int
-            if let known = index[groupValues] {
-                position = known
-            } else {
-                guard accumulators.count < StoreSupport.maxStatsGroups else { throw StoreSupport.tooManyGroups() }
-                position = accumulators.count
-                index[groupValues] = position
-                accumulators.append(
-                    Accumulator(
-                        key: groupKey(plan, groupValues),
-                        bucket: plan.bucket == nil ? nil : Int64.fromDatabaseValue(groupValues[plan.groups.count])))
-            }
+            add(at: try position(of: groupValues), value: Double.fromDatabaseValue(value), time: time)
+        }
+
+        /// The group of `groupValues` (see ``add(_:value:time:)``), added when new.
+        mutating func position(of groupValues: [DatabaseValue]) throws -> Int {
+            if let known = index[groupValues] { return known }
+            guard accumulators.count < StoreSupport.maxStatsGroups else { throw StoreSupport.tooManyGroups() }
+            index[groupValues] = accumulators.count
+            accumulators.append(
+                Accumulator(
+                    key: groupKey(plan, groupValues),
+                    bucket: plan.bucket == nil ? nil : Int64.fromDatabaseValue(groupValues[plan.groups.count])))
+            return accumulators.count - 1
+        }
+
+        /// Counts a row in the group at `position`, and its value when it has one.
+        mutating func add(at position: Int, value: Double?, time: Int64) {
             accumulators[position].count += 1
-            if let value = Double.fromDatabaseValue(value) {
+            if let value {
                 accumulators[position].values.append(value)
                 if time >= accumulators[position].last?.time ?? .min { accumulators[position].last = (time, value) }
             }

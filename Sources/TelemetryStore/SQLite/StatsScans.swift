@@ -23,9 +23,17 @@ final class StatsScans: @unchecked Sendable {
         let tenant: String?
     }
 
+    /// One column of a scan: each row's value as a code into the column's distinct values (code 0
+    /// is NULL), so that a value many rows share (a tenant, a result, a model) is held, and made,
+    /// once. A value may have more than one code (rows taken in later get codes of their own).
+    struct Column: Sendable {
+        var codes: [UInt32] = []
+        var values: [DatabaseValue] = [.null]
+    }
+
     /// The rows of one key, column by column, in the order of the plan's `scanFields`.
     struct Scan: Sendable {
-        var columns: [[DatabaseValue]]
+        var columns: [Column]
         var times: [Int64]
         /// The newest sequence number of the events file when read, and its deletions count.
         var through: Int64
@@ -47,7 +55,7 @@ final class StatsScans: @unchecked Sendable {
         }
     }
 
-    /// The most rows a scan holds (100,000: about 25 MB for the 20-odd columns of a type); 0
+    /// The most rows a scan holds (100,000: about 10 MB for the 20-odd columns of a type); 0
     /// turns scans off.
     let maxRows: Int
     /// How many scans were read (each serves every query of its key while it is kept).
@@ -179,7 +187,8 @@ extension SQLiteStore {
         return try await read { db in
             let (newest, deleted) = try Self.scanState(db)
             var scan = StatsScans.Scan(
-                columns: Array(repeating: [], count: plan.scanFields.count), times: [], through: newest, deleted: deleted)
+                columns: Array(repeating: StatsScans.Column(), count: plan.scanFields.count), times: [], through: newest,
+                deleted: deleted)
             let complete = try Self.readRows(of: key, plan, after: nil, through: newest, into: &scan, maxRows: maxRows, db)
             return complete ? scan : nil
         }
@@ -227,7 +236,7 @@ extension SQLiteStore {
         let statement = try db.makeStatement(sql: sql)
         try statement.setArguments(StatementArguments(arguments))
         let stmt = statement.sqliteStatement
-        let columns = plan.scanFields.count
+        var interners = Array(repeating: Interner(), count: plan.scanFields.count)
         while true {
             let rc = sqlite3_step(stmt)
             if rc == SQLITE_DONE { return true }
@@ -236,29 +245,118 @@ extension SQLiteStore {
             }
             if scan.times.count >= maxRows { return false }
             scan.times.append(sqlite3_column_int64(stmt, 0))
-            for column in 0..<columns {
-                scan.columns[column].append(DatabaseValue(sqliteStatement: stmt, index: Int32(column + 1)))
+            for column in interners.indices {
+                let code = interners[column].code(stmt, Int32(column + 1), &scan.columns[column].values)
+                scan.columns[column].codes.append(code)
             }
         }
     }
 
-    /// The plan's aggregates over the rows of a scan that pass its filters.
+    /// Gives each value read its code in a column, without making a value for one seen already
+    /// (the hash of a text or blob is taken from SQLite's bytes).
+    private struct Interner {
+        private var integers: [Int64: UInt32] = [:]
+        private var doubles: [UInt64: UInt32] = [:]
+        private var bytes: [Int: UInt32] = [:]
+
+        mutating func code(_ stmt: SQLiteStatement, _ index: Int32, _ values: inout [DatabaseValue]) -> UInt32 {
+            func add(_ value: DatabaseValue) -> UInt32 {
+                values.append(value)
+                return UInt32(values.count - 1)
+            }
+            switch sqlite3_column_type(stmt, index) {
+            case SQLITE_NULL:
+                return 0
+            case SQLITE_INTEGER:
+                let v = sqlite3_column_int64(stmt, index)
+                if let known = integers[v] { return known }
+                let code = add(v.databaseValue)
+                integers[v] = code
+                return code
+            case SQLITE_FLOAT:
+                let v = sqlite3_column_double(stmt, index)
+                if let known = doubles[v.bitPattern] { return known }
+                let code = add(v.databaseValue)
+                doubles[v.bitPattern] = code
+                return code
+            default:
+                let isText = sqlite3_column_type(stmt, index) == SQLITE_TEXT
+                let start = isText ? UnsafeRawPointer(sqlite3_column_text(stmt, index)) : sqlite3_column_blob(stmt, index)
+                let raw = UnsafeRawBufferPointer(start: start, count: Int(sqlite3_column_bytes(stmt, index)))
+                var hasher = Hasher()
+                hasher.combine(isText)
+                hasher.combine(bytes: raw)
+                let hash = hasher.finalize()
+                if let known = bytes[hash], Self.equal(values[Int(known)], raw, isText: isText) { return known }
+                let code = add(DatabaseValue(sqliteStatement: stmt, index: index))
+                if bytes[hash] == nil { bytes[hash] = code }
+                return code
+            }
+        }
+
+        private static func equal(_ value: DatabaseValue, _ raw: UnsafeRawBufferPointer, isText: Bool) -> Bool {
+            switch value.storage {
+            case .string(let text) where isText:
+                var text = text
+                return text.withUTF8 { $0.count == raw.count && (raw.isEmpty || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0) }
+            case .blob(let data) where !isText:
+                return data.count == raw.count && data.withUnsafeBytes { raw.isEmpty || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }
+            default:
+                return false
+            }
+        }
+    }
+
+    /// The plan's aggregates over the rows of a scan that pass its filters. Rows are told apart
+    /// by their columns' codes, turned into values once for each group.
     private static func aggregate(_ plan: StatsPlan, _ scan: StatsScans.Scan) throws -> [StatsGroup] {
         var position: [String: Int] = [:]
         for (index, field) in plan.scanFields.enumerated() { position[field.name] = index }
-        let filters = plan.fieldFilters.map { (column: scan.columns[position[$0.name]!], value: $0.value) }
-        let groups = plan.groups.map { scan.columns[position[$0.name]!] }
-        let values = plan.valueName.map { scan.columns[position[$0]!] }
-        var aggregation = Aggregation(plan)
-        var groupValues: [DatabaseValue] = []
-        rows: for row in scan.times.indices {
-            for filter in filters where !matches(filter.column[row], filter.value) { continue rows }
-            groupValues.removeAll(keepingCapacity: true)
-            for column in groups { groupValues.append(column[row]) }
-            if let interval = plan.intervalMicros {
-                groupValues.append(((scan.times[row] / interval) * interval).databaseValue)
+        // For each filter, whether each code passes.
+        let filters = plan.fieldFilters.map { filter in
+            let column = scan.columns[position[filter.name]!]
+            return (codes: column.codes, passes: column.values.map { matches($0, filter.value) })
+        }
+        // Group columns' codes mapped to one code per distinct value.
+        let groups = plan.groups.map { group in
+            let column = scan.columns[position[group.name]!]
+            var first: [DatabaseValue: UInt32] = [:]
+            let canonical = column.values.enumerated().map { code, value in
+                if let known = first[value] { return known }
+                first[value] = UInt32(code)
+                return UInt32(code)
             }
-            try aggregation.add(groupValues, value: values?[row] ?? .null, time: scan.times[row])
+            return (codes: column.codes, canonical: canonical, values: column.values)
+        }
+        let value = plan.valueName.map { name in
+            let column = scan.columns[position[name]!]
+            return (codes: column.codes, numbers: column.values.map { Double.fromDatabaseValue($0) })
+        }
+        struct RowKey: Hashable {
+            var codes: UInt64 = 0
+            var bucket: Int64 = 0
+            var more: [UInt32] = []
+        }
+        var aggregation = Aggregation(plan)
+        var positions: [RowKey: Int] = [:]
+        rows: for row in scan.times.indices {
+            for filter in filters where !filter.passes[Int(filter.codes[row])] { continue rows }
+            var key = RowKey()
+            for (g, group) in groups.enumerated() {
+                let code = group.canonical[Int(group.codes[row])]
+                if g < 2 { key.codes |= UInt64(code) << (32 * UInt64(g)) } else { key.more.append(code) }
+            }
+            if let interval = plan.intervalMicros { key.bucket = (scan.times[row] / interval) * interval }
+            let at: Int
+            if let known = positions[key] {
+                at = known
+            } else {
+                var groupValues = groups.map { $0.values[Int($0.canonical[Int($0.codes[row])])] }
+                if plan.intervalMicros != nil { groupValues.append(key.bucket.databaseValue) }
+                at = try aggregation.position(of: groupValues)
+                positions[key] = at
+            }
+            aggregation.add(at: at, value: value.flatMap { $0.numbers[Int($0.codes[row])] }, time: scan.times[row])
         }
         return aggregation.groups()
     }
