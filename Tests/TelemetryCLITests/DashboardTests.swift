@@ -36,6 +36,7 @@ import Testing
 
         let (dom, log) = try await Self.render("\(server.url)/?range=1h&tail=off")
         #expect(dom.contains("data-ready=\"true\""), "the script ran to its end")
+        #expect(dom.contains(/data-drawn-ms="\d+"/), "the time every section took to draw is on the page")
         let consoleLines = log.split(separator: "\n").filter { $0.contains(":CONSOLE") }
         #expect(consoleLines.isEmpty, "console: \(consoleLines.prefix(5))")
         if let failure = dom.range(of: "<h3>Could not load this section</h3>") {

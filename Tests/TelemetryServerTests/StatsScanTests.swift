@@ -141,4 +141,25 @@ import Testing
         try await Self.expectSameAnswers(store, reference, queries)
         #expect(store.statsScansRead == reads)
     }
+
+    @Test func theLeastRecentlyUsedScansGoBeyondTheMemoryBudget() async throws {
+        // Scans of at most 600 rows, four of them held: five of ~500 rows each do not all fit.
+        let path = PairingTests.newPath()
+        let store = try Self.open(path, scanRows: 600)
+        defer { try? store.close() }
+        try await OperationTests.write(store, Checks.checks(seed: 36, count: 1200).enumerated().map { Checks.event($0, $1) })
+        let minute: Int64 = 60_000_000
+        func ask(_ range: Int64) async throws -> Int {
+            let since = OperationTests.base + range * 10 * minute
+            let groups = try await store.stats(
+                StatsQuery(source: .events(eventType: Self.type), field: "eval_ms", aggregates: [.avg], since: since, until: since + 75 * minute, nowMicros: 0))
+            return groups.first?.count ?? 0
+        }
+        for range in Int64(0)..<5 { #expect((400..<600).contains(try await ask(range))) }
+        #expect(store.statsScansRead == 5)
+        _ = try await ask(4)
+        #expect(store.statsScansRead == 5, "the newest is held")
+        _ = try await ask(0)
+        #expect(store.statsScansRead == 6, "the oldest went")
+    }
 }

@@ -88,7 +88,9 @@ extension SQLiteStore {
                 plan.arguments.append(value.databaseValue)
                 plan.fieldFilters.append((name, value.databaseValue))
             }
-            plan.scanFields = fields.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sql, $0.value.type) }
+            // Not the id (one value a row), the type (one value a scan) nor the time (read apart).
+            plan.scanFields = fields.filter { !["event_id", "event_type", "timestamp"].contains($0.key) }
+                .sorted { $0.key < $1.key }.map { ($0.key, $0.value.sql, $0.value.type) }
         case .allEvents:
             plan.table = "events"
             timeColumn = "\"timestamp\""
@@ -201,8 +203,11 @@ extension SQLiteStore {
         } else if let needing = aggregates.first(where: { $0 != .count }) {
             throw StoreError(.badQuery, "\(needing.name) needs a field: add field=NAME")
         }
+        let scanned = Set(plan.scanFields.map(\.name))
+        let referenced = plan.groups.map(\.name) + plan.fieldFilters.map(\.name) + (plan.valueName.map { [$0] } ?? [])
         if case .events(let eventType) = query.source,
-            plan.value != nil || !plan.groups.isEmpty || !plan.fieldFilters.isEmpty || query.tenantID != nil
+            plan.value != nil || !plan.groups.isEmpty || !plan.fieldFilters.isEmpty || query.tenantID != nil,
+            referenced.allSatisfy(scanned.contains)
         {
             plan.scanKey = StatsScans.Key(eventType: eventType, since: query.since, until: query.until, tenant: query.tenantID)
         }

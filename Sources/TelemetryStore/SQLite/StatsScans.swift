@@ -66,6 +66,9 @@ final class StatsScans: @unchecked Sendable {
     /// How long an unused scan is kept, and the most kept.
     static let keep: Duration = .seconds(10)
     static let maxEntries = 16
+    /// The most rows all kept scans hold together, in scans of the most rows: the least recently
+    /// used go first (about 100 MB at the default 100,000).
+    static let heldScans = 4
 
     private let lock = NSLock()
     private var entries: [Key: Entry] = [:]
@@ -113,7 +116,10 @@ final class StatsScans: @unchecked Sendable {
         do {
             let scan = try await task.value
             if loads {
-                withLock { entries[key] = scan.map { .ready($0, used: clock.now) } ?? .tooLarge(used: clock.now) }
+                withLock {
+                    entries[key] = scan.map { .ready($0, used: clock.now) } ?? .tooLarge(used: clock.now)
+                    evictBeyondBudget(keeping: key)
+                }
             }
             return scan
         } catch {
@@ -128,6 +134,23 @@ final class StatsScans: @unchecked Sendable {
             if case .ready(let held, _)? = entries[key], held.through >= scan.through { return }
             if case .loading? = entries[key] { return }
             entries[key] = .ready(scan, used: clock.now)
+            evictBeyondBudget(keeping: key)
+        }
+    }
+
+    /// Forgets the least recently used scans but `key`'s while all hold more than the budget.
+    /// Called with the lock held.
+    private func evictBeyondBudget(keeping key: Key) {
+        func rows(_ entry: Entry) -> Int {
+            if case .ready(let scan, _) = entry { scan.times.count } else { 0 }
+        }
+        var held = entries.values.reduce(0) { $0 + rows($1) }
+        let now = clock.now
+        while held > maxRows * Self.heldScans,
+            let oldest = entries.filter({ $0.key != key && rows($0.value) > 0 }).min(by: { $0.value.used(now) < $1.value.used(now) })
+        {
+            held -= rows(oldest.value)
+            entries[oldest.key] = nil
         }
     }
 
@@ -252,58 +275,96 @@ extension SQLiteStore {
         }
     }
 
-    /// Gives each value read its code in a column, without making a value for one seen already
-    /// (the hash of a text or blob is taken from SQLite's bytes).
+    /// Gives each value read its code in a column, without making a value for one seen already:
+    /// an open-addressing table of codes by a hash of SQLite's bytes (Swift's dictionaries hash
+    /// with SipHash, which made up a sixth of a scan's time).
     private struct Interner {
-        private var integers: [Int64: UInt32] = [:]
-        private var doubles: [UInt64: UInt32] = [:]
-        private var bytes: [Int: UInt32] = [:]
+        private var hashes = [UInt64](repeating: 0, count: 64)
+        private var codes = [UInt32](repeating: 0, count: 64)
+        private var count = 0
 
         mutating func code(_ stmt: SQLiteStatement, _ index: Int32, _ values: inout [DatabaseValue]) -> UInt32 {
-            func add(_ value: DatabaseValue) -> UInt32 {
-                values.append(value)
-                return UInt32(values.count - 1)
-            }
-            switch sqlite3_column_type(stmt, index) {
+            let type = sqlite3_column_type(stmt, index)
+            let hash: UInt64
+            var integer: Int64 = 0
+            var double: Double = 0
+            var raw = UnsafeRawBufferPointer(start: nil, count: 0)
+            switch type {
             case SQLITE_NULL:
                 return 0
             case SQLITE_INTEGER:
-                let v = sqlite3_column_int64(stmt, index)
-                if let known = integers[v] { return known }
-                let code = add(v.databaseValue)
-                integers[v] = code
-                return code
+                integer = sqlite3_column_int64(stmt, index)
+                hash = Self.mix(UInt64(bitPattern: integer) &+ 1)
             case SQLITE_FLOAT:
-                let v = sqlite3_column_double(stmt, index)
-                if let known = doubles[v.bitPattern] { return known }
-                let code = add(v.databaseValue)
-                doubles[v.bitPattern] = code
-                return code
+                double = sqlite3_column_double(stmt, index)
+                hash = Self.mix(double.bitPattern &+ 2)
             default:
-                let isText = sqlite3_column_type(stmt, index) == SQLITE_TEXT
-                let start = isText ? UnsafeRawPointer(sqlite3_column_text(stmt, index)) : sqlite3_column_blob(stmt, index)
-                let raw = UnsafeRawBufferPointer(start: start, count: Int(sqlite3_column_bytes(stmt, index)))
-                var hasher = Hasher()
-                hasher.combine(isText)
-                hasher.combine(bytes: raw)
-                let hash = hasher.finalize()
-                if let known = bytes[hash], Self.equal(values[Int(known)], raw, isText: isText) { return known }
-                let code = add(DatabaseValue(sqliteStatement: stmt, index: index))
-                if bytes[hash] == nil { bytes[hash] = code }
-                return code
+                let start = type == SQLITE_TEXT ? UnsafeRawPointer(sqlite3_column_text(stmt, index)) : sqlite3_column_blob(stmt, index)
+                raw = UnsafeRawBufferPointer(start: start, count: Int(sqlite3_column_bytes(stmt, index)))
+                hash = Self.hash(raw, seed: UInt64(type))
+            }
+            let tag = hash | 1  // 0 marks an empty slot
+            let mask = hashes.count - 1
+            var slot = Int(truncatingIfNeeded: hash >> 7) & mask
+            while hashes[slot] != 0 {
+                if hashes[slot] == tag {
+                    let known = codes[slot]
+                    let same: Bool =
+                        switch (values[Int(known)].storage, type) {
+                        case (.int64(let v), SQLITE_INTEGER): v == integer
+                        case (.double(let v), SQLITE_FLOAT): v.bitPattern == double.bitPattern
+                        case (.string(var text), SQLITE_TEXT):
+                            text.withUTF8 { $0.count == raw.count && (raw.isEmpty || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0) }
+                        case (.blob(let data), SQLITE_BLOB):
+                            data.count == raw.count && data.withUnsafeBytes { raw.isEmpty || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }
+                        default: false
+                        }
+                    if same { return known }
+                }
+                slot = (slot + 1) & mask
+            }
+            values.append(DatabaseValue(sqliteStatement: stmt, index: index))
+            let code = UInt32(values.count - 1)
+            hashes[slot] = tag
+            codes[slot] = code
+            count += 1
+            if count * 2 > hashes.count { grow() }
+            return code
+        }
+
+        private mutating func grow() {
+            let (oldHashes, oldCodes) = (hashes, codes)
+            hashes = [UInt64](repeating: 0, count: oldHashes.count * 2)
+            codes = [UInt32](repeating: 0, count: oldHashes.count * 2)
+            let mask = hashes.count - 1
+            for (tag, code) in zip(oldHashes, oldCodes) where tag != 0 {
+                var slot = Int(truncatingIfNeeded: tag >> 7) & mask
+                while hashes[slot] != 0 { slot = (slot + 1) & mask }
+                hashes[slot] = tag
+                codes[slot] = code
             }
         }
 
-        private static func equal(_ value: DatabaseValue, _ raw: UnsafeRawBufferPointer, isText: Bool) -> Bool {
-            switch value.storage {
-            case .string(let text) where isText:
-                var text = text
-                return text.withUTF8 { $0.count == raw.count && (raw.isEmpty || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0) }
-            case .blob(let data) where !isText:
-                return data.count == raw.count && data.withUnsafeBytes { raw.isEmpty || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }
-            default:
-                return false
+        private static func mix(_ x: UInt64) -> UInt64 {
+            var z = x &* 0x9E37_79B9_7F4A_7C15
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+
+        private static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
+            var h = mix(seed &+ UInt64(bytes.count))
+            var offset = 0
+            while offset + 8 <= bytes.count {
+                h = mix(h ^ bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                offset += 8
             }
+            if offset < bytes.count {
+                var tail: UInt64 = 0
+                for i in offset..<bytes.count { tail = tail << 8 | UInt64(bytes[i]) }
+                h = mix(h ^ tail)
+            }
+            return h
         }
     }
 

@@ -26,8 +26,8 @@ struct ServeCommand: AsyncParsableCommand {
             has the details.
 
             With --store clickhouse:http://HOST:PORT/DATABASE the events, rejections and operations \
-            live in ClickHouse (docs/clickhouse.md); --fsync, --cache-mib, --max-store-bytes and \
-            --no-operations apply to SQLite only.
+            live in ClickHouse (docs/clickhouse.md); --fsync, --cache-mib, --max-store-bytes, \
+            --stats-scan-rows and --no-operations apply to SQLite only.
 
             Examples:
               telemetry serve
@@ -110,6 +110,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Writer page cache, MiB.")
     var cacheMib: Int = 64
 
+    @Option(help: "Most rows of one event type and time range read once into memory for the statistics asked of them together (the dashboard's charts; about 100 bytes a row); 0 reads the table for every query.")
+    var statsScanRows: Int = 100_000
+
     @Option(help: ArgumentHelp("Override an operation kind's stuck timeout (repeatable), e.g. generation=10m; 0 for never. Defaults: weights_load 30m, generation, pod_deploy and pod_free 15m, pod_lifetime never.", valueName: "KIND=DURATION"))
     var stuckAfter: [String] = []
 
@@ -126,6 +129,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxBody > 0, maxEvents > 0, maxDepth > 1, maxEventBytes > 0, maxStringBytes > 0 else {
             throw ValidationError("--max-body, --max-events, --max-depth, --max-event-bytes and --max-string-bytes must be positive")
         }
+        guard statsScanRows >= 0 else { throw ValidationError("--stats-scan-rows must be 0 or more") }
         guard rateLimit >= 0, rateBurst > 0 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst positive") }
         if kafka != nil && !KafkaSupport.isCompiled {
             throw ValidationError(KafkaSupport.missingMessage)
@@ -205,6 +209,7 @@ struct ServeCommand: AsyncParsableCommand {
         storeConfiguration.maxBytes = maxStoreBytes
         storeConfiguration.cacheMiB = cacheMib
         storeConfiguration.pairsOperations = !noOperations
+        storeConfiguration.statsScanRows = statsScanRows
         storeConfiguration.stuckAfterSeconds = try stuckAfterSeconds()
         let opened = await location.open(sqlite: storeConfiguration, logger: logger)
         let store = opened.store
