@@ -189,7 +189,8 @@ extension SQLiteStore {
                 var current = scan
                 var caughtUp: StatsScans.Scan? = nil
                 if newest > scan.through {
-                    try Self.readRows(of: key, plan, after: scan.through, through: newest, into: &current, db)
+                    try Self.readRows(
+                        of: key, plan, since: key.since, until: key.until, after: scan.through, through: newest, into: &current, db)
                     current.through = newest
                     caughtUp = current
                 }
@@ -204,17 +205,48 @@ extension SQLiteStore {
         return nil
     }
 
-    /// Reads the rows of `key` into a new scan; `nil` beyond ``StatsScans/maxRows``.
+    /// Reads the rows of `key` into a new scan; `nil` beyond ``StatsScans/maxRows``. A bounded
+    /// range is read in parts, one a core, side by side (while one query reads a scan, the
+    /// others asking for it only wait), each up to the same newest sequence number.
     private func readScan(_ key: StatsScans.Key, _ plan: StatsPlan) async throws -> StatsScans.Scan? {
         let maxRows = statsScans.maxRows
-        return try await read { db in
-            let (newest, deleted) = try Self.scanState(db)
-            var scan = StatsScans.Scan(
-                columns: Array(repeating: StatsScans.Column(), count: plan.scanFields.count), times: [], through: newest,
-                deleted: deleted)
-            let complete = try Self.readRows(of: key, plan, after: nil, through: newest, into: &scan, maxRows: maxRows, db)
-            return complete ? scan : nil
+        let (newest, deleted) = try await read { db in try Self.scanState(db) }
+        var ranges: [(since: Int64?, until: Int64?)] = [(key.since, key.until)]
+        if let since = key.since, let until = key.until, until > since {
+            let parts = Int64(max(1, min(4, ProcessInfo.processInfo.activeProcessorCount)))
+            let width = max(1, (until - since + parts - 1) / parts)
+            ranges = stride(from: since, to: until, by: Int(width)).map { ($0, min(until, $0 + width)) }
         }
+        let parts = try await withThrowingTaskGroup(of: (Int, StatsScans.Scan?).self) { group in
+            for (index, range) in ranges.enumerated() {
+                group.addTask { [self] in
+                    let part = try await read { db in
+                        var part = StatsScans.Scan(
+                            columns: Array(repeating: StatsScans.Column(), count: plan.scanFields.count), times: [], through: newest,
+                            deleted: deleted)
+                        let complete = try Self.readRows(
+                            of: key, plan, since: range.since, until: range.until, after: nil, through: newest, into: &part, maxRows: maxRows, db)
+                        return complete ? part : nil
+                    }
+                    return (index, part)
+                }
+            }
+            var parts = [StatsScans.Scan?](repeating: nil, count: ranges.count)
+            for try await (index, part) in group { parts[index] = part }
+            return parts
+        }
+        // Joined in time order; each part's codes follow the values of those before it.
+        guard var scan = parts.first ?? nil else { return nil }
+        for part in parts.dropFirst() {
+            guard let part, scan.times.count + part.times.count <= maxRows else { return nil }
+            scan.times += part.times
+            for column in scan.columns.indices {
+                let offset = UInt32(scan.columns[column].values.count - 1)
+                scan.columns[column].codes += part.columns[column].codes.map { $0 == 0 ? 0 : $0 + offset }
+                scan.columns[column].values += part.columns[column].values.dropFirst()
+            }
+        }
+        return scan
     }
 
     /// The newest sequence number and how many events retention has deleted.
@@ -223,26 +255,25 @@ extension SQLiteStore {
         return (row?[0] ?? 0, row?[1] ?? 0)
     }
 
-    /// Appends the rows of `key` with sequence numbers in `(after, through]` (all of them up to
-    /// `through` when `after` is `nil`) to `scan`; false when they would be more than
-    /// `maxRows`.
+    /// Appends the rows of `key` in `since..<until` with sequence numbers in `(after, through]`
+    /// (all of them up to `through` when `after` is `nil`) to `scan`; false when they would be
+    /// more than `maxRows`.
     @discardableResult
     private static func readRows(
-        of key: StatsScans.Key, _ plan: StatsPlan, after: Int64?, through: Int64, into scan: inout StatsScans.Scan,
-        maxRows: Int = .max, _ db: Database
+        of key: StatsScans.Key, _ plan: StatsPlan, since: Int64?, until: Int64?, after: Int64?, through: Int64,
+        into scan: inout StatsScans.Scan, maxRows: Int = .max, _ db: Database
     ) throws -> Bool {
-        var conditions = ["event_type = ?"]
-        var arguments: [DatabaseValue] = [key.eventType.databaseValue]
+        var conditions = ["event_type = ?", "_seq <= ?"]
+        var arguments: [DatabaseValue] = [key.eventType.databaseValue, through.databaseValue]
         if let after {
-            // (A first read needs no bound: in its transaction no row is newer than `through`.)
-            conditions += ["_seq > ?", "_seq <= ?"]
-            arguments += [after.databaseValue, through.databaseValue]
+            conditions.append("_seq > ?")
+            arguments.append(after.databaseValue)
         }
-        if let since = key.since {
+        if let since {
             conditions.append("\"timestamp\" >= ?")
             arguments.append(since.databaseValue)
         }
-        if let until = key.until {
+        if let until {
             conditions.append("\"timestamp\" < ?")
             arguments.append(until.databaseValue)
         }
@@ -253,7 +284,8 @@ extension SQLiteStore {
         // Catching up walks the few newest rows by sequence; a first read goes through the
         // (event_type, timestamp) index.
         let sql = """
-            SELECT "timestamp"\(plan.scanFields.map { ", " + $0.sql }.joined()) FROM events\(after == nil ? "" : " NOT INDEXED")
+            SELECT "timestamp"\(plan.scanFields.map { ", " + $0.sql }.joined())
+            FROM events \(after == nil ? "INDEXED BY events_by_type_time" : "NOT INDEXED")
             WHERE \(conditions.joined(separator: " AND "))
             """
         let statement = try db.makeStatement(sql: sql)
