@@ -70,11 +70,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Process-wide SQLite settings that need C (sqlite3_config is variadic).
+        .target(
+            name: "CSQLiteTuning",
+            linkerSettings: [.linkedLibrary("sqlite3")]
+        ),
         // The store protocol and the embedded SQLite store (GRDB, WAL). Knows nothing of HTTP.
         .target(
             name: "TelemetryStore",
             dependencies: [
                 "TelemetryCatalog",
+                "CSQLiteTuning",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

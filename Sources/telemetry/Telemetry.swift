@@ -1,4 +1,5 @@
 import ArgumentParser
+import TelemetryStore
 
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +26,7 @@ struct Telemetry: AsyncParsableCommand {
     /// Runs the command, mapping usage errors to exit code 2 as the CLI contract says (ArgumentParser
     /// would use 64).
     static func main() async {
+        SQLiteStore.configureProcess()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

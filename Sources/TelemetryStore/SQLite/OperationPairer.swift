@@ -133,6 +133,12 @@ final class OperationPairer: @unchecked Sendable {
         finished.wait()
     }
     private var stopDeadline = Date.distantFuture
+    /// Operations waiting for their start, by lifecycle (see ``countAwaitingStart(_:)``); `nil`
+    /// until counted. Used on the pairing thread only.
+    private var awaitingStart: [Int]?
+    /// The watermark this pairer last committed: another value in the file means another store
+    /// paired since.
+    private var written: Int64 = -1
     /// Each role's statements, prepared once on the pairing connection, by compiled event index
     /// and role; used on the pairing thread only.
     private var prepared: [[PreparedRole]?] = []
@@ -299,24 +305,49 @@ final class OperationPairer: @unchecked Sendable {
             // Deferred, and the first statement writes the operations file: only that file is
             // locked for writing (BEGIN IMMEDIATE would lock the attached events file too, and
             // stall the events writer).
-            try db.inTransaction(.deferred) {
-                try db.execute(sql: "UPDATE pairing_state SET through = through")
-                // Another store open on the same files may have paired further.
-                let stored = try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0
-                switch work {
-                case .memory(let events, let last):
-                    for (sequence, event) in events where sequence > stored { try pair(event, sequence, db) }
-                    through = last
-                case .table:
-                    for (sequence, event) in readBack where sequence > stored { try pair(event, sequence, db) }
-                    through = readThrough
+            do {
+                try db.inTransaction(.deferred) {
+                    try db.execute(sql: "UPDATE pairing_state SET through = through")
+                    // Another store open on the same files may have paired further.
+                    let stored = try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0
+                    if stored != written || awaitingStart == nil { try countAwaitingStart(db) }
+                    // By index: iterating the pairs would copy each event (a retain of each of its
+                    // buffers, and a release after).
+                    switch work {
+                    case .memory(let events, let last):
+                        for i in events.indices where events[i].sequence > stored { try pair(events[i].event, events[i].sequence, db) }
+                        through = last
+                    case .table:
+                        for i in readBack.indices where readBack[i].sequence > stored {
+                            try pair(readBack[i].event, readBack[i].sequence, db)
+                        }
+                        through = readThrough
+                    }
+                    through = max(through, stored)
+                    try db.execute(sql: "UPDATE pairing_state SET through = ?", arguments: [through])
+                    return .commit
                 }
-                through = max(through, stored)
-                try db.execute(sql: "UPDATE pairing_state SET through = ?", arguments: [through])
-                return .commit
+            } catch {
+                awaitingStart = nil  // counted again from the table: this transaction's changes are gone
+                throw error
             }
+            written = through
             return through
         }
+    }
+
+    /// Counts, by lifecycle, the operations whose completion came first and waits for its start.
+    /// A start looks for such an operation only when there is one of its kind (usually none: the
+    /// start comes first), which saves a query for most starts. Kept up as pairing goes; counted
+    /// again from the table when another store paired too, or after a failed transaction.
+    private func countAwaitingStart(_ db: Database) throws {
+        var counts = [Int](repeating: 0, count: layout.lifecycles.count)
+        for (kind, count) in try Row.fetchAll(db, sql: "SELECT kind, count(*) FROM operations WHERE start_seq IS NULL GROUP BY kind")
+            .map({ ($0[0] as String, $0[1] as Int) })
+        {
+            if let index = layout.lifecycles.firstIndex(where: { $0.kind == kind }) { counts[index] = count }
+        }
+        awaitingStart = counts
     }
 
     /// Reads back the stored lifecycle events in `(after, through]` (their normalised JSON,
@@ -374,7 +405,7 @@ final class OperationPairer: @unchecked Sendable {
             prepared[index] = roles
         }
         try event.json.withUnsafeBufferPointer { json in
-            for role in roles { try Self.pair(event, sequence, role, json.baseAddress!) }
+            for role in roles { try Self.pair(event, sequence, role, json.baseAddress!, awaitingStart: &awaitingStart!) }
         }
     }
 }
@@ -385,7 +416,8 @@ extension OperationPairer {
     /// second fills in its side. Halves never pair across tenants. Values are bound straight from
     /// the normalised event into prepared statements, like the event insert does.
     private static func pair(
-        _ event: NormalizedEvent, _ sequence: Int64, _ prepared: PreparedRole, _ base: UnsafePointer<UInt8>
+        _ event: NormalizedEvent, _ sequence: Int64, _ prepared: PreparedRole, _ base: UnsafePointer<UInt8>,
+        awaitingStart: inout [Int]
     ) throws {
         let role = prepared.role
         if let condition = role.conditionSlot {
@@ -420,7 +452,9 @@ extension OperationPairer {
         // under which a completion waits.
         var operation: Int64? = nil
         var other: [Int64?] = []
-        for (i, slot) in role.keySlots.enumerated() where present(slot) {
+        // A start looks only when a completion of its kind waits for one.
+        let looks = role.isCompletion || awaitingStart[role.lifecycle] > 0
+        for (i, slot) in role.keySlots.enumerated() where looks && present(slot) {
             let stmt = prepared.match[i]
             bindKind(stmt, 1)
             event.tenantID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
@@ -475,6 +509,7 @@ extension OperationPairer {
 
         guard let operation else {
             // The first half to arrive: a new operation.
+            if role.isCompletion { awaitingStart[role.lifecycle] += 1 }
             let stmt = prepared.insert
             bindKind(stmt, 1)
             event.tenantID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
@@ -492,6 +527,7 @@ extension OperationPairer {
             try step(stmt)
             return
         }
+        if !role.isCompletion { awaitingStart[role.lifecycle] -= 1 }
         let stmt = prepared.update
         var p: Int32 = 1
         if role.isCompletion {

@@ -1,3 +1,4 @@
+import CSQLiteTuning
 import Foundation
 import GRDB
 import GRDBSQLite
@@ -83,10 +84,21 @@ public final class SQLiteStore: EventStore {
     let logger: Logger
     public let configuration: SQLiteStoreConfiguration
 
+    /// Sets SQLite up for this process: memory statistics off, so that SQLite's allocations do
+    /// not all take one process-wide mutex (the pairing thread spent ~13% of its time on it, in
+    /// contention with the events writer). Call it before anything in the process opens SQLite;
+    /// later calls, and calls after that, change nothing. ``init(configuration:catalog:logger:)``
+    /// calls it too.
+    public static func configureProcess() {
+        _ = processConfigured
+    }
+    private static let processConfigured: Int32 = telemetry_sqlite_disable_memory_statistics()
+
     /// Opens (creating and migrating when needed) the store at `configuration.path`.
     ///
     /// - Throws: ``StoreError`` when the file cannot be opened or migrated.
     public init(configuration: SQLiteStoreConfiguration, catalog: Catalog = .builtin, logger: Logger) throws {
+        Self.configureProcess()
         self.configuration = configuration
         self.catalog = catalog
         self.logger = logger

@@ -1,0 +1,10 @@
+#ifndef C_SQLITE_TUNING_H
+#define C_SQLITE_TUNING_H
+
+/// Turns off SQLite's memory statistics for the process: with them on (SQLite's default), every
+/// allocation SQLite makes takes one process-wide mutex, which the events writer, the pairing
+/// thread and the readers then contend for. Must run before SQLite initializes (before the first
+/// connection opens); returns SQLite's result code (SQLITE_MISUSE when it is too late).
+int telemetry_sqlite_disable_memory_statistics(void);
+
+#endif
