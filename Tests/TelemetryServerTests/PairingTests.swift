@@ -179,4 +179,51 @@ import Testing
         try await Self.expectEveryGenerationPairedOnce(first, 300)
         try await Self.expectEveryGenerationPairedOnce(second, 300)
     }
+
+    // The pairer remembers open starts by key, so that a completion need not query the table:
+    // these take the paths where that memory must step aside.
+
+    @Test func aStartPairedBeforeAReopenCompletesWithItsSpans() async throws {
+        let path = Self.newPath()
+        do {
+            let store = try Self.open(path)
+            try await Ops.write(store, [Ops.generationStart(1, task: 1, at: 0)])
+            #expect(try await Ops.operations(store, kind: "generation", status: .running).count == 1)
+            try store.close()
+        }
+        // Read back from the table at the next start: the start's instants come with it.
+        let store = try Self.open(path)
+        defer { try? store.close() }
+        try await Ops.write(store, [Ops.generationComplete(2, task: 1, at: 12.5, queuedUntil: 2)])
+        let op = try #require(try await Ops.operations(store, kind: "generation").first)
+        #expect(op.status == .succeeded && op.durationMilliseconds == 12_500)
+        let attributes = Dictionary(uniqueKeysWithValues: op.attributes)
+        #expect(attributes["queue_ms"] == .number(2000) && attributes["run_ms"] == .number(10_500))
+    }
+
+    @Test func twoOpenStartsUnderOneKeyCompleteInTheOrderTheyStarted() async throws {
+        let store = try Self.open(Self.newPath())
+        defer { try? store.close() }
+        for event in [Ops.generationStart(1, task: 5, at: 0), Ops.generationStart(2, task: 5, at: 5),
+                      Ops.generationComplete(3, task: 5, at: 10), Ops.generationComplete(4, task: 5, at: 20)] {
+            try await Ops.write(store, [event])
+        }
+        let ops = try await Ops.operations(store, kind: "generation").sorted { ($0.startedMicros ?? 0) < ($1.startedMicros ?? 0) }
+        #expect(ops.map(\.durationMilliseconds) == [10_000, 15_000], "the oldest open start takes the first completion")
+        #expect(ops.map { $0.completeEventID?.description } == [OperationTests.id(3), OperationTests.id(4)])
+    }
+
+    @Test func aCompletionWhoseStartRetentionDeletedStandsAlone() async throws {
+        let store = try Self.open(Self.newPath())
+        defer { try? store.close() }
+        try await Ops.write(store, [Ops.generationStart(1, task: 9, at: 0)])
+        #expect(try await Ops.operations(store, kind: "generation").count == 1)
+        // The start and its operation go (they are older than the cut); then the completion comes.
+        #expect(try await store.deleteEvents(before: OperationTests.base + 1_000_000, limit: 100) == 1)
+        #expect(try await Ops.operations(store, kind: "generation").isEmpty)
+        try await Ops.write(store, [Ops.generationComplete(2, task: 9, at: 30)])
+        let ops = try await Ops.operations(store, kind: "generation")
+        #expect(ops.count == 1)
+        #expect(ops.first?.startedMicros == nil && ops.first?.completeEventID?.description == OperationTests.id(2))
+    }
 }

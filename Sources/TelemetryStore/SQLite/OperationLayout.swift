@@ -189,7 +189,10 @@ struct OperationLayout: Sendable {
         }
         sets += spanNames.map { "\($0) = ?" }
         sets += instantNames.map { "\($0) = ?" }
+        // A completion completes an open operation only (the pairer's memory of open starts may
+        // name one completed since; it then sees no row changed).
         role.updateSQL = "UPDATE operations SET \(sets.joined(separator: ", ")) WHERE _seq = ?"
+            + (role.isCompletion ? " AND complete_seq IS NULL" : "")
         return role
     }
 }

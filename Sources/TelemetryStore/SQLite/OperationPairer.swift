@@ -139,6 +139,10 @@ final class OperationPairer: @unchecked Sendable {
     /// The watermark this pairer last committed: another value in the file means another store
     /// paired since.
     private var written: Int64 = -1
+    /// Open operations whose start came first, by each of their UUID keys (see ``OpenStarts``);
+    /// `nil` until read from the table. Used on the pairing thread only.
+    private var openStarts: OpenStarts?
+    private var openStartsRead = Date.distantPast
     /// Each role's statements, prepared once on the pairing connection, by compiled event index
     /// and role; used on the pairing thread only.
     private var prepared: [[PreparedRole]?] = []
@@ -310,7 +314,18 @@ final class OperationPairer: @unchecked Sendable {
                     try db.execute(sql: "UPDATE pairing_state SET through = through")
                     // Another store open on the same files may have paired further.
                     let stored = try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0
-                    if stored != written || awaitingStart == nil { try countAwaitingStart(db) }
+                    if stored != written || awaitingStart == nil || openStarts == nil || openStarts?.wantsRead == true {
+                        try countAwaitingStart(db)
+                        // Read at most every 10 s (two stores pairing by turns would read it for
+                        // every transaction); meanwhile completions ask the table.
+                        let now = Date()
+                        if now.timeIntervalSince(openStartsRead) >= 10 {
+                            openStarts = try OpenStarts(layout: layout, db)
+                            openStartsRead = now
+                        } else {
+                            openStarts = OpenStarts(off: layout)
+                        }
+                    }
                     // By index: iterating the pairs would copy each event (a retain of each of its
                     // buffers, and a release after).
                     switch work {
@@ -328,7 +343,9 @@ final class OperationPairer: @unchecked Sendable {
                     return .commit
                 }
             } catch {
-                awaitingStart = nil  // counted again from the table: this transaction's changes are gone
+                // Read again from the table: this transaction's changes are gone.
+                awaitingStart = nil
+                openStarts = nil
                 throw error
             }
             written = through
@@ -405,7 +422,9 @@ final class OperationPairer: @unchecked Sendable {
             prepared[index] = roles
         }
         try event.json.withUnsafeBufferPointer { json in
-            for role in roles { try Self.pair(event, sequence, role, json.baseAddress!, awaitingStart: &awaitingStart!) }
+            for role in roles {
+                try Self.pair(event, sequence, role, json.baseAddress!, awaitingStart: &awaitingStart!, openStarts: &openStarts!)
+            }
         }
     }
 }
@@ -417,7 +436,7 @@ extension OperationPairer {
     /// the normalised event into prepared statements, like the event insert does.
     private static func pair(
         _ event: NormalizedEvent, _ sequence: Int64, _ prepared: PreparedRole, _ base: UnsafePointer<UInt8>,
-        awaitingStart: inout [Int]
+        awaitingStart: inout [Int], openStarts: inout OpenStarts
     ) throws {
         let role = prepared.role
         if let condition = role.conditionSlot {
@@ -452,8 +471,24 @@ extension OperationPairer {
         // under which a completion waits.
         var operation: Int64? = nil
         var other: [Int64?] = []
-        // A start looks only when a completion of its kind waits for one.
-        let looks = role.isCompletion || awaitingStart[role.lifecycle] > 0
+        // A start looks only when a completion of its kind waits for one. A completion finds its
+        // start in memory when its first key is a UUID the memory is sure of.
+        var looks = role.isCompletion || awaitingStart[role.lifecycle] > 0
+        var remembered: OpenStarts.Key? = nil
+        if role.isCompletion, let first = role.keySlots.firstIndex(where: present), case .uuid(let key) = event.values[role.keySlots[first]] {
+            let rememberedKey = OpenStarts.Key(lifecycle: role.lifecycle, keyIndex: first, tenant: event.tenantID, key: key)
+            switch openStarts.lookup(rememberedKey) {
+            case .none:
+                looks = false
+            case .one(let found, let instants):
+                operation = found
+                other = role.otherColumns.map { openStarts.instant($0, of: role.lifecycle, in: instants) }
+                looks = false
+                remembered = rememberedKey
+            case .unsure:
+                break
+            }
+        }
         for (i, slot) in role.keySlots.enumerated() where looks && present(slot) {
             let stmt = prepared.match[i]
             bindKind(stmt, 1)
@@ -525,6 +560,10 @@ extension OperationPairer {
             bindCommon(stmt, &p)
             bindRest(stmt, &p)
             try step(stmt)
+            if !role.isCompletion {
+                let rowid = sqlite3_last_insert_rowid(sqlite3_db_handle(stmt))
+                openStarts.started(rowid, role, event, time: time)
+            }
             return
         }
         if !role.isCompletion { awaitingStart[role.lifecycle] -= 1 }
@@ -550,6 +589,14 @@ extension OperationPairer {
         bindRest(stmt, &p)
         sqlite3_bind_int64(stmt, p, operation)
         try step(stmt)
+        if let remembered {
+            openStarts.completed(remembered)
+            if sqlite3_changes(sqlite3_db_handle(stmt)) == 0 {
+                // Completed or deleted since it was remembered: look for it in the table.
+                openStarts.forget(remembered)
+                try pair(event, sequence, prepared, base, awaitingStart: &awaitingStart, openStarts: &openStarts)
+            }
+        }
     }
 
     /// Each span of the role's lifecycle in milliseconds, or `nil` while an instant is unknown;
@@ -591,5 +638,168 @@ final class PreparedRole {
         self.insert = insert.sqliteStatement
         self.update = update.sqliteStatement
         statements = match + [insert, update]
+    }
+}
+
+/// The pairer's memory of open operations whose start came first, by each of their UUID keys: a
+/// completion finds its start here instead of querying the table (a third of pairing's statements).
+/// Read from the table when pairing starts, after another store paired, or after a failed
+/// transaction, and kept up as starts are inserted and completed. For a key, the memory is sure
+/// there is no open start, or of the one open start, or unsure (several started under it, or its
+/// key is not a UUID): then the table is asked, as before. Beyond ``maxOperations`` open starts
+/// of a lifecycle (stuck operations pile up) it is off for that lifecycle, whose completions ask
+/// the table.
+struct OpenStarts {
+    struct Key: Hashable {
+        let lifecycle: Int
+        let keyIndex: Int
+        let tenant: UUIDValue
+        let key: UUIDValue
+    }
+
+    /// The start's instants a span may need: `started_us`, then the start role's own instants.
+    typealias Instants = (Int64?, Int64?, Int64?)
+
+    enum Found {
+        case none
+        case one(operation: Int64, instants: Instants)
+        case unsure
+    }
+
+    private enum Entry {
+        case one(operation: Int64, instants: Instants)
+        case several
+    }
+
+    /// The most open starts remembered of one lifecycle (about 100 bytes each for a key);
+    /// beyond, the lifecycle's completions ask the table.
+    static let maxOperations = 100_000
+    private var entries: [Key: Entry] = [:]
+    /// By lifecycle: not remembered (too many open starts, or more instants than kept).
+    private var off: [Bool]
+    /// By lifecycle: starts remembered, less those completed through the memory (completions
+    /// through the table are not subtracted: the count only errs high, and reaching the most
+    /// asks for a new read).
+    private var remembered: [Int]
+    /// A lifecycle went off at its most: read the table again (the pairer does, at most every 10 s).
+    private(set) var wantsRead = false
+    /// By lifecycle: the start role's instant columns, in ``Instants`` order.
+    private let instantColumns: [[String]]
+
+    /// Memory of nothing: every completion asks the table.
+    init(off layout: OperationLayout) {
+        instantColumns = Self.instantColumns(layout)
+        off = Array(repeating: true, count: layout.lifecycles.count)
+        remembered = Array(repeating: 0, count: layout.lifecycles.count)
+    }
+
+    private static func instantColumns(_ layout: OperationLayout) -> [[String]] {
+        var columns = [[String]](repeating: ["started_us"], count: layout.lifecycles.count)
+        for roles in layout.roles {
+            for role in roles where !role.isCompletion {
+                columns[role.lifecycle] = ["started_us"] + role.ownInstants.map(\.column)
+            }
+        }
+        return columns
+    }
+
+    /// Reads the open operations whose start came first from the table.
+    init(layout: OperationLayout, _ db: Database) throws {
+        instantColumns = Self.instantColumns(layout)
+        off = instantColumns.map { $0.count > 3 }
+        remembered = Array(repeating: 0, count: layout.lifecycles.count)
+        for (lifecycle, definition) in layout.lifecycles.enumerated() where !off[lifecycle] {
+            // Counted through the (kind, _at_us) index of open operations.
+            let open = try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM operations WHERE kind = ? AND complete_seq IS NULL AND start_seq IS NOT NULL",
+                arguments: [definition.kind]) ?? 0
+            if open > Self.maxOperations { off[lifecycle] = true }
+        }
+        for (lifecycle, definition) in layout.lifecycles.enumerated() where !off[lifecycle] {
+            let keyCount = definition.keys.count
+            let names = instantColumns[lifecycle]
+            let sql = """
+                SELECT _seq, tenant_id\((0..<keyCount).map { ", key\($0 + 1)" }.joined())\(names.map { ", \"\($0)\"" }.joined())
+                FROM operations WHERE kind = ? AND complete_seq IS NULL AND start_seq IS NOT NULL
+                """
+            let rows = try Row.fetchCursor(db, sql: sql, arguments: [definition.kind])
+            while let row = try rows.next() {
+                guard let tenant = (row[1] as Data?).flatMap({ UUIDValue(bytes: $0) }) else { continue }
+                var instants: Instants = (nil, nil, nil)
+                for (i, _) in names.enumerated() {
+                    let value: Int64? = row[2 + keyCount + i]
+                    switch i {
+                    case 0: instants.0 = value
+                    case 1: instants.1 = value
+                    default: instants.2 = value
+                    }
+                }
+                for keyIndex in 0..<keyCount {
+                    let value = row[2 + keyIndex] as DatabaseValue
+                    if value.isNull { continue }
+                    guard let data = Data.fromDatabaseValue(value), let key = UUIDValue(bytes: data) else {
+                        // A key that is not a UUID: completions by it ask the table.
+                        continue
+                    }
+                    add(Key(lifecycle: lifecycle, keyIndex: keyIndex, tenant: tenant, key: key), row[0], instants)
+                }
+                remembered[lifecycle] += 1
+            }
+        }
+    }
+
+    private mutating func add(_ key: Key, _ operation: Int64, _ instants: Instants) {
+        entries[key] = entries[key] == nil ? .one(operation: operation, instants: instants) : .several
+    }
+
+    func lookup(_ key: Key) -> Found {
+        if off[key.lifecycle] { return .unsure }
+        switch entries[key] {
+        case nil: return .none
+        case .one(let operation, let instants)?: return .one(operation: operation, instants: instants)
+        case .several?: return .unsure
+        }
+    }
+
+    /// The value of `column` among a start's instants of `lifecycle`.
+    func instant(_ column: String, of lifecycle: Int, in instants: Instants) -> Int64? {
+        switch instantColumns[lifecycle].firstIndex(of: column) {
+        case 0?: instants.0
+        case 1?: instants.1
+        case 2?: instants.2
+        default: nil
+        }
+    }
+
+    /// A start inserted operation `operation`: remembered under each of its UUID keys.
+    mutating func started(_ operation: Int64, _ role: OperationLayout.Role, _ event: NormalizedEvent, time: Int64) {
+        if off[role.lifecycle] { return }
+        if remembered[role.lifecycle] >= Self.maxOperations {
+            off[role.lifecycle] = true
+            wantsRead = true
+            entries = entries.filter { $0.key.lifecycle != role.lifecycle }
+            return
+        }
+        remembered[role.lifecycle] += 1
+        var instants: Instants = (time, nil, nil)
+        for (i, own) in role.ownInstants.enumerated() {
+            guard case .timestamp(let micros, _, _, _) = event.values[own.slot] else { continue }
+            if i == 0 { instants.1 = micros } else if i == 1 { instants.2 = micros }
+        }
+        for (keyIndex, slot) in role.keySlots.enumerated() where slot >= 0 {
+            guard case .uuid(let key) = event.values[slot] else { continue }
+            add(Key(lifecycle: role.lifecycle, keyIndex: keyIndex, tenant: event.tenantID, key: key), operation, instants)
+        }
+    }
+
+    /// The operation remembered under `key` was completed.
+    mutating func completed(_ key: Key) {
+        entries[key] = nil
+        remembered[key.lifecycle] -= 1
+    }
+
+    /// The operation remembered under `key` is gone from the table: the table is asked.
+    mutating func forget(_ key: Key) {
+        entries[key] = .several
     }
 }
