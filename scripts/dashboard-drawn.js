@@ -1,6 +1,7 @@
 // How long the dashboard takes to draw: loads each URL in headless Chromium, over the DevTools
 // protocol, and reads `data-drawn-ms` (milliseconds from navigation to every section drawn, set by
-// the page itself), RUNS times each, alternating between the URLs in one browser.
+// the page itself; the medians are of it) and the browser's first contentful paint, RUNS times
+// each, alternating between the URLs in one browser.
 //
 //   node scripts/dashboard-drawn.js URL[,URL2…] [RUNS=5] [PAUSE_MS=0]
 //
@@ -83,7 +84,8 @@ function devtools(address) {
       drawn = value ? Number(value) : null;
     }
     const charts = await page.evaluate("document.querySelectorAll('svg').length");
-    console.log(`${urls[which]}: drawn in ${drawn} ms, ${charts} charts`);
+    const paint = await page.evaluate("Math.round(performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1)");
+    console.log(`${urls[which]}: first contentful paint at ${paint} ms, every section drawn at ${drawn} ms, ${charts} charts`);
     if (process.env.DETAIL) {
       const slowest = await page.evaluate(
         "JSON.stringify(performance.getEntriesByType('resource').map((e) => [Math.round(e.startTime), Math.round(e.responseEnd), e.name.replace(/^https?:..[^/]+/, '')]).sort((a, b) => b[1] - a[1]).slice(0, 8))");
