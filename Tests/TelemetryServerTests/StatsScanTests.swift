@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import TelemetryCatalog
 import TelemetryStore
 import Testing
@@ -12,12 +11,7 @@ import Testing
     static let type = "pbac.agent.politics.check"
 
     static func open(_ path: String, scanRows: Int = 100_000) throws -> SQLiteStore {
-        var logger = Logger(label: "test.scans")
-        logger.logLevel = .critical
-        var configuration = SQLiteStoreConfiguration(path: path)
-        configuration.durability = .normal
-        configuration.statsScanRows = scanRows
-        return try SQLiteStore(configuration: configuration, logger: logger)
+        try PairingTests.open(path, scanRows: scanRows)
     }
 
     /// The dashboard's questions about policy checks, and more: filters, groups, buckets,
