@@ -162,11 +162,6 @@ final class StatsScans: @unchecked Sendable {
         }
     }
 
-    /// Forgets every scan.
-    func removeAll() {
-        withLock { entries = entries.filter { if case .loading = $0.value { true } else { false } } }
-    }
-
     private func withLock<T>(_ body: () -> T) -> T {
         lock.lock()
         defer { lock.unlock() }
