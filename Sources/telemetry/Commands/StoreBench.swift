@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TelemetryCatalog
+import TelemetryStore
+
+struct StoreBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "The SQLite store's write path alone, against plain SQLite appends in the same run.",
+        discussion: """
+            Generates and validates realistic events (random v4 ids, completions linked to earlier \
+            starts), then measures, in alternating rounds on fresh files: \
+            (a) the baseline, the same NDJSON lines appended into a plain SQLite table (rowid, blob) \
+            in WAL mode, --batch-size a transaction; (b) the store with its checkpoints on the \
+            writer's thread (SQLite's automatic checkpoint alone); (c) the store as `serve` runs it \
+            (checkpoints on a thread of their own). (b) and (c) are write() of the validated events, \
+            --batch-size a transaction (the group commit of `serve` gathers ~2,000 under `bench ingest`): \
+            typed columns, the dedupe index, the other indexes, durable commit; pairing off. \
+            No HTTP and no validation in the timed part: this is the writer's share of `bench ingest`. \
+            Medians of the rounds are reported.
+            """
+    )
+
+    @Option(help: "Distinct events to write.")
+    var events: Int = 200_000
+
+    @Option(help: "Events per transaction.")
+    var batchSize: Int = 2_000
+
+    @Option(help: "fsync setting of both: full or normal.")
+    var fsync: String = "full"
+
+    @Option(help: "Rounds of each measurement.")
+    var rounds: Int = 3
+
+    @Option(help: "Seed of the generated events.")
+    var seed: UInt64 = 1
+
+    func validate() throws {
+        guard events > 0, batchSize > 0, rounds > 0 else { throw ValidationError("counts must be positive") }
+        guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
+    }
+
+    func run() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("telemetry-store-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        var sampler = EventSampler(seed: seed)
+        sampler.linksLifecycles = true
+        var lines: [[UInt8]] = []
+        var ndjsonBatches: [[UInt8]] = []
+        var writeBatches: [WriteBatch] = []
+        var validator = EventValidator()
+        var produced = 0
+        var payloadBytes = 0
+        let received = Int64(Date().timeIntervalSince1970 * 1e6)
+        while produced < events {
+            let count = min(batchSize, events - produced)
+            let body = sampler.ndjson(count: count)
+            payloadBytes += body.count
+            ndjsonBatches.append(body)
+            var batch = WriteBatch()
+            lines.removeAll(keepingCapacity: true)
+            var start = 0
+            for (i, byte) in body.enumerated() where byte == UInt8(ascii: "\n") {
+                lines.append(Array(body[start..<i]))
+                start = i + 1
+            }
+            // One request id a thousand events, as requests of `bench ingest` carry.
+            var requestID = ""
+            for (i, line) in lines.enumerated() {
+                if i % 1000 == 0 { requestID = UUID().uuidString.lowercased() }
+                let result = line.withUnsafeBytes { validator.validate($0) }
+                guard case .valid(let event) = result else { throw CommandFailure("a generated event did not validate") }
+                batch.events.append(IncomingEvent(event: event, receivedMicros: received, requestID: requestID))
+            }
+            writeBatches.append(batch)
+            produced += count
+        }
+        print("events: \(events) in \(writeBatches.count) transactions of \(batchSize), \(formatBytes(payloadBytes)); fsync \(fsync)")
+
+        var baselines: [Double] = []
+        var inline: [Double] = []
+        var stores: [Double] = []
+        for round in 1...rounds {
+            let folder = directory.appendingPathComponent("round-\(round)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            baselines.append(try sqliteAppendBaseline(ndjsonBatches, path: folder.appendingPathComponent("baseline.sqlite").path, fsync: fsync))
+            inline.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("inline/telemetry.sqlite").path, background: false))
+            stores.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("store/telemetry.sqlite").path, background: true))
+            try? FileManager.default.removeItem(at: folder)
+            print(String(format: "round %d: baseline %.0f, checkpoints inline %.0f, store %.0f events/s", round,
+                         Double(events) / baselines.last!, Double(events) / inline.last!, Double(events) / stores.last!))
+        }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let baseline = median(baselines)
+        let store = median(stores)
+        print(String(format: "baseline: SQLite append (rowid, blob)       %8.0f events/s", Double(events) / baseline))
+        print(String(format: "store, checkpoints on the writer's thread   %8.0f events/s", Double(events) / median(inline)))
+        print(String(format: "store: write() of validated events          %8.0f events/s", Double(events) / store))
+        print(String(format: "ratio: store at %.0f%% of the baseline; checkpoints on their own thread: %+.0f%% events/s",
+                     100 * baseline / store, 100 * (median(inline) / store - 1)))
+    }
+
+    /// Seconds the store takes to write `batches` into a new store at `path`.
+    private func measureStore(_ batches: [WriteBatch], path: String, background: Bool) async throws -> Double {
+        var configuration = SQLiteStoreConfiguration(path: path)
+        configuration.durability = fsync == "full" ? .full : .normal
+        configuration.pairsOperations = false
+        configuration.checkpointsInBackground = background
+        let store = try SQLiteStore(configuration: configuration, logger: Logger(label: "bench"))
+        let started = MonotonicClock.now()
+        var stored = 0
+        for batch in batches {
+            stored += try await store.write(batch).sequences.count { $0 != nil }
+        }
+        let seconds = Double(MonotonicClock.now() - started) / 1e9
+        try store.close()
+        guard stored == events else { throw CommandFailure("the store stored \(stored) of \(events) events") }
+        return seconds
+    }
+}
