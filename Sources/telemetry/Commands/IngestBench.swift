@@ -97,6 +97,7 @@ struct IngestBench: ParsableCommand {
         func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000 }
         print(String(format: "request latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms", percentile(0.5), percentile(0.99), (latencies.last ?? 0) * 1000))
         print("collector peak RSS: \(collector.peakRSS.map(formatBytes) ?? "unknown")")
+        print("collector CPU per event, by thread: " + Self.cpuPerEvent(collector.cpuByThread, events: events))
         print(String(format: "ratio: collector at %.0f%% of the baseline", 100 * baseline / collector.seconds))
         print(String(format: "pairing into operations: %+.0f%% time (%.0f vs %.0f events/s)",
                      100 * (collector.seconds / unpaired.seconds - 1), Double(events) / collector.seconds, Double(events) / unpaired.seconds))
@@ -107,10 +108,30 @@ struct IngestBench: ParsableCommand {
         }
     }
 
+    /// The collector's CPU time by kind of thread, in microseconds an event.
+    static func cpuPerEvent(_ seconds: [String: Double], events: Int) -> String {
+        let kinds: [(label: String, matches: (String) -> Bool)] = [
+            ("writer", { $0.contains("overcommit") }),
+            ("requests", { $0.contains("default-qos") }),
+            ("pairing", { $0 == "store-pairing" }),
+            ("checkpoints", { $0 == "store-checkpt" }),
+            ("network", { $0.hasPrefix("NIO") }),
+        ]
+        var byKind: [String: Double] = [:]
+        for (name, value) in seconds {
+            byKind[kinds.first { $0.matches(name) }?.label ?? "other", default: 0] += value
+        }
+        let total = byKind.values.reduce(0, +)
+        return (kinds.map(\.label) + ["other"]).compactMap { label in
+            byKind[label].map { String(format: "%@ %.1f", label, $0 * 1e6 / Double(events)) }
+        }.joined(separator: ", ") + String(format: "; total %.1f µs", total * 1e6 / Double(events))
+    }
+
     private struct CollectorRun {
         var seconds: Double
         var latencies: [Double]
         var peakRSS: Int?
+        var cpuByThread: [String: Double] = [:]
     }
 
     private func measureCollector(_ batches: [[UInt8]], data: URL, extra: [String] = []) throws -> CollectorRun {
@@ -121,7 +142,7 @@ struct IngestBench: ParsableCommand {
         // Pairing runs beside the writer: the run ends when every event is paired too.
         try collector.waitUntilPaired()
         let seconds = Double(MonotonicClock.now() - started) / 1e9
-        return CollectorRun(seconds: seconds, latencies: latencies, peakRSS: collector.peakRSS)
+        return CollectorRun(seconds: seconds, latencies: latencies, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread)
     }
 }
 

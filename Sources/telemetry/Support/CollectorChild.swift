@@ -76,6 +76,26 @@ final class CollectorChild {
     }
 
     /// The child's peak resident memory, bytes.
+    /// CPU seconds (user + system) the collector's threads have used so far, by thread name
+    /// (`/proc`): the events writer is GRDB's queue (`…qos.overcommit`), requests run on the
+    /// cooperative pool (`…default-qos`).
+    var cpuSecondsByThread: [String: Double] {
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var seconds: [String: Double] = [:]
+        for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+            guard let stat = try? String(contentsOfFile: "\(tasks)/\(task)/stat", encoding: .utf8),
+                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+            else { continue }
+            let name = String(stat[stat.index(after: open)..<close])
+            // After the name: state, then 10 fields, then utime and stime (fields 14 and 15).
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+            seconds[name, default: 0] += (user + system) / ticks
+        }
+        return seconds
+    }
+
     var peakRSS: Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
