@@ -6,11 +6,14 @@ public import Logging
 /// A consumer in a consumer group, committing offsets only when told (after the store's write).
 ///
 /// Its calls block (they wait on the network): call them from a thread of your own, not from
-/// Swift's cooperative pool. Rebalances use librdkafka's default handling: partitions taken away
+/// Swift's cooperative pool. ``poll(maxMessages:timeout:linger:)`` runs on one thread at a time;
+/// ``commit(_:)`` and ``lag()`` may run beside it on another (librdkafka's calls are thread-safe),
+/// as the store loader does to poll the next batch while it commits the last; ``close()`` only
+/// once neither runs. Rebalances use librdkafka's default handling: partitions taken away
 /// are no longer delivered, and their uncommitted messages go to their new owner (the store's
 /// dedupe makes that harmless).
 public final class KafkaConsumer: @unchecked Sendable {
-    // @unchecked: one thread at a time uses it (documented); the handle is librdkafka's.
+    // @unchecked: the handle is librdkafka's (thread-safe); `closed` is touched by close() alone.
     private let client: OpaquePointer
     let logger: Logger
     private var closed = false

@@ -51,60 +51,107 @@ public final class KafkaStoreLoader: Service, Sendable {
 
     public var counts: Counts { state.withLock { $0 } }
 
+    /// A polled batch, validated: what the store writes, and the messages whose offsets are
+    /// committed after it.
+    struct Prepared: Sendable {
+        var messages: [KafkaMessage] = []
+        var batch = WriteBatch()
+        var unreadable = 0
+    }
+
     public func run() async throws {
         try await withGracefulShutdownHandler {
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                let messages = await blocking { [consumer, batchSize] in consumer.poll(maxMessages: batchSize, timeout: .milliseconds(250)) }
-                if messages.isEmpty { continue }
-                // A store that cannot write now (disk full, locked) is waited for, the same batch
-                // retried with backoff; nothing is committed meanwhile. Stopping while waiting
-                // leaves the batch uncommitted, for the next consumer.
-                var delay = Duration.milliseconds(200)
-                while true {
-                    do {
-                        try await load(messages)
-                        break
-                    } catch let error as StoreError where error.isTransient {
-                        logger.warning("kafka.consume.store_unavailable", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-                        if Task.isShuttingDownGracefully { break }
-                        try? await Task.sleep(for: delay)
-                        delay = min(delay * 2, .seconds(10))
-                    }
+            // Two batches in hand: the next is polled and validated while the store writes the
+            // one before it (consumption was otherwise poll, validate, write, commit in turn, and
+            // the store waited for the poll). Offsets are still committed batch after batch, each
+            // only after its own write.
+            var next = prepareNext()
+            while true {
+                let prepared = await next.value
+                let stopping = Task.isShuttingDownGracefully || Task.isCancelled
+                if !stopping { next = prepareNext() }
+                do {
+                    // On the way out the batch in hand is still written and committed.
+                    if !prepared.messages.isEmpty { try await storeWithRetries(prepared) }
+                } catch {
+                    // The poll under way ends before the consumer is closed; what it took is
+                    // not committed, so the group delivers it again.
+                    if !stopping { _ = await next.value }
+                    throw error
                 }
+                if stopping { break }
             }
         } onGracefulShutdown: {}
         await blocking { [consumer] in consumer.close() }
     }
 
+    /// Polls the next batch on a thread of its own and validates it.
+    private func prepareNext() -> Task<Prepared, Never> {
+        Task { [consumer, batchSize] in
+            let messages = await blocking { consumer.poll(maxMessages: batchSize, timeout: .milliseconds(250)) }
+            return self.prepare(messages)
+        }
+    }
+
+    /// Writes a batch; a store that cannot write now (disk full, locked) is waited for, the same
+    /// batch retried with backoff, and nothing is committed meanwhile. Stopping while waiting
+    /// leaves the batch uncommitted, for the next consumer.
+    private func storeWithRetries(_ prepared: Prepared) async throws {
+        var delay = Duration.milliseconds(200)
+        while true {
+            do {
+                try await write(prepared)
+                return
+            } catch let error as StoreError where error.isTransient {
+                logger.warning("kafka.consume.store_unavailable", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+                if Task.isShuttingDownGracefully { return }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+    }
+
     /// Writes one polled batch and commits its offsets.
     func load(_ messages: [KafkaMessage]) async throws {
-        var batch = WriteBatch()
+        try await write(prepare(messages))
+    }
+
+    /// Validates the events of a polled batch; messages of the rejected topic are read back as
+    /// rejections.
+    func prepare(_ messages: [KafkaMessage]) -> Prepared {
+        var prepared = Prepared(messages: messages)
         var validator = EventValidator(catalog: catalog)
-        var unreadable = 0
         let now = Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
+        prepared.batch.events.reserveCapacity(messages.count)
         for message in messages {
             if message.topic == rejectedTopic {
                 if let rejected = KafkaEventSink.decode(message.value) {
-                    batch.rejected.append(rejected)
+                    prepared.batch.rejected.append(rejected)
                 } else {
-                    unreadable += 1
+                    prepared.unreadable += 1
                 }
                 continue
             }
             switch message.value.withUnsafeBytes({ validator.validate($0) }) {
             case .valid(let event):
-                batch.events.append(
+                prepared.batch.events.append(
                     IncomingEvent(
                         event: event, receivedMicros: message.header("received_us").flatMap { Int64($0) } ?? now,
                         requestID: message.header("request_id") ?? "kafka:\(message.topic)/\(message.partition)@\(message.offset)"))
             case .invalid(let invalid):
                 // Not from a collector of ours (those publish validated events): kept as a rejection.
-                batch.rejected.append(
+                prepared.batch.rejected.append(
                     RejectedEvent(
                         raw: message.value, issues: invalid.issues, eventType: invalid.eventType, eventID: invalid.eventID, index: 0,
                         receivedMicros: now, requestID: "kafka:\(message.topic)/\(message.partition)@\(message.offset)"))
             }
         }
+        return prepared
+    }
+
+    /// Writes a prepared batch into the store and, once that committed, its offsets.
+    private func write(_ prepared: Prepared) async throws {
+        let (messages, batch, unreadable) = (prepared.messages, prepared.batch, prepared.unreadable)
         if unreadable > 0 {
             logger.warning("kafka.consume.unreadable", metadata: ["messages": "\(unreadable)", "topic": "\(rejectedTopic)"])
         }

@@ -202,6 +202,40 @@ import Testing
         }
     }
 
+    /// A loader stopped gracefully mid-stream (it polls the next batch while writing the last)
+    /// commits every batch it wrote before leaving: the next consumer of the group gets none of
+    /// them again, and together they store every event once.
+    @Test func aLoaderStoppedMidStreamCommitsWhatItWrote() async throws {
+        let cluster = try Self.cluster()
+        let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
+        defer { producer.close() }
+        var sampler = EventSampler(seed: 12)
+        let lines = (0..<3000).map { _ in sampler.sample().render() }
+        try await TestCollector.run(sink: KafkaEventSink(producer: producer)) { collector in
+            let response = try await collector.connection().post(lines.joined(separator: "\n"))
+            #expect(response.json["accepted"] as? Int == 3000)
+        }
+        try await withStore(.sqlite) { store in
+            // Small batches, stopped once a few are in: batches are still being polled then.
+            let consumer = try KafkaConsumer(bootstrap: cluster.bootstrap, group: "loader", topics: KafkaEventSink.topics(), logger: Self.logger)
+            let first = KafkaStoreLoader(consumer: consumer, store: store, batchSize: 200, logger: Self.logger)
+            let group = ServiceGroup(configuration: .init(services: [first], logger: Self.logger))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                try await EmitterTests.waitUntil(60) { first.counts.messages >= 600 }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+            let firstCounts = first.counts
+            #expect(firstCounts.messages < 3000, "stopped mid-stream")
+            #expect(try await store.counts().events == firstCounts.stored)
+            let rest = try await Self.load(cluster.bootstrap, into: store, events: 3000)
+            #expect(rest.duplicates == 0, "a batch written before the stop was not committed")
+            #expect(firstCounts.messages + rest.messages == 3000)
+            #expect(try await store.counts().events == 3000)
+        }
+    }
+
     /// `kcat`, an outside client, reads what the collector produced.
     @Test func kcatReadsWhatWeProduce() async throws {
         let cluster = try Self.cluster()
