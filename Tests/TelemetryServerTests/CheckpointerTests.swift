@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import TelemetryCatalog
 import TelemetryStore
 import Testing
@@ -9,14 +8,7 @@ import Testing
 /// nothing written may be missing afterwards.
 @Suite struct CheckpointerTests {
     static func open(_ path: String, background: Bool, checkpointPages: Int) throws -> SQLiteStore {
-        var logger = Logger(label: "test.checkpoint")
-        logger.logLevel = .critical
-        var configuration = SQLiteStoreConfiguration(path: path)
-        configuration.durability = .normal
-        configuration.pairsOperations = false
-        configuration.checkpointsInBackground = background
-        configuration.walCheckpointPages = checkpointPages
-        return try SQLiteStore(configuration: configuration, logger: logger)
+        try PairingTests.open(path, pairs: false, backgroundCheckpoints: background, checkpointPages: checkpointPages)
     }
 
     /// Batches of 500 distinct sampled events, validated.

@@ -11,13 +11,17 @@ import Testing
 @Suite struct PairingTests {
     typealias Ops = OperationTests
 
-    static func open(_ path: String, pairs: Bool = true, scanRows: Int = 100_000) throws -> SQLiteStore {
+    static func open(
+        _ path: String, pairs: Bool = true, scanRows: Int = 100_000, backgroundCheckpoints: Bool = true, checkpointPages: Int = 4096
+    ) throws -> SQLiteStore {
         var logger = Logger(label: "test.pairing")
         logger.logLevel = .critical
         var configuration = SQLiteStoreConfiguration(path: path)
         configuration.durability = .normal
         configuration.pairsOperations = pairs
         configuration.statsScanRows = scanRows
+        configuration.checkpointsInBackground = backgroundCheckpoints
+        configuration.walCheckpointPages = checkpointPages
         return try SQLiteStore(configuration: configuration, logger: logger)
     }
 
