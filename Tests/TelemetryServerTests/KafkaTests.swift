@@ -236,6 +236,28 @@ import Testing
         }
     }
 
+    /// The warm-up a collector does before it listens: against the mock brokers the topics'
+    /// metadata comes at once and a first batch is delivered; with no broker at all it gives up
+    /// within its time (the collector then starts anyway, and its requests wait as before).
+    @Test func theProducersWarmUpAsksForTheTopicsAndIsBounded() async throws {
+        let cluster = try Self.cluster()
+        let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
+        defer { producer.close() }
+        try await offThePool { producer.warmUp(topics: KafkaEventSink.topics(), timeout: .seconds(10)) }
+        var sampler = EventSampler(seed: 3)
+        let line = sampler.sample().render()
+        try await TestCollector.run(sink: KafkaEventSink(producer: producer)) { collector in
+            let response = try await collector.connection().post(line)
+            #expect(response.json["accepted"] as? Int == 1)
+        }
+
+        let nowhere = try KafkaProducer(bootstrap: "127.0.0.1:\(try EmitterTests.freePort())", logger: Self.logger)
+        defer { nowhere.close(timeout: .seconds(1)) }
+        let started = ContinuousClock.now
+        try await offThePool { nowhere.warmUp(topics: KafkaEventSink.topics(), timeout: .seconds(1)) }
+        #expect(ContinuousClock.now - started < .seconds(6), "the warm-up is bounded by its timeout")
+    }
+
     /// `kcat`, an outside client, reads what the collector produced.
     @Test func kcatReadsWhatWeProduce() async throws {
         let cluster = try Self.cluster()

@@ -35,6 +35,9 @@ enum KafkaSupport {
     static func sink(bootstrap: String, topicPrefix: String, properties: [String: String], logger: Logger) throws -> (any EventSink, any Service) {
         #if Kafka
         let producer = try KafkaProducer(bootstrap: bootstrap, configuration: properties, logger: logger)
+        // Before the collector listens: its first requests would otherwise wait for the topics'
+        // metadata (at most 5 s here when the brokers do not answer; then they wait as before).
+        producer.warmUp(topics: KafkaEventSink.topics(prefix: topicPrefix))
         return (KafkaEventSink(producer: producer, topicPrefix: topicPrefix), producer)
         #else
         throw CommandFailure(missingMessage)
