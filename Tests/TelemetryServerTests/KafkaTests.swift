@@ -242,7 +242,6 @@ import Testing
     @Test func theProducersWarmUpAsksForTheTopicsAndIsBounded() async throws {
         let cluster = try Self.cluster()
         let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
-        defer { producer.close() }
         try await offThePool { producer.warmUp(topics: KafkaEventSink.topics(), timeout: .seconds(10)) }
         var sampler = EventSampler(seed: 3)
         let line = sampler.sample().render()
@@ -250,12 +249,14 @@ import Testing
             let response = try await collector.connection().post(line)
             #expect(response.json["accepted"] as? Int == 1)
         }
+        // Closing blocks (a flush): off Swift's cooperative pool, which other tests share.
+        try await offThePool { producer.close() }
 
         let nowhere = try KafkaProducer(bootstrap: "127.0.0.1:\(try EmitterTests.freePort())", logger: Self.logger)
-        defer { nowhere.close(timeout: .seconds(1)) }
         let started = ContinuousClock.now
         try await offThePool { nowhere.warmUp(topics: KafkaEventSink.topics(), timeout: .seconds(1)) }
         #expect(ContinuousClock.now - started < .seconds(6), "the warm-up is bounded by its timeout")
+        try await offThePool { nowhere.close(timeout: .seconds(1)) }
     }
 
     /// `kcat`, an outside client, reads what the collector produced.
