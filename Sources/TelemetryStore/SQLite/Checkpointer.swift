@@ -8,12 +8,12 @@ import Logging
 /// With SQLite's automatic checkpoint alone, the commit that takes the log past its threshold
 /// copies every page of the log into the database and syncs it, on the writer's thread, while
 /// every request waits. Here a second connection runs passive checkpoints (which never block the
-/// writer nor readers) after each commit, on the other core. The writer keeps its automatic
-/// checkpoint: by the time it fires, this thread has copied nearly all of the log, so it copies
-/// only the newest frames; and only a checkpoint that catches up right after a commit lets the
-/// writer's next transaction start the log again from its beginning. A writer whose transactions
-/// follow each other back to back never starts one at such a moment otherwise, and the log would
-/// grow without bound.
+/// writer nor readers) on the other core, after commits: every ~2,000 events, or a second after
+/// fewer. The writer keeps its automatic checkpoint: by the time it fires, this thread has copied
+/// nearly all of the log, so it copies only the newest frames; and only a checkpoint that catches
+/// up right after a commit lets the writer's next transaction start the log again from its
+/// beginning. A writer whose transactions follow each other back to back never starts one at such
+/// a moment otherwise, and the log would grow without bound.
 ///
 /// The checkpoints change nothing that is acknowledged: a checkpoint copies committed pages and
 /// syncs the database file (at the connection's `synchronous` setting) before the log is reused.
@@ -63,11 +63,21 @@ final class Checkpointer: @unchecked Sendable {
         thread.start()
     }
 
-    /// Called by the writer after each commit.
-    func committed() {
+    /// A checkpoint runs once this many events were committed since the last one, or
+    /// ``quietSeconds`` after the last one when fewer were: each checkpoint syncs the log and
+    /// the database, so small commits (a few events a request) must not each cost two more
+    /// syncs. `bench ingest`'s transactions hold ~2,000 events: one checkpoint each.
+    static let eventsPerCheckpoint = 2_000
+    static let quietSeconds = 1.0
+    private var eventsSince = 0
+    private var lastCheckpoint = ContinuousClock.now
+
+    /// Called by the writer after each commit of `events` events.
+    func committed(events: Int) {
         condition.lock()
+        eventsSince += events
         pending = true
-        condition.signal()
+        if eventsSince >= Self.eventsPerCheckpoint { condition.signal() }
         condition.unlock()
     }
 
@@ -93,9 +103,21 @@ final class Checkpointer: @unchecked Sendable {
     private func loop(connection: OpaquePointer) {
         while true {
             condition.lock()
-            while !pending && !stopping { condition.wait() }
+            while !stopping {
+                if pending && eventsSince >= Self.eventsPerCheckpoint { break }
+                if pending {
+                    // Fewer events than a checkpoint's worth: wait for more, or for quiet.
+                    let due = lastCheckpoint + .seconds(Self.quietSeconds)
+                    if ContinuousClock.now >= due { break }
+                    _ = condition.wait(until: Date().addingTimeInterval(Self.quietSeconds))
+                } else {
+                    condition.wait()
+                }
+            }
             let stop = stopping
             pending = false
+            eventsSince = 0
+            lastCheckpoint = .now
             condition.unlock()
             if stop { return }
             var logFrames: Int32 = 0

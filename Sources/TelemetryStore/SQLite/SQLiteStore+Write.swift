@@ -74,7 +74,7 @@ extension SQLiteStore {
             // Committed: the pairer takes it from here. (Not a GRDB commit hook: any transaction
             // observer makes GRDB watch every statement, which cost the writer ~40% more per commit.)
             if let pairer, let handover { pairer.committed(handover) }
-            checkpointer?.committed()
+            checkpointer?.committed(events: batch.events.count + batch.rejected.count)
             return outcome
         } catch {
             let mapped = mapError(error)
