@@ -111,11 +111,6 @@ public final class KafkaStoreLoader: Service, Sendable {
         }
     }
 
-    /// Writes one polled batch and commits its offsets.
-    func load(_ messages: [KafkaMessage]) async throws {
-        try await write(prepare(messages))
-    }
-
     /// Validates the events of a polled batch; messages of the rejected topic are read back as
     /// rejections.
     func prepare(_ messages: [KafkaMessage]) -> Prepared {
