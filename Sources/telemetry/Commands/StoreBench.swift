@@ -107,7 +107,7 @@ struct StoreBench: AsyncParsableCommand {
     /// Seconds the store takes to write `batches` into a new store at `path`.
     private func measureStore(_ batches: [WriteBatch], path: String, background: Bool) async throws -> Double {
         var configuration = SQLiteStoreConfiguration(path: path)
-        configuration.durability = fsync == "full" ? .full : .normal
+        configuration.durability = Durability(name: fsync)!
         configuration.pairsOperations = false
         configuration.checkpointsInBackground = background
         let store = try SQLiteStore(configuration: configuration, logger: Logger(label: "bench"))
