@@ -75,6 +75,15 @@ let package = Package(
             name: "CSQLiteTuning",
             linkerSettings: [.linkedLibrary("sqlite3")]
         ),
+        // posix_spawn's file actions that glibc declares for _GNU_SOURCE builds only.
+        .target(name: "CSpawn"),
+        // Child processes over posix_spawn (Foundation's Process.run crashes in processes with
+        // many open files on Linux): the tests' and the benchmarks' servers and tools.
+        .target(
+            name: "TelemetryProcess",
+            dependencies: ["CSpawn"],
+            swiftSettings: swiftSettings
+        ),
         // The store protocol and the embedded SQLite store (GRDB, WAL). Knows nothing of HTTP.
         .target(
             name: "TelemetryStore",
@@ -124,6 +133,7 @@ let package = Package(
                 "TelemetryCatalog",
                 "TelemetryStore",
                 "TelemetryClient",
+                "TelemetryProcess",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -159,6 +169,7 @@ let package = Package(
                 "TelemetryServer",
                 "TelemetryKafka",
                 "TelemetryClickHouse",
+                "TelemetryProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -187,7 +198,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TelemetryCatalogTests",
-            dependencies: ["TelemetryCatalog", "TelemetryEvents"],
+            dependencies: ["TelemetryCatalog", "TelemetryEvents", "TelemetryProcess"],
             // The Python script the schema agreement test runs, read from the source folder.
             exclude: ["Scripts"],
             swiftSettings: swiftSettings
@@ -196,7 +207,7 @@ let package = Package(
             name: "TelemetryServerTests",
             dependencies: [
                 "TelemetryCatalog", "TelemetryClient", "TelemetryEvents", "TelemetryStore", "TelemetryPipeline", "TelemetryServer",
-                "TelemetryKafka", "TelemetryClickHouse",
+                "TelemetryKafka", "TelemetryClickHouse", "TelemetryProcess",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -208,7 +219,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TelemetryCLITests",
-            dependencies: ["telemetry", "TelemetryCatalog", "TelemetryClient", "TelemetryKafka", "TelemetryClickHouse"],
+            dependencies: ["telemetry", "TelemetryCatalog", "TelemetryClient", "TelemetryKafka", "TelemetryClickHouse", "TelemetryProcess"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -4,6 +4,7 @@ import Glibc
 public import Foundation
 import Synchronization
 import TelemetryClient
+import TelemetryProcess
 
 /// A ClickHouse server of our own on loopback: its own config, data folder (under
 /// `$TMPDIR/xumi-clickhouse` unless given) and ports, started from
@@ -14,8 +15,8 @@ public final class ClickHouseLocalServer: Sendable {
     public let directory: URL
     public let httpPort: Int
     public let tcpPort: Int
-    public let pid: Int32
-    private let exited = Mutex(false)
+    public var pid: Int32 { process.pid }
+    private let process: ChildProcess
 
     /// `clickhouse:http://127.0.0.1:PORT/DATABASE`.
     public func location(database: String) -> ClickHouseLocation {
@@ -92,7 +93,15 @@ public final class ClickHouseLocalServer: Sendable {
             """
         try config.write(to: directory.appendingPathComponent("config.xml"), atomically: true, encoding: .utf8)
         try users.write(to: directory.appendingPathComponent("users.xml"), atomically: true, encoding: .utf8)
-        pid = try Self.spawn(executable, ["--config-file=\(path)/config.xml"], directory: path)
+        do {
+            // Default handling of SIGTERM in the server whatever the test process blocks, and none
+            // of its descriptors (see ChildProcess).
+            process = try ChildProcess(
+                executable: executable, arguments: ["--config-file=\(path)/config.xml"], directory: path,
+                standardOutput: .file(path + "/log/stdout.log"), standardError: .standardOutput)
+        } catch {
+            throw StartFailed(description: error.description)
+        }
         try "\(pid)\n".write(to: directory.appendingPathComponent("server.pid"), atomically: true, encoding: .utf8)
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         let connection = HTTPConnection(host: "127.0.0.1", port: self.httpPort)
@@ -111,7 +120,7 @@ public final class ClickHouseLocalServer: Sendable {
     /// Stops the server by its PID (SIGTERM, then SIGKILL after 20 s) and waits for it to exit.
     public func stop() {
         guard isRunning else { return }
-        kill(pid, SIGTERM)
+        process.signal(SIGTERM)
         let deadline = Date().addingTimeInterval(20)
         while isRunning && Date() < deadline { usleep(50_000) }
         if isRunning { kill9() }
@@ -120,48 +129,12 @@ public final class ClickHouseLocalServer: Sendable {
     /// Kills the server at once (SIGKILL), as a crash would, and waits for it to exit.
     public func kill9() {
         guard isRunning else { return }
-        kill(pid, SIGKILL)
-        while isRunning { usleep(10_000) }
+        process.signal(SIGKILL)
+        process.waitUntilExit()
     }
 
     /// Whether the server process is still there (reaps it once it has exited).
-    public var isRunning: Bool {
-        exited.withLock { exited in
-            if exited { return false }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid { exited = true }
-            return !exited
-        }
-    }
-
-    /// Starts `executable` with default signal handling and nothing blocked: a child inherits its
-    /// parent's blocked signals and ignored ones, and a test process (or a service) may have SIGTERM
-    /// blocked, which would make the server deaf to ``stop()``.
-    private static func spawn(_ executable: String, _ arguments: [String], directory: String) throws -> Int32 {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, directory + "/log/stdout.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: Int32 = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw StartFailed(description: "cannot start \(executable): \(String(cString: strerror(rc)))") }
-        return pid
-    }
+    public var isRunning: Bool { process.isRunning }
 
     /// Removes the server's folder (after ``stop()``).
     public func removeFiles() {

@@ -1,4 +1,5 @@
 import Foundation
+import TelemetryProcess
 
 /// Runs the built `telemetry` executable, as a user would.
 struct CLI {
@@ -22,50 +23,16 @@ struct CLI {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    /// Runs `telemetry` with `arguments`, feeding `stdin` (written from another thread, so large
-    /// inputs do not dead-lock against a full output pipe).
+    /// Runs `telemetry` with `arguments`, feeding it `stdin`; killed after `timeoutSeconds`, so
+    /// that a command that hangs fails its test instead of the whole run.
     static func run(
         _ arguments: [String], stdin: Data? = nil, executable: URL = executable, environment: [String: String] = [:], timeoutSeconds: Int = 300
     ) throws -> Result {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        process.currentDirectoryURL = packageRoot
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        let input = Pipe()
-        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-        try process.run()
-        // A command that hangs fails its test instead of the whole run.
-        let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(timeoutSeconds), execute: watchdog)
-        defer { watchdog.cancel() }
-        if let stdin {
-            Thread.detachNewThread {
-                input.fileHandleForWriting.write(stdin)
-                try? input.fileHandleForWriting.close()
-            }
-        }
-        let stderrBox = DataBox()
-        let group = DispatchGroup()
-        group.enter()
-        Thread.detachNewThread {
-            stderrBox.data = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        let stderrData = stderrBox.data
-        process.waitUntilExit()
-        return Result(
-            status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-            stderr: String(decoding: stderrData, as: UTF8.self))
+        let completed = try ChildProcess.run(
+            executable.path, arguments, input: stdin,
+            environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            directory: packageRoot.path, timeout: .seconds(timeoutSeconds))
+        return Result(status: completed.status, stdout: completed.output, stderr: completed.errors)
     }
 
     /// ``run(_:stdin:executable:environment:timeoutSeconds:)`` on a thread of its own: async tests
@@ -90,9 +57,4 @@ struct CLI {
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
-}
-
-/// Carries the bytes read on another thread; the DispatchGroup orders the write before the read.
-private final class DataBox: @unchecked Sendable {
-    var data = Data()
 }

@@ -2,6 +2,7 @@ import Foundation
 import TelemetryCatalog
 import TelemetryClickHouse
 import TelemetryClient
+import TelemetryProcess
 import Testing
 
 /// The stores `serve` runs on in these tests.
@@ -105,14 +106,10 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(pairedCompletions.count == Set(pairedCompletions).count && Set(pairedCompletions) == storedHalves.completions)
         guard kind == .sqlite else { return }
 
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        check.arguments = ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0])", data.appendingPathComponent("telemetry.sqlite").path]
-        let out = Pipe()
-        check.standardOutput = out
-        try check.run()
-        let verdict = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        check.waitUntilExit()
+        let check = try ChildProcess.run(
+            "/usr/bin/env",
+            ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0])", data.appendingPathComponent("telemetry.sqlite").path])
+        let verdict = check.output
         #expect(verdict.trimmingCharacters(in: .whitespacesAndNewlines) == "ok")
     }
 

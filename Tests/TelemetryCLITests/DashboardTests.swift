@@ -1,6 +1,7 @@
 import Foundation
 import TelemetryCatalog
 import TelemetryClient
+import TelemetryProcess
 import Testing
 
 /// The dashboard in a real browser: headless Chromium (installed by scripts/test) loads `GET /` from a
@@ -100,41 +101,15 @@ import Testing
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
                 continuation.resume(with: Result {
-                    let browser = Process()
-                    browser.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    browser.arguments = [
-                        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                        "--virtual-time-budget=15000", "--dump-dom", url,
-                    ]
-                    let output = Pipe()
-                    let errors = Pipe()
-                    browser.standardOutput = output
-                    browser.standardError = errors
-                    try browser.run()
-                    let collected = ErrorCollector(errors.fileHandleForReading)
-                    let dom = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                    browser.waitUntilExit()
-                    return (dom, collected.text())
+                    let browser = try ChildProcess.run(
+                        "/usr/bin/env",
+                        [
+                            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                            "--virtual-time-budget=15000", "--dump-dom", url,
+                        ])
+                    return (browser.output, browser.errors)
                 })
             }
         }
-    }
-}
-
-/// Reads a pipe to its end on a thread of its own, so that neither pipe fills up.
-private final class ErrorCollector: @unchecked Sendable {
-    private var data = Data()
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ handle: FileHandle) {
-        Thread.detachNewThread { [self] in
-            data = handle.readDataToEndOfFile()
-            done.signal()
-        }
-    }
-
-    func text() -> String {
-        done.wait()
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import TelemetryCatalog
 import TelemetryClient
 import TelemetryKafka
+import TelemetryProcess
 import Testing
 
 /// `serve --kafka` and `consume` as the processes a user runs, over librdkafka's mock cluster (three
@@ -50,30 +51,29 @@ import Testing
 
 /// `telemetry consume` as a child process, with its metrics port.
 final class ConsumerProcess: @unchecked Sendable {
-    let process = Process()
+    let process: ChildProcess
     let metricsPort: Int
-    private let output = Pipe()
     private var seen = Data()
 
     private init(bootstrap: String, data: URL, extraArguments: [String]) throws {
-        process.executableURL = CLI.executable
-        process.arguments = [
-            "consume", "--kafka", bootstrap, "--data", data.path, "--fsync", "normal", "--metrics-port", "0", "--batch-size", "200",
-            "--log-level", "error",
-        ] + extraArguments
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try ChildProcess(
+            executable: CLI.executable.path,
+            arguments: [
+                "consume", "--kafka", bootstrap, "--data", data.path, "--fsync", "normal", "--metrics-port", "0", "--batch-size", "200",
+                "--log-level", "error",
+            ] + extraArguments,
+            standardOutput: .pipe)
         var port: Int? = nil
         let deadline = Date().addingTimeInterval(30)
         while port == nil && Date() < deadline {
-            let chunk = output.fileHandleForReading.availableData
+            let chunk = process.standardOutput!.availableData
             if chunk.isEmpty { break }
             seen.append(chunk)
             if let match = String(decoding: seen, as: UTF8.self).firstMatch(of: /metrics on http:\/\/127\.0\.0\.1:(\d+)/) { port = Int(match.1) }
         }
         guard let port else {
-            process.terminate()
+            process.signal(SIGKILL)
+            process.waitUntilExit()
             throw CLIError("consume did not start: \(String(decoding: seen, as: UTF8.self))")
         }
         metricsPort = port
@@ -86,12 +86,10 @@ final class ConsumerProcess: @unchecked Sendable {
     /// Signals the consumer, waits for it, and returns its exit status and everything it printed.
     @discardableResult
     func stop(signal: Int32) -> (Int32, String) {
-        if process.isRunning {
-            kill(process.processIdentifier, signal)
-            process.waitUntilExit()
-        }
-        let rest = output.fileHandleForReading.readDataToEndOfFile()
-        return (process.terminationStatus, String(decoding: seen + rest, as: UTF8.self))
+        process.signal(signal)
+        let status = process.waitUntilExit().status
+        let rest = process.standardOutput!.readDataToEndOfFile()
+        return (status, String(decoding: seen + rest, as: UTF8.self))
     }
 }
 #endif

@@ -1,24 +1,22 @@
 import Foundation
 import TelemetryClickHouse
+import TelemetryProcess
 
 /// `telemetry serve` as a child process on a loopback port, stopped by its PID.
 final class ServerProcess: @unchecked Sendable {
-    let process = Process()
+    let process: ChildProcess
     let port: Int
-    private let output = Pipe()
 
     /// Starts the collector (`serve`, or `demo`) on `data` with a free port and waits until it listens.
     init(command: String = "serve", data: URL, port listenPort: Int = 0, extraArguments: [String] = []) throws {
-        process.executableURL = CLI.executable
-        process.arguments =
-            [command, "--port", String(listenPort), "--data", data.path] + (command == "serve" ? ["--log-level", "error"] : [])
-            + extraArguments
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try ChildProcess(
+            executable: CLI.executable.path,
+            arguments: [command, "--port", String(listenPort), "--data", data.path] + (command == "serve" ? ["--log-level", "error"] : [])
+                + extraArguments,
+            standardOutput: .pipe)
         // The collector prints "telemetry: collector listening on http://127.0.0.1:PORT …" once bound.
         var seen = Data()
-        let handle = output.fileHandleForReading
+        let handle = process.standardOutput!
         let deadline = Date().addingTimeInterval(30)
         var found: Int? = nil
         while found == nil && Date() < deadline {
@@ -29,7 +27,8 @@ final class ServerProcess: @unchecked Sendable {
             if let match = text.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) { found = Int(match.1) }
         }
         guard let found else {
-            process.terminate()
+            process.signal(SIGKILL)
+            process.waitUntilExit()
             throw CLIError("the collector did not start: \(String(decoding: seen, as: UTF8.self))")
         }
         port = found
@@ -44,13 +43,13 @@ final class ServerProcess: @unchecked Sendable {
         }
     }
 
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { process.pid }
     var url: String { "http://127.0.0.1:\(port)" }
 
     /// Sends `signal` to the server and waits for it to exit.
     func stop(signal: Int32 = SIGTERM) {
         guard process.isRunning else { return }
-        kill(pid, signal)
+        process.signal(signal)
         process.waitUntilExit()
     }
 

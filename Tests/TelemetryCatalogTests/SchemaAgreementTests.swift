@@ -1,4 +1,5 @@
 import Foundation
+import TelemetryProcess
 import Testing
 @testable import TelemetryCatalog
 
@@ -61,22 +62,10 @@ import Testing
         try (corpus.joined(separator: "\n") + "\n").write(to: corpusFile, atomically: true, encoding: .utf8)
 
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/schema_verdicts.py")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path, schemas.path, corpusFile.path]
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        let errors = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try #require(
-            process.terminationStatus == 0,
-            "python jsonschema failed (the test command installs it): \(String(decoding: errors, as: UTF8.self))")
+        let python = try ChildProcess.run("/usr/bin/env", ["python3", script.path, schemas.path, corpusFile.path])
+        try #require(python.status == 0, "python jsonschema failed (the test command installs it): \(python.errors)")
 
-        let verdicts = String(decoding: output, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        let verdicts = python.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         try #require(verdicts.count == corpus.count)
         var validator = EventValidator()
         var valid = 0

@@ -6,6 +6,7 @@ import TelemetryCatalog
 import TelemetryClient
 import TelemetryKafka
 import TelemetryPipeline
+import TelemetryProcess
 import TelemetryServer
 import TelemetryStore
 import Testing
@@ -271,16 +272,9 @@ import Testing
             #expect(response.json["accepted"] as? Int == 30)
         }
         let output = try await offThePool { () -> String in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["kcat", "-b", cluster.bootstrap, "-C", "-t", "xumi_task", "-o", "beginning", "-e", "-q", "-f", "%k|%h|%s\\n"]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
+            try ChildProcess.run(
+                "/usr/bin/env", ["kcat", "-b", cluster.bootstrap, "-C", "-t", "xumi_task", "-o", "beginning", "-e", "-q", "-f", "%k|%h|%s\\n"]
+            ).output
         }
         let records = output.split(separator: "\n")
         #expect(records.count == 30)

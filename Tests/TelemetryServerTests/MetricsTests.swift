@@ -1,6 +1,7 @@
 import Foundation
 import TelemetryCatalog
 import TelemetryClient
+import TelemetryProcess
 import Testing
 
 /// `GET /metrics`: what was posted is what is counted, and `promtool check metrics` accepts the
@@ -55,20 +56,10 @@ import Testing
             #expect(Self.sample(text, "telemetry_writer_queue_events") == 0)
 
             // promtool, the Prometheus project's own checker (installed by scripts/test).
-            let promtool = Process()
-            promtool.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            promtool.arguments = ["promtool", "check", "metrics"]
-            let input = Pipe()
-            let output = Pipe()
-            promtool.standardInput = input
-            promtool.standardOutput = output
-            promtool.standardError = output
-            try promtool.run()
-            input.fileHandleForWriting.write(Data(response.body))
-            try input.fileHandleForWriting.close()
-            let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            promtool.waitUntilExit()
-            #expect(promtool.terminationStatus == 0, "promtool: \(report)")
+            let promtool = try ChildProcess.run(
+                "/usr/bin/env", ["promtool", "check", "metrics"], input: Data(response.body), standardErrorToOutput: true)
+            let report = promtool.output
+            #expect(promtool.status == 0, "promtool: \(report)")
             #expect(report.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "promtool warned: \(report)")
         }
     }
@@ -76,16 +67,10 @@ import Testing
     /// The sample scrape configuration and alert rules in docs/ are ones Prometheus accepts.
     @Test func theDocumentedScrapeConfigAndAlertsAreValid() throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/prometheus").standardized
-        let promtool = Process()
-        promtool.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        promtool.arguments = ["promtool", "check", "config", folder.appendingPathComponent("prometheus.yml").path]
-        let output = Pipe()
-        promtool.standardOutput = output
-        promtool.standardError = output
-        try promtool.run()
-        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        promtool.waitUntilExit()
-        #expect(promtool.terminationStatus == 0, "\(report)")
+        let promtool = try ChildProcess.run(
+            "/usr/bin/env", ["promtool", "check", "config", folder.appendingPathComponent("prometheus.yml").path], standardErrorToOutput: true)
+        let report = promtool.output
+        #expect(promtool.status == 0, "\(report)")
         #expect(report.contains("2 rules found"), "\(report)")
     }
 }

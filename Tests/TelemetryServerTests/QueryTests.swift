@@ -1,6 +1,7 @@
 import Foundation
 import TelemetryCatalog
 import TelemetryClient
+import TelemetryProcess
 import TelemetryServer
 import TelemetryStore
 import Testing
@@ -128,16 +129,9 @@ import Testing
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("openapi-\(UUID().uuidString).json")
             try Data(response.body).write(to: file)
             defer { try? FileManager.default.removeItem(at: file) }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-m", "openapi_spec_validator", file.path]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "openapi-spec-validator: \(text)")
+            let validator = try ChildProcess.run(
+                "/usr/bin/env", ["python3", "-m", "openapi_spec_validator", file.path], standardErrorToOutput: true)
+            #expect(validator.status == 0, "openapi-spec-validator: \(validator.output)")
             let document = try #require(JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
             #expect(document["openapi"] as? String == "3.1.0")
             let paths = try #require(document["paths"] as? [String: Any])

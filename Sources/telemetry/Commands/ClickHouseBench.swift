@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import TelemetryCatalog
 import TelemetryClickHouse
+import TelemetryProcess
 import TelemetryStore
 
 struct ClickHouseBench: AsyncParsableCommand {
@@ -98,18 +99,13 @@ struct ClickHouseBench: AsyncParsableCommand {
             return (Double(count) / seconds, store)
         }
         func clickHouseClient(_ query: String, input: URL? = nil, output: URL? = nil) throws -> Double {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: client)
-            process.arguments = ["--host", base.host, "--port", String(tcpPort), "--query", query]
-            if let input { process.standardInput = try FileHandle(forReadingFrom: input) }
-            if let output {
-                _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-                process.standardOutput = try FileHandle(forWritingTo: output)
-            }
+            if let output { _ = FileManager.default.createFile(atPath: output.path, contents: nil) }
             let began = MonotonicClock.now()
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw CommandFailure("clickhouse-client failed: \(query.prefix(80))") }
+            let process = try ChildProcess(
+                executable: client, arguments: ["--host", base.host, "--port", String(tcpPort), "--query", query],
+                standardInput: input.map { .file($0.path) } ?? .null, standardOutput: output.map { .file($0.path) } ?? .null,
+                standardError: .inherit)
+            guard process.waitUntilExit() == .exited(0) else { throw CommandFailure("clickhouse-client failed: \(query.prefix(80))") }
             return Double(MonotonicClock.now() - began) / 1e9
         }
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TelemetryCatalog
+import TelemetryProcess
 import TelemetryStore
 
 #if Kafka
@@ -115,21 +116,20 @@ struct KafkaBench: AsyncParsableCommand {
     #if Kafka
     /// Seconds `kcat -P` takes to produce every line of `file` (and be acknowledged: kcat flushes before exiting).
     static func timeKcat(bootstrap: String, file: String) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "kcat", "-P", "-b", bootstrap, "-t", "bench_kcat", "-l", "-X", "acks=all", "-X", "enable.idempotence=true", "-X",
-            "compression.codec=lz4", "-X", "linger.ms=5", file,
-        ]
-        process.standardError = FileHandle.nullDevice
         let started = MonotonicClock.now()
+        let kcat: ChildProcess
         do {
-            try process.run()
+            kcat = try ChildProcess(
+                executable: "/usr/bin/env",
+                arguments: [
+                    "kcat", "-P", "-b", bootstrap, "-t", "bench_kcat", "-l", "-X", "acks=all", "-X", "enable.idempotence=true", "-X",
+                    "compression.codec=lz4", "-X", "linger.ms=5", file,
+                ])
         } catch {
             throw CommandFailure("cannot run kcat (Debian package kcat): \(error)")
         }
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw CommandFailure("kcat failed with status \(process.terminationStatus)") }
+        let status = kcat.waitUntilExit()
+        guard status == .exited(0) else { throw CommandFailure("kcat failed with status \(status.status) (Debian package kcat)") }
         return Double(MonotonicClock.now() - started) / 1e9
     }
 

@@ -1,22 +1,22 @@
 import Foundation
 import TelemetryClient
+import TelemetryProcess
 
 /// A `telemetry serve` child process on a free loopback port, for the benchmarks; stopped by its PID.
 final class CollectorChild {
-    let process = Process()
+    let process: ChildProcess
     let port: Int
 
     /// Starts `telemetry serve` on `data` (with `--fsync` and `extra` arguments) and waits until it listens.
     init(data: URL, fsync: String, extra: [String] = []) throws {
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"] + extra
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
+        process = try ChildProcess(
+            executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
+            arguments: ["serve", "--port", "0", "--data", data.path, "--fsync", fsync, "--log-level", "error"] + extra,
+            standardOutput: .pipe, standardError: .inherit)
         var seen = ""
         var port: Int? = nil
         while port == nil {
-            let chunk = output.fileHandleForReading.availableData
+            let chunk = process.standardOutput!.availableData
             guard !chunk.isEmpty else { throw CommandFailure("the collector did not start") }
             seen += String(decoding: chunk, as: UTF8.self)
             if let match = seen.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) { port = Int(match.1) }
@@ -80,7 +80,7 @@ final class CollectorChild {
     /// (`/proc`): the events writer is GRDB's queue (`…qos.overcommit`), requests run on the
     /// cooperative pool (`…default-qos`).
     var cpuSecondsByThread: [String: Double] {
-        let tasks = "/proc/\(process.processIdentifier)/task"
+        let tasks = "/proc/\(process.pid)/task"
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         var seconds: [String: Double] = [:]
         for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
@@ -97,7 +97,7 @@ final class CollectorChild {
     }
 
     var peakRSS: Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+        guard let status = try? String(contentsOfFile: "/proc/\(process.pid)/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
         else { return nil }
         return Int(line.filter(\.isNumber)).map { $0 * 1024 }
@@ -106,7 +106,7 @@ final class CollectorChild {
     /// Stops the child with SIGTERM and waits for it.
     func stop() {
         guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
+        process.signal(SIGTERM)
         process.waitUntilExit()
     }
 
