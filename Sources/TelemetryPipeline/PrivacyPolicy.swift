@@ -35,7 +35,9 @@ public struct PrivacyPolicy: Sendable {
 
     /// The action by field name.
     public let rules: [String: Action]
-    private let key: SymmetricKey
+    /// HMAC-SHA256 with the key already absorbed: each hash copies it (copy on write) instead of
+    /// preparing the key again.
+    private let keyed: HMAC<SHA256>
     /// For each catalog definition (by index), the slots to mask and how.
     private let plan: [[(slot: Int, action: Action, isIP: Bool)]]
 
@@ -69,7 +71,7 @@ public struct PrivacyPolicy: Sendable {
             }
         }
         self.rules = rules
-        self.key = SymmetricKey(data: key)
+        self.keyed = HMAC<SHA256>(key: SymmetricKey(data: key))
         self.plan = catalog.compiled.map { compiled in
             compiled.fields.enumerated().compactMap { slot, field in
                 guard let action = rules[field.name], action != .keep else { return nil }
@@ -176,7 +178,10 @@ public struct PrivacyPolicy: Sendable {
 
     /// `hmac:` and the first 16 bytes of HMAC-SHA256(key, text), in hex.
     func hash(_ text: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key)
+        var hmac = keyed
+        var text = text
+        text.withUTF8 { hmac.update(data: $0) }
+        let mac = hmac.finalize()
         let digits = Array("0123456789abcdef".utf8)
         var out = Array("hmac:".utf8)
         for byte in Array(mac).prefix(16) {

@@ -36,6 +36,8 @@ import Testing
         let other = policy.apply(to: try Self.validate(Self.sample("xumi.generation.start", seed: 3, ["prompt": "a cat"])))
         guard case .string(let hashed)? = first.value("prompt") else { Issue.record("no prompt"); return }
         #expect(hashed.hasPrefix("hmac:") && hashed.count == 5 + 32)
+        // HMAC-SHA256 itself: Python's hmac module gives the same first 16 bytes for this key and text.
+        #expect(hashed == "hmac:aa45834f60301acc60fd2bfae558d1ea")
         #expect(again.value("prompt") == .string(hashed), "equal prompts still match")
         #expect(other.value("prompt") != .string(hashed))
         #expect(!first.jsonString.contains("Jane"))
