@@ -12,7 +12,8 @@ import Testing
     typealias Ops = OperationTests
 
     static func open(
-        _ path: String, pairs: Bool = true, scanRows: Int = 100_000, backgroundCheckpoints: Bool = true, checkpointPages: Int = 4096
+        _ path: String, pairs: Bool = true, scanRows: Int = 100_000, scanKeep: Duration = .seconds(10), backgroundCheckpoints: Bool = true,
+        checkpointPages: Int = 4096
     ) throws -> SQLiteStore {
         var logger = Logger(label: "test.pairing")
         logger.logLevel = .critical
@@ -20,6 +21,7 @@ import Testing
         configuration.durability = .normal
         configuration.pairsOperations = pairs
         configuration.statsScanRows = scanRows
+        configuration.statsScanKeep = scanKeep
         configuration.checkpointsInBackground = backgroundCheckpoints
         configuration.walCheckpointPages = checkpointPages
         return try SQLiteStore(configuration: configuration, logger: logger)

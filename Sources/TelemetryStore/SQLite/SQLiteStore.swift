@@ -52,6 +52,8 @@ public struct SQLiteStoreConfiguration: Sendable {
     /// The most rows of one event type and time range read once into memory for the statistics
     /// asked of them together (a dashboard's charts); 0 reads the table for each query.
     public var statsScanRows = 100_000
+    /// How long a scan nobody asked of is kept (see ``statsScanRows``).
+    public var statsScanKeep: Duration = .seconds(10)
     /// Copy the write-ahead log back into the database on a thread of its own (see
     /// ``Checkpointer``) rather than on the writer's; off only to measure what it gains.
     public var checkpointsInBackground = true
@@ -113,7 +115,7 @@ public final class SQLiteStore: EventStore {
         self.logger = logger
         self.layout = ColumnLayout(catalog: catalog)
         self.operationLayout = OperationLayout(catalog: catalog)
-        self.statsScans = StatsScans(maxRows: configuration.statsScanRows)
+        self.statsScans = StatsScans(maxRows: configuration.statsScanRows, keep: configuration.statsScanKeep)
         let directory = (configuration.path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

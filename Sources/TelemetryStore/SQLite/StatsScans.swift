@@ -63,8 +63,9 @@ final class StatsScans: @unchecked Sendable {
     private var readCount = 0
     /// The most events committed since a scan was read that are taken into it; beyond, it is read again.
     static let maxCatchUp: Int64 = 50_000
-    /// How long an unused scan is kept, and the most kept.
-    static let keep: Duration = .seconds(10)
+    /// How long an unused scan is kept.
+    let keep: Duration
+    /// The most scans kept.
     static let maxEntries = 16
     /// The most rows all kept scans hold together, in scans of the most rows: the least recently
     /// used go first (about 100 MB at the default 100,000).
@@ -74,8 +75,9 @@ final class StatsScans: @unchecked Sendable {
     private var entries: [Key: Entry] = [:]
     private let clock = ContinuousClock()
 
-    init(maxRows: Int) {
+    init(maxRows: Int, keep: Duration = .seconds(10)) {
         self.maxRows = maxRows
+        self.keep = keep
     }
 
     /// The scan for `key`: the one held, the one being read, or one read now by `load` (`nil`
@@ -87,7 +89,7 @@ final class StatsScans: @unchecked Sendable {
         }
         let found: Found = withLock {
             let now = clock.now
-            entries = entries.filter { now - $0.value.used(now) < Self.keep }
+            entries = entries.filter { now - $0.value.used(now) < keep }
             switch entries[key] {
             case .ready(let scan, _)?:
                 entries[key] = .ready(scan, used: now)
