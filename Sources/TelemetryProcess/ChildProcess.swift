@@ -242,6 +242,27 @@ extension ChildProcess {
     }
 }
 
+extension ChildProcess {
+    /// ``run(_:_:input:environment:directory:standardErrorToOutput:timeout:)`` on a thread of its
+    /// own, for async code: a child's run must not hold one of the cooperative pool's threads (two
+    /// on this machine), which every other task then waits for.
+    public static func run(
+        _ executable: String, _ arguments: [String], input: Data? = nil, environment: [String: String]? = nil,
+        directory: String? = nil, standardErrorToOutput: Bool = false, timeout: Duration? = nil
+    ) async throws -> Completed {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(
+                    with: Result {
+                        try run(
+                            executable, arguments, input: input, environment: environment, directory: directory,
+                            standardErrorToOutput: standardErrorToOutput, timeout: timeout) as Completed
+                    })
+            }.start()
+        }
+    }
+}
+
 /// Bytes read on one thread, handed to another.
 private final class Collected: Sendable {
     private let data = Mutex(Data())

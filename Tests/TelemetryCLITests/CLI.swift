@@ -23,32 +23,18 @@ struct CLI {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    /// Runs `telemetry` with `arguments`, feeding it `stdin`; killed after `timeoutSeconds`, so
-    /// that a command that hangs fails its test instead of the whole run.
-    static func run(
-        _ arguments: [String], stdin: Data? = nil, executable: URL = executable, environment: [String: String] = [:], timeoutSeconds: Int = 300
-    ) throws -> Result {
-        let completed = try ChildProcess.run(
-            executable.path, arguments, input: stdin,
-            environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
-            directory: packageRoot.path, timeout: .seconds(timeoutSeconds))
-        return Result(status: completed.status, stdout: completed.output, stderr: completed.errors)
-    }
-
-    /// ``run(_:stdin:executable:environment:timeoutSeconds:)`` on a thread of its own: async tests
-    /// must not hold one of the cooperative pool's two threads while a child process runs.
+    /// Runs `telemetry` with `arguments`, feeding it `stdin`, on a thread of its own (a test must
+    /// not hold one of the cooperative pool's two threads while a child process runs); killed
+    /// after `timeoutSeconds`, so that a command that hangs fails its test instead of the run.
     static func runOffPool(
         _ arguments: [String], stdin: Data? = nil, executable: URL = executable, environment: [String: String] = [:],
         timeoutSeconds: Int = 300
     ) async throws -> Result {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                continuation.resume(
-                    with: Swift.Result {
-                        try run(arguments, stdin: stdin, executable: executable, environment: environment, timeoutSeconds: timeoutSeconds)
-                    })
-            }.start()
-        }
+        let completed = try await ChildProcess.run(
+            executable.path, arguments, input: stdin,
+            environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            directory: packageRoot.path, timeout: .seconds(timeoutSeconds))
+        return Result(status: completed.status, stdout: completed.output, stderr: completed.errors)
     }
 
     /// A fresh temporary directory, removed by the caller.

@@ -4,12 +4,12 @@ import Testing
 
 /// `ChildProcess`, which every test that runs another program starts it with.
 @Suite struct ChildProcessTests {
-    @Test func outputErrorsInputAndStatusComeBack() throws {
-        let run = try ChildProcess.run("/bin/sh", ["-c", "cat; echo oops >&2; exit 3"], input: Data("hello\n".utf8))
+    @Test func outputErrorsInputAndStatusComeBack() async throws {
+        let run = try await ChildProcess.run("/bin/sh", ["-c", "cat; echo oops >&2; exit 3"], input: Data("hello\n".utf8))
         #expect(run.output == "hello\n")
         #expect(run.errors == "oops\n")
         #expect(run.termination == .exited(3))
-        let merged = try ChildProcess.run("/bin/sh", ["-c", "echo one; echo two >&2"], standardErrorToOutput: true)
+        let merged = try await ChildProcess.run("/bin/sh", ["-c", "echo one; echo two >&2"], standardErrorToOutput: true)
         #expect(merged.output == "one\ntwo\n")
     }
 
@@ -44,9 +44,9 @@ import Testing
         #expect(!child.isRunning)
     }
 
-    @Test func aChildThatHangsIsKilledAfterItsTimeout() throws {
+    @Test func aChildThatHangsIsKilledAfterItsTimeout() async throws {
         let started = ContinuousClock.now
-        let run = try ChildProcess.run("/bin/sleep", ["30"], timeout: .milliseconds(300))
+        let run = try await ChildProcess.run("/bin/sleep", ["30"], timeout: .milliseconds(300))
         #expect(run.termination == .signalled(SIGKILL))
         #expect(ContinuousClock.now - started < .seconds(20))
     }
@@ -59,8 +59,8 @@ import Testing
         }
     }
 
-    @Test func theWorkingDirectoryAndEnvironmentAreTheChildsOwn() throws {
-        let run = try ChildProcess.run("/bin/sh", ["-c", "pwd; echo $GREETING"], environment: ["GREETING": "hi", "PATH": "/usr/bin:/bin"], directory: "/tmp")
+    @Test func theWorkingDirectoryAndEnvironmentAreTheChildsOwn() async throws {
+        let run = try await ChildProcess.run("/bin/sh", ["-c", "pwd; echo $GREETING"], environment: ["GREETING": "hi", "PATH": "/usr/bin:/bin"], directory: "/tmp")
         #expect(run.output == "/tmp\nhi\n")
     }
 }

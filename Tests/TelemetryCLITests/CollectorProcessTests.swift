@@ -106,7 +106,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(pairedCompletions.count == Set(pairedCompletions).count && Set(pairedCompletions) == storedHalves.completions)
         guard kind == .sqlite else { return }
 
-        let check = try ChildProcess.run(
+        let check = try await ChildProcess.run(
             "/usr/bin/env",
             ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0])", data.appendingPathComponent("telemetry.sqlite").path])
         let verdict = check.output

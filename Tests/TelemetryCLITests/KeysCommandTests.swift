@@ -6,28 +6,28 @@ import Testing
 @Suite struct KeysCommandTests {
     static let tenant = "cccccccc-0000-4000-8000-00000000000c"
 
-    @Test func createListRevokeAndTheLoopbackRule() throws {
+    @Test func createListRevokeAndTheLoopbackRule() async throws {
         let data = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: data) }
         // No key: any address but loopback is refused, saying how to make one.
-        let refused = try CLI.run(["serve", "--data", data.path, "--host", "0.0.0.0", "--port", "0"])
+        let refused = try await CLI.runOffPool(["serve", "--data", data.path, "--host", "0.0.0.0", "--port", "0"])
         #expect(refused.status == 2)
         #expect(refused.stderr.contains("telemetry keys create"))
 
-        let created = try CLI.run(["keys", "create", "--data", data.path, "--tenant", Self.tenant, "--scopes", "ingest,read", "--name", "worker"])
+        let created = try await CLI.runOffPool(["keys", "create", "--data", data.path, "--tenant", Self.tenant, "--scopes", "ingest,read", "--name", "worker"])
         #expect(created.status == 0, "\(created.stderr)")
         let key = try #require(created.stdout.split(separator: "\n").last.map(String.init))
         #expect(key.wholeMatch(of: /xtk_[0-9a-f]{16}_[0-9a-f]{64}/) != nil, "the key alone on the last line")
         let id = String(key.dropFirst(4).prefix(16))
 
-        let listed = try CLI.run(["keys", "list", "--data", data.path, "--format", "json"])
+        let listed = try await CLI.runOffPool(["keys", "list", "--data", data.path, "--format", "json"])
         #expect(listed.stdout.contains(#""key_id":"\#(id)""#) && listed.stdout.contains(#""scopes":["ingest","read"]"#))
         #expect(!listed.stdout.contains(key.suffix(64)), "never the secret")
-        #expect(try CLI.run(["keys", "revoke", "--data", data.path, id]).status == 0)
-        #expect(try CLI.run(["keys", "list", "--data", data.path]).stdout.contains("revoked"))
-        #expect(try CLI.run(["keys", "revoke", "--data", data.path, "0000000000000000"]).status == 2)
-        #expect(try CLI.run(["keys", "create", "--data", data.path, "--scopes", "read"]).status == 2, "a tenant is needed")
-        #expect(try CLI.run(["keys", "create", "--data", data.path, "--tenant", Self.tenant, "--scopes", "write"]).status == 2)
+        #expect(try await CLI.runOffPool(["keys", "revoke", "--data", data.path, id]).status == 0)
+        #expect(try await CLI.runOffPool(["keys", "list", "--data", data.path]).stdout.contains("revoked"))
+        #expect(try await CLI.runOffPool(["keys", "revoke", "--data", data.path, "0000000000000000"]).status == 2)
+        #expect(try await CLI.runOffPool(["keys", "create", "--data", data.path, "--scopes", "read"]).status == 2, "a tenant is needed")
+        #expect(try await CLI.runOffPool(["keys", "create", "--data", data.path, "--tenant", Self.tenant, "--scopes", "write"]).status == 2)
     }
 
     @Test func clientCommandsSendTheKeyFromTheEnvironment() async throws {

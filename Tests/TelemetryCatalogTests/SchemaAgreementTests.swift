@@ -51,7 +51,7 @@ import Testing
         return lines
     }
 
-    @Test func pythonJSONSchemaAgreesWithTheValidator() throws {
+    @Test func pythonJSONSchemaAgreesWithTheValidator() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("schema-agreement-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -62,7 +62,7 @@ import Testing
         try (corpus.joined(separator: "\n") + "\n").write(to: corpusFile, atomically: true, encoding: .utf8)
 
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/schema_verdicts.py")
-        let python = try ChildProcess.run("/usr/bin/env", ["python3", script.path, schemas.path, corpusFile.path])
+        let python = try await ChildProcess.run("/usr/bin/env", ["python3", script.path, schemas.path, corpusFile.path])
         try #require(python.status == 0, "python jsonschema failed (the test command installs it): \(python.errors)")
 
         let verdicts = python.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast()

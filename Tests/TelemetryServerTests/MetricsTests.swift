@@ -56,7 +56,7 @@ import Testing
             #expect(Self.sample(text, "telemetry_writer_queue_events") == 0)
 
             // promtool, the Prometheus project's own checker (installed by scripts/test).
-            let promtool = try ChildProcess.run(
+            let promtool = try await ChildProcess.run(
                 "/usr/bin/env", ["promtool", "check", "metrics"], input: Data(response.body), standardErrorToOutput: true)
             let report = promtool.output
             #expect(promtool.status == 0, "promtool: \(report)")
@@ -65,9 +65,9 @@ import Testing
     }
 
     /// The sample scrape configuration and alert rules in docs/ are ones Prometheus accepts.
-    @Test func theDocumentedScrapeConfigAndAlertsAreValid() throws {
+    @Test func theDocumentedScrapeConfigAndAlertsAreValid() async throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/prometheus").standardized
-        let promtool = try ChildProcess.run(
+        let promtool = try await ChildProcess.run(
             "/usr/bin/env", ["promtool", "check", "config", folder.appendingPathComponent("prometheus.yml").path], standardErrorToOutput: true)
         let report = promtool.output
         #expect(promtool.status == 0, "\(report)")

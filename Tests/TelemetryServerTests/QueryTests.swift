@@ -129,7 +129,7 @@ import Testing
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("openapi-\(UUID().uuidString).json")
             try Data(response.body).write(to: file)
             defer { try? FileManager.default.removeItem(at: file) }
-            let validator = try ChildProcess.run(
+            let validator = try await ChildProcess.run(
                 "/usr/bin/env", ["python3", "-m", "openapi_spec_validator", file.path], standardErrorToOutput: true)
             #expect(validator.status == 0, "openapi-spec-validator: \(validator.output)")
             let document = try #require(JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
