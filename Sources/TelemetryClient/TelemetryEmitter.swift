@@ -209,21 +209,33 @@ public final class TelemetryEmitter: Service, Sendable {
 
     /// Sends queued batches while the collector takes them. Once one fails, it and every later
     /// batch go to the spool, behind which order is kept.
+    ///
+    /// The next batch is taken and encoded while the current one is on its way (one request in
+    /// flight, so batches still arrive in order): encoding and gzip cost about as much as the
+    /// collector's answer, and took turns with it before.
     private func sendQueued(deadline: ContinuousClock.Instant? = nil) async {
-        while true {
-            if let deadline, ContinuousClock.now >= deadline { return }
-            let batch = takeBatch()
-            if batch.isEmpty { return }
-            let body = encode(batch)
-            if !spool.isEmpty {
-                spoolBody(body, count: batch.count)
-                continue
+        var current = takeEncodedBatch()
+        while let (body, count) = current {
+            if let deadline, ContinuousClock.now >= deadline {
+                // Taken from the queue already: kept in the spool, in order, not lost.
+                spoolBody(body, count: count)
+                return
             }
-            if case .later(let retryAfter) = await post(body, count: batch.count) {
-                spoolBody(body, count: batch.count)
+            async let next = takeEncodedBatch()
+            if !spool.isEmpty {
+                spoolBody(body, count: count)
+            } else if case .later(let retryAfter) = await post(body, count: count) {
+                spoolBody(body, count: count)
                 backOff(retryAfter)
             }
+            current = await next
         }
+    }
+
+    /// The next batch from the queue, encoded; `nil` when the queue is empty.
+    private func takeEncodedBatch() -> (body: [UInt8], count: Int)? {
+        let batch = takeBatch()
+        return batch.isEmpty ? nil : (encode(batch), batch.count)
     }
 
     /// Sends the spool's oldest batches until one fails (then backs off) or the spool is empty.
