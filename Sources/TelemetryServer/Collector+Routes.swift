@@ -38,6 +38,17 @@ extension Collector {
                 return Self.error(.badRequest, "bad_gzip", "the body is not valid gzip: \(error)", headers: idHeader)
             }
         }
+        // The store's queue is full: refused whole, before any work, and nothing acknowledged; the
+        // client retries (the SDK and `send` honour Retry-After).
+        if let bound = configuration.maxQueuedEvents, ingestor.sink.pendingEvents >= bound {
+            metrics.countOverloaded()
+            var headers = idHeader
+            headers[.retryAfter] = "1"
+            return Self.error(
+                .tooManyRequests, "overloaded",
+                "the collector has \(bound) or more events waiting for the store; nothing of this request was taken, retry after 1 s",
+                headers: headers)
+        }
         let body = buffer.readBytes(length: buffer.readableBytes) ?? []
         let ndjson = request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true
         do {

@@ -73,6 +73,11 @@ public final class CollectorMetrics: Sendable {
             namespace: "telemetry", metricName: "rate_limited_requests_total",
             helpText: "Requests answered 429 by the per-key rate limit, by key id.")
     }
+    static var overloaded: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "telemetry", metricName: "ingest_overloaded_requests_total",
+            helpText: "POST /v1/events answered 429 because the events waiting for the store reached --max-queued-events.")
+    }
 
     static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
@@ -139,6 +144,10 @@ public final class CollectorMetrics: Sendable {
 
     func countRateLimited(keyID: String) {
         registry.makeCounter(descriptor: Self.rateLimited, labels: [("key_id", keyID)]).increment()
+    }
+
+    func countOverloaded() {
+        registry.makeCounter(descriptor: Self.overloaded).increment()
     }
 
     func setStuck(_ counts: [String: Int]) {

@@ -52,7 +52,10 @@ enum OpenAPIDocument {
                     var responses = operation["responses"] ?? [:]
                     responses["401"] = errorResponse("No API key, or an unknown or revoked one (once any key exists, every /v1 route needs one).")
                     responses["403"] = errorResponse("The key lacks the route's scope, or asks for another tenant's data.")
-                    responses["429"] = errorResponse("The key is over its rate limit; retry after Retry-After seconds.")
+                    responses["429"] = errorResponse(
+                        path == "/v1/events" && method == "post"
+                            ? "The key is over its rate limit (rate_limited), or the collector's queue of events waiting for the store is full (overloaded); nothing of the request was taken; retry after Retry-After seconds."
+                            : "The key is over its rate limit; retry after Retry-After seconds.")
                     operation["responses"] = responses
                 } else {
                     operation["security"] = []

@@ -96,6 +96,9 @@ struct IngestBench: ParsableCommand {
         let latencies = collector.latencies.sorted()
         func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000 }
         print(String(format: "request latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms", percentile(0.5), percentile(0.99), (latencies.last ?? 0) * 1000))
+        if collector.overloaded > 0 {
+            print("answered 429 (queue full, sent again after Retry-After): \(collector.overloaded) of \(latencies.count) answers")
+        }
         print("collector peak RSS: \(collector.peakRSS.map(formatBytes) ?? "unknown")")
         print("collector CPU per event, by thread: " + Self.cpuPerEvent(collector.cpuByThread, events: events))
         print(String(format: "ratio: collector at %.0f%% of the baseline", 100 * baseline / collector.seconds))
@@ -130,6 +133,7 @@ struct IngestBench: ParsableCommand {
     private struct CollectorRun {
         var seconds: Double
         var latencies: [Double]
+        var overloaded: Int
         var peakRSS: Int?
         var cpuByThread: [String: Double] = [:]
     }
@@ -138,11 +142,11 @@ struct IngestBench: ParsableCommand {
         let collector = try CollectorChild(data: data, fsync: fsync, extra: extra)
         defer { collector.stop() }
         let started = MonotonicClock.now()
-        let (_, latencies) = try collector.post(batches, connections: connections)
+        let posted = try collector.post(batches, connections: connections)
         // Pairing runs beside the writer: the run ends when every event is paired too.
         try collector.waitUntilPaired()
         let seconds = Double(MonotonicClock.now() - started) / 1e9
-        return CollectorRun(seconds: seconds, latencies: latencies, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread)
+        return CollectorRun(seconds: seconds, latencies: posted.latencies, overloaded: posted.overloaded, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread)
     }
 }
 

@@ -81,7 +81,8 @@ struct KafkaBench: AsyncParsableCommand {
 
         // Producer: serve --kafka.
         let collector = try CollectorChild(data: directory.appendingPathComponent("collector"), fsync: fsync, extra: ["--kafka", cluster.bootstrap])
-        let (serveSeconds, latencies) = try collector.post(batches, connections: connections)
+        let posted = try collector.post(batches, connections: connections)
+        let (serveSeconds, latencies) = (posted.seconds, posted.latencies)
         collector.stop()
         // What the brokers hold (the mock brokers trim partitions past a few MiB).
         let inspector = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Logger(label: "bench.kafka"))
@@ -107,6 +108,7 @@ struct KafkaBench: AsyncParsableCommand {
         print("producer: serve --kafka (HTTP, 7 topics)     " + rate(serveSeconds))
         let sorted = latencies.sorted()
         print(String(format: "  request latency p50 %.1f ms, p99 %.1f ms", sorted[sorted.count / 2] * 1000, sorted[min(sorted.count - 1, sorted.count * 99 / 100)] * 1000))
+        if posted.overloaded > 0 { print("  answered 429 (queue full, sent again after Retry-After): \(posted.overloaded)") }
         print("consumer baseline: SQLite append             " + rate(appendSeconds))
         print("consumer: consume into the store             " + rate(consumeSeconds))
         print(String(format: "ratio: producer at %.0f%% of kcat, consumer at %.0f%% of the SQLite append", 100 * kcatSeconds / serveSeconds, 100 * appendSeconds / consumeSeconds))

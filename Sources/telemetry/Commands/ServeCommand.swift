@@ -98,6 +98,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Requests a key may make at once beyond its rate.")
     var rateBurst: Int = 200
 
+    @Option(help: "Events waiting for the store past which POST /v1/events answers 429 with Retry-After (keeps latency bounded under any load); 0 for no bound.")
+    var maxQueuedEvents: Int = 6_000
+
     @Option(help: "Time a client has to send a request's head (also how long an idle connection stays open), e.g. 30s.")
     var headerTimeout: String = "30s"
 
@@ -131,6 +134,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard statsScanRows >= 0 else { throw ValidationError("--stats-scan-rows must be 0 or more") }
         guard rateLimit >= 0, rateBurst > 0 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst positive") }
+        guard maxQueuedEvents >= 0 else { throw ValidationError("--max-queued-events must be 0 or more") }
         if kafka != nil && !KafkaSupport.isCompiled {
             throw ValidationError(KafkaSupport.missingMessage)
         }
@@ -266,6 +270,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxBodyBytes = maxBody
         configuration.rateLimit = rateLimit > 0 ? rateLimit : nil
         configuration.rateBurst = rateBurst
+        configuration.maxQueuedEvents = maxQueuedEvents > 0 ? maxQueuedEvents : nil
         configuration.headerTimeout = Self.parseDuration(headerTimeout)!
         configuration.bodyTimeout = Self.parseDuration(bodyTimeout)!
         let collector = Collector(

@@ -24,9 +24,18 @@ final class CollectorChild {
         self.port = port!
     }
 
-    /// Posts every batch (NDJSON) over `connections` connections, each on its own thread; returns
-    /// the seconds it took and each request's latency.
-    func post(_ batches: [[UInt8]], connections: Int) throws -> (seconds: Double, latencies: [Double]) {
+    /// What ``post(_:connections:)`` measured: the seconds it took, the latency of every answer
+    /// (200s and 429s alike), and the batches answered 429 (`overloaded`: the collector's queue
+    /// was full), each sent again after its Retry-After.
+    struct Posted {
+        var seconds: Double
+        var latencies: [Double]
+        var overloaded: Int
+    }
+
+    /// Posts every batch (NDJSON) over `connections` connections, each on its own thread, as a
+    /// well-behaved client does: a batch answered 429 waits its Retry-After and goes again.
+    func post(_ batches: [[UInt8]], connections: Int) throws -> Posted {
         let results = LatencyLog()
         let group = DispatchGroup()
         let started = MonotonicClock.now()
@@ -38,25 +47,32 @@ final class CollectorChild {
                 defer { group.leave() }
                 let connection = HTTPConnection(host: "127.0.0.1", port: port)
                 for body in mine {
-                    let sent = MonotonicClock.now()
-                    do {
-                        let response = try connection.request("POST", "/v1/events", headers: [("Content-Type", "application/x-ndjson")], body: body)
-                        guard response.status == 200 else {
+                    while true {
+                        let sent = MonotonicClock.now()
+                        let response: HTTPResponse
+                        do {
+                            response = try connection.request("POST", "/v1/events", headers: [("Content-Type", "application/x-ndjson")], body: body)
+                        } catch {
+                            results.fail("\(error)")
+                            return
+                        }
+                        results.record(Double(MonotonicClock.now() - sent) / 1e9)
+                        if response.status == 200 { break }
+                        guard response.status == 429 else {
                             results.fail("HTTP \(response.status): \(response.text.prefix(200))")
                             return
                         }
-                    } catch {
-                        results.fail("\(error)")
-                        return
+                        results.countOverloaded()
+                        let wait = response.header("retry-after").flatMap(Double.init) ?? 1
+                        usleep(UInt32(wait * 1_000_000))
                     }
-                    results.record(Double(MonotonicClock.now() - sent) / 1e9)
                 }
             }
         }
         group.wait()
         let seconds = Double(MonotonicClock.now() - started) / 1e9
         if let failure = results.failure { throw CommandFailure("a request failed: \(failure)") }
-        return (seconds, results.latencies)
+        return Posted(seconds: seconds, latencies: results.latencies, overloaded: results.overloaded)
     }
 
     /// Waits until the collector has paired every stored event into operations (its
@@ -118,9 +134,12 @@ final class LatencyLog: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [Double] = []
     private var firstFailure: String?
+    private var overloadedCount = 0
 
     func record(_ seconds: Double) { lock.withLock { values.append(seconds) } }
     func fail(_ message: String) { lock.withLock { if firstFailure == nil { firstFailure = message } } }
     var latencies: [Double] { lock.withLock { values } }
     var failure: String? { lock.withLock { firstFailure } }
+    func countOverloaded() { lock.withLock { overloadedCount += 1 } }
+    var overloaded: Int { lock.withLock { overloadedCount } }
 }
