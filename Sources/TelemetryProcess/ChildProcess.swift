@@ -210,15 +210,17 @@ extension ChildProcess {
             executable: executable, arguments: arguments, environment: environment, directory: directory,
             standardInput: input == nil ? .null : .pipe, standardOutput: .pipe,
             standardError: standardErrorToOutput ? .standardOutput : .pipe)
-        // A child that hangs fails its caller instead of holding it forever.
-        let watchdog = timeout.map { timeout in
-            let item = DispatchWorkItem { child.signal(SIGKILL) }
-            DispatchQueue.global().asyncAfter(
-                deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)),
-                execute: item)
-            return item
+        // A child that hangs fails its caller instead of holding it forever. The watchdog is a
+        // thread of its own: Dispatch's shared pool, busy with other work in a loaded process,
+        // fired a 300 ms timer 32 s late in a CI run.
+        let finished = DispatchSemaphore(value: 0)
+        defer { finished.signal() }
+        if let timeout {
+            let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            Thread.detachNewThread {
+                if finished.wait(timeout: .now() + .milliseconds(milliseconds)) == .timedOut { child.signal(SIGKILL) }
+            }
         }
-        defer { watchdog?.cancel() }
         if let input, let handle = child.standardInput {
             Thread.detachNewThread {
                 handle.write(input)

@@ -98,18 +98,12 @@ import Testing
 
     /// The DOM after the page's script has run, and Chromium's log.
     static func render(_ url: String) async throws -> (dom: String, log: String) {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result {
-                    let browser = try ChildProcess.run(
-                        "/usr/bin/env",
-                        [
-                            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                            "--virtual-time-budget=15000", "--dump-dom", url,
-                        ])
-                    return (browser.output, browser.errors)
-                })
-            }
-        }
+        let browser = try await ChildProcess.run(
+            "/usr/bin/env",
+            [
+                "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                "--virtual-time-budget=15000", "--dump-dom", url,
+            ])
+        return (browser.output, browser.errors)
     }
 }

@@ -34,13 +34,9 @@ final class ServerProcess: @unchecked Sendable {
         port = found
     }
 
-    /// Starts a collector from async code, waiting for it on a dispatch thread.
+    /// Starts a collector from async code, waiting for it on a thread of its own.
     static func start(command: String = "serve", data: URL, port: Int = 0, extraArguments: [String] = []) async throws -> ServerProcess {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try ServerProcess(command: command, data: data, port: port, extraArguments: extraArguments) })
-            }
-        }
+        try await offThePool { try ServerProcess(command: command, data: data, port: port, extraArguments: extraArguments) }
     }
 
     var pid: Int32 { process.pid }
