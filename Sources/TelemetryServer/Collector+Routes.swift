@@ -38,24 +38,25 @@ extension Collector {
                 return Self.error(.badRequest, "bad_gzip", "the body is not valid gzip: \(error)", headers: idHeader)
             }
         }
-        // The store's queue is full: refused whole, before any work, and nothing acknowledged; the
-        // client retries (the SDK and `send` honour Retry-After).
-        if let bound = configuration.maxQueuedEvents, ingestor.sink.pendingEvents >= bound {
+        let body = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let ndjson = request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true
+        do {
+            // The store's queue is full: refused whole before any work (and again after
+            // validation, inside ingest); nothing acknowledged, the client retries (the SDK and
+            // `send` honour Retry-After).
+            try ingestor.checkQueue()
+            let result = try await ingestor.ingest(
+                body, ndjson: ndjson, requestID: requestID, receivedMicros: received, tenantID: context.access.tenantScope)
+            metrics.countIngest(result)
+            return Self.json(.ok, Self.ingestResponse(result), headers: idHeader)
+        } catch let overloaded as Overloaded {
             metrics.countOverloaded()
             var headers = idHeader
             headers[.retryAfter] = "1"
             return Self.error(
                 .tooManyRequests, "overloaded",
-                "the collector has \(bound) or more events waiting for the store; nothing of this request was taken, retry after 1 s",
+                "the collector has \(overloaded.maxQueuedEvents) or more events waiting for the store; nothing of this request was taken, retry after 1 s",
                 headers: headers)
-        }
-        let body = buffer.readBytes(length: buffer.readableBytes) ?? []
-        let ndjson = request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true
-        do {
-            let result = try await ingestor.ingest(
-                body, ndjson: ndjson, requestID: requestID, receivedMicros: received, tenantID: context.access.tenantScope)
-            metrics.countIngest(result)
-            return Self.json(.ok, Self.ingestResponse(result), headers: idHeader)
         } catch let failure as EventBody.Failure {
             let status: HTTPResponse.Status = failure.code == "not_json" ? .badRequest : .contentTooLarge
             return Self.error(status, failure.code, failure.message, headers: idHeader)

@@ -26,12 +26,6 @@ public struct CollectorConfiguration: Sendable {
     public var headerTimeout: Duration = .seconds(30)
     /// How long a client has to send a request's body once its head is in.
     public var bodyTimeout: Duration = .seconds(60)
-    /// Events validated and waiting for the store past which `POST /v1/events` answers 429 (with
-    /// `Retry-After`) instead of queueing more: a request's wait for its commit grows with the
-    /// queue, so the bound keeps latency bounded at any load. 6,000 events is ~0.1 s of the
-    /// writer's work on the 2-core machine: `bench ingest` from 16 connections measured p99
-    /// 217-238 ms with it, 259-383 ms with 8,000 or no bound. `nil` for no bound.
-    public var maxQueuedEvents: Int? = 6_000
 
     public init() {}
 }

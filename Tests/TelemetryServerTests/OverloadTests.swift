@@ -8,11 +8,11 @@ import Testing
 
 /// `POST /v1/events` past `maxQueuedEvents`: 429 with Retry-After, nothing of the request taken,
 /// and the same request accepted once the queue has drained.
-@Suite struct OverloadTests {
+@Suite(.timeLimit(.minutes(1))) struct OverloadTests {
     @Test func aFullQueueAnswers429AndTakesNothingUntilItDrains() async throws {
         try await TestCollector.run { collector in
             let sink = GatedSink(store: collector.store)
-            try await TestCollector.serve(store: collector.store, configure: { $0.maxQueuedEvents = 3 }, sink: sink) { port in
+            try await TestCollector.serve(store: collector.store, limits: IngestLimits(maxQueuedEvents: 3), sink: sink) { port in
                 // Opened on any way out, so that a failing test does not leave a request at the
                 // gate (the collector's shutdown waits for it).
                 defer { sink.open() }
@@ -44,6 +44,40 @@ import Testing
                 let metrics = try await connection.request("GET", "/metrics")
                 #expect(metrics.text.contains("telemetry_ingest_overloaded_requests_total 1"), "\(metrics.text.prefix(200))")
             }
+        }
+    }
+}
+
+extension OverloadTests {
+    /// The bound is checked again after validation: requests validated side by side all passed
+    /// the check before parsing.
+    @Test func ingestRefusesAValidatedRequestWhenTheQueueFilledMeanwhile() async throws {
+        try await TestCollector.run { collector in
+            let sink = GatedSink(store: collector.store)
+            defer { sink.open() }
+            let ingestor = Ingestor(limits: IngestLimits(maxQueuedEvents: 2), sink: sink)
+            let lines = sampleLines(4, seed: 62)
+            try ingestor.checkQueue()
+            let held = Task {
+                try await ingestor.ingest(Array(lines[0..<2].joined(separator: "\n").utf8), ndjson: true, requestID: "a", receivedMicros: 1).accepted
+            }
+            try await EmitterTests.waitUntil(30) { sink.pendingEvents == 2 }
+            let refused = Task {
+                try await ingestor.ingest(Array(lines[2..<4].joined(separator: "\n").utf8), ndjson: true, requestID: "b", receivedMicros: 1)
+            }
+            // Were it not refused it would wait at the gate: opened after 10 s at the latest, so
+            // that a failing test ends.
+            let opener = Task {
+                try await Task.sleep(for: .seconds(10))
+                sink.open()
+            }
+            let outcome = await refused.result
+            opener.cancel()
+            #expect(throws: Overloaded.self) { try outcome.get() }
+            #expect(sink.submitted == 2, "the refused request's events never reached the sink")
+            sink.open()
+            #expect(try await held.value == 2)
+            #expect(try await ingestor.ingest(Array(lines[2..<4].joined(separator: "\n").utf8), ndjson: true, requestID: "b", receivedMicros: 1).accepted == 2)
         }
     }
 }

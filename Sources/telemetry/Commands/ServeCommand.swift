@@ -240,7 +240,9 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             CommandFailure.exit("\(error)")
         }
-        let limits = IngestLimits(maxEventsPerRequest: maxEvents, maxDepth: maxDepth, maxEventBytes: maxEventBytes, maxStringBytes: maxStringBytes)
+        let limits = IngestLimits(
+            maxEventsPerRequest: maxEvents, maxDepth: maxDepth, maxEventBytes: maxEventBytes, maxStringBytes: maxStringBytes,
+            maxQueuedEvents: maxQueuedEvents > 0 ? maxQueuedEvents : nil)
         let policy: PrivacyPolicy
         do {
             let key = try PrivacyPolicy.loadOrCreateKey(at: privacyKey ?? (data as NSString).appendingPathComponent("privacy.key"))
@@ -270,7 +272,6 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxBodyBytes = maxBody
         configuration.rateLimit = rateLimit > 0 ? rateLimit : nil
         configuration.rateBurst = rateBurst
-        configuration.maxQueuedEvents = maxQueuedEvents > 0 ? maxQueuedEvents : nil
         configuration.headerTimeout = Self.parseDuration(headerTimeout)!
         configuration.bodyTimeout = Self.parseDuration(bodyTimeout)!
         let collector = Collector(
