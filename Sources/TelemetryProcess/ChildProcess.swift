@@ -154,12 +154,6 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    /// How the child ended; `nil` while it runs.
-    public var terminated: Termination? {
-        _ = isRunning
-        return termination.withLock { $0 }
-    }
-
     /// Sends `signal` to the child, unless it was already reaped (its PID may be another's now).
     public func signal(_ signal: Int32) {
         termination.withLock { termination in
