@@ -17,10 +17,10 @@ struct IngestBench: ParsableCommand {
             the ratio collector/baseline: medians of --rounds alternating rounds. Completions carry the keys of earlier starts, so events pair
             into operations as real traffic does; a run ends when every event is acknowledged and
             paired. The collector is measured a second time with --no-operations, to show what
-            pairing costs. The load generator runs on the same machine. A batch answered 429 (the
-            collector's queue is full: serve --max-queued-events) waits its Retry-After and goes
-            again, as the SDK and `send` do; the latency counts every answer, and the 429s are
-            printed.
+            pairing costs. The load generator runs on the same machine.
+            A batch answered 429 (the collector's queue is full: serve --max-queued-events) waits \
+            its Retry-After and goes again, as the SDK and `send` do; the latency counts every \
+            answer, and the 429s are printed.
             """
     )
 
