@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 public import TelemetryCatalog
 public import TelemetryStore
 
@@ -19,24 +20,32 @@ public struct IngestLimits: Sendable {
     /// SQLite writer's work on the 2-core machine: `bench ingest` from 16 connections measured
     /// p99 383 ms with no bound. `nil` for no bound.
     public var maxQueuedEvents: Int? = 6_000
+    /// Bytes of request bodies being parsed and validated at once past which a request is refused
+    /// with ``Overloaded`` (one request is always taken, whatever its size): past it the cores are
+    /// short, and every request, the refusals among them, waits for CPU. 16 MiB is ~0.15 s of
+    /// validation on two cores. `nil` for no bound.
+    public var maxValidatingBytes: Int? = 16 << 20
 
     public init(
         maxEventsPerRequest: Int = 10_000, maxDepth: Int = 64, maxEventBytes: Int = 1 << 20, maxStringBytes: Int = 256 << 10,
-        maxQueuedEvents: Int? = 6_000
+        maxQueuedEvents: Int? = 6_000, maxValidatingBytes: Int? = 16 << 20
     ) {
         self.maxEventsPerRequest = maxEventsPerRequest
         self.maxDepth = maxDepth
         self.maxEventBytes = maxEventBytes
         self.maxStringBytes = maxStringBytes
         self.maxQueuedEvents = maxQueuedEvents
+        self.maxValidatingBytes = maxValidatingBytes
     }
 }
 
-/// The sink's queue holds ``IngestLimits/maxQueuedEvents`` or more: the request was refused whole,
-/// nothing of it was taken; the client retries later.
+/// The collector is past what it can take now: the sink's queue holds
+/// ``IngestLimits/maxQueuedEvents`` or more, or other requests are being validated with
+/// ``IngestLimits/maxValidatingBytes``. The request was refused whole, nothing of it was taken;
+/// the client retries later.
 public struct Overloaded: Error, Sendable {
-    /// The bound that was reached.
-    public let maxQueuedEvents: Int
+    /// Which bound, for the answer.
+    public let message: String
 }
 
 /// What became of a request's events.
@@ -63,6 +72,8 @@ public struct Ingestor: Sendable {
     public let sink: any EventSink
     /// Applied to every valid event before it is stored; `nil` stores events as sent.
     public let privacy: PrivacyPolicy?
+    /// Bytes of the bodies being parsed and validated now.
+    private let validating = ValidatingBytes()
 
     public init(catalog: Catalog = .builtin, limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: any EventSink) {
         self.catalog = catalog
@@ -73,7 +84,9 @@ public struct Ingestor: Sendable {
 
     /// Throws ``Overloaded`` when the sink's queue is at ``IngestLimits/maxQueuedEvents``.
     public func checkQueue() throws(Overloaded) {
-        if let bound = limits.maxQueuedEvents, sink.pendingEvents >= bound { throw Overloaded(maxQueuedEvents: bound) }
+        if let bound = limits.maxQueuedEvents, sink.pendingEvents >= bound {
+            throw Overloaded(message: "the collector has \(bound) or more events waiting for the store")
+        }
     }
 
     /// Validates the events of `body`, stores the valid ones and the rejections in one transaction,
@@ -94,6 +107,7 @@ public struct Ingestor: Sendable {
     public func ingest(
         _ body: [UInt8], ndjson: Bool, requestID: String, receivedMicros: Int64, tenantID: String? = nil
     ) async throws -> IngestResult {
+        try validating.take(body.count, bound: limits.maxValidatingBytes)
         var batch = WriteBatch()
         var notJSON: EventBody.Failure? = nil
         let tenantBytes = tenantID.flatMap { UUIDValue($0) }
@@ -162,6 +176,8 @@ public struct Ingestor: Sendable {
                         code: first.code.rawValue, message: "\(first.field.isEmpty ? "" : first.field + ": ")\(first.message)")
             }
         }
+        // Validated: from here the events count in the sink's queue.
+        validating.release(body.count)
         if let notJSON {
             if notJSON.code != "too_many_events" {
                 // Not lost either: the bytes are kept in the rejected store with the reason (the first
@@ -206,5 +222,26 @@ public struct Ingestor: Sendable {
             let text = object["tenant_id"] as? String, let uuid = UUIDValue(text)
         else { return nil }
         return uuid.description
+    }
+}
+
+/// The bytes of request bodies being parsed and validated, shared by a collector's requests.
+package final class ValidatingBytes: Sendable {
+    private let bytes = Atomic(0)
+
+    package init() {}
+
+    /// Takes `count` bytes in, unless others hold `bound` with them already (one request is
+    /// always taken, so a body of any size can be validated).
+    package func take(_ count: Int, bound: Int?) throws(Overloaded) {
+        let before = bytes.add(count, ordering: .relaxed).oldValue
+        if let bound, before > 0, before + count > bound {
+            release(count)
+            throw Overloaded(message: "other requests with \(before) bytes are being validated (the bound is \(bound))")
+        }
+    }
+
+    package func release(_ count: Int) {
+        bytes.subtract(count, ordering: .relaxed)
     }
 }

@@ -55,7 +55,7 @@ extension Collector {
             headers[.retryAfter] = "1"
             return Self.error(
                 .tooManyRequests, "overloaded",
-                "the collector has \(overloaded.maxQueuedEvents) or more events waiting for the store; nothing of this request was taken, retry after 1 s",
+                "\(overloaded.message); nothing of this request was taken, retry after 1 s",
                 headers: headers)
         } catch let failure as EventBody.Failure {
             let status: HTTPResponse.Status = failure.code == "not_json" ? .badRequest : .contentTooLarge

@@ -76,7 +76,7 @@ public final class CollectorMetrics: Sendable {
     static var overloaded: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "ingest_overloaded_requests_total",
-            helpText: "POST /v1/events answered 429 because the events waiting for the store reached --max-queued-events.")
+            helpText: "POST /v1/events answered 429 overloaded: the events waiting for the store reached --max-queued-events, or the bodies being validated --max-validating-bytes.")
     }
 
     static let durationBuckets: [Duration] = [

@@ -82,6 +82,23 @@ extension OverloadTests {
     }
 }
 
+extension OverloadTests {
+    /// Bodies being validated at once are bounded in bytes, but one is always taken, whatever its
+    /// size (a body under --max-body must be answered some day).
+    @Test func bodiesBeingValidatedAreBoundedButOneIsAlwaysTaken() throws {
+        let validating = ValidatingBytes()
+        try validating.take(100, bound: 15)
+        #expect(throws: Overloaded.self) { try validating.take(1, bound: 15) }
+        validating.release(100)
+        try validating.take(10, bound: 15)
+        try validating.take(5, bound: 15)
+        #expect(throws: Overloaded.self) { try validating.take(1, bound: 15) }
+        try validating.take(1, bound: nil)
+        validating.release(16)
+        try validating.take(15, bound: 15)
+    }
+}
+
 /// Holds every batch until opened, then writes it into the store.
 final class GatedSink: EventSink {
     private struct State {

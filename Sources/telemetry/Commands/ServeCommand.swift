@@ -101,6 +101,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Events waiting for the store past which POST /v1/events answers 429 with Retry-After (keeps latency bounded under any load); 0 for no bound.")
     var maxQueuedEvents: Int = 6_000
 
+    @Option(help: "Bytes of request bodies parsed and validated at once past which POST /v1/events answers 429 with Retry-After (one request is always taken); 0 for no bound.")
+    var maxValidatingBytes: Int = 16 << 20
+
     @Option(help: "Time a client has to send a request's head (also how long an idle connection stays open), e.g. 30s.")
     var headerTimeout: String = "30s"
 
@@ -134,7 +137,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard statsScanRows >= 0 else { throw ValidationError("--stats-scan-rows must be 0 or more") }
         guard rateLimit >= 0, rateBurst > 0 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst positive") }
-        guard maxQueuedEvents >= 0 else { throw ValidationError("--max-queued-events must be 0 or more") }
+        guard maxQueuedEvents >= 0, maxValidatingBytes >= 0 else {
+            throw ValidationError("--max-queued-events and --max-validating-bytes must be 0 or more")
+        }
         if kafka != nil && !KafkaSupport.isCompiled {
             throw ValidationError(KafkaSupport.missingMessage)
         }
@@ -242,7 +247,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let limits = IngestLimits(
             maxEventsPerRequest: maxEvents, maxDepth: maxDepth, maxEventBytes: maxEventBytes, maxStringBytes: maxStringBytes,
-            maxQueuedEvents: maxQueuedEvents > 0 ? maxQueuedEvents : nil)
+            maxQueuedEvents: maxQueuedEvents > 0 ? maxQueuedEvents : nil, maxValidatingBytes: maxValidatingBytes > 0 ? maxValidatingBytes : nil)
         let policy: PrivacyPolicy
         do {
             let key = try PrivacyPolicy.loadOrCreateKey(at: privacyKey ?? (data as NSString).appendingPathComponent("privacy.key"))
