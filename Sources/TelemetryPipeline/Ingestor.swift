@@ -83,7 +83,7 @@ public struct Ingestor: Sendable {
     }
 
     /// Throws ``Overloaded`` when the sink's queue is at ``IngestLimits/maxQueuedEvents``.
-    public func checkQueue() throws(Overloaded) {
+    private func checkQueue() throws(Overloaded) {
         if let bound = limits.maxQueuedEvents, sink.pendingEvents >= bound {
             throw Overloaded(message: "the collector has \(bound) or more events waiting for the store")
         }
@@ -103,10 +103,13 @@ public struct Ingestor: Sendable {
     ///   holds nothing that could be read as an event (`not_json`, or `too_large` when what was
     ///   sent is over a limit); nothing is stored then but the refusal, in the rejected store.
     ///   ``StoreError`` when the store could not write (nothing is stored). ``Overloaded`` when
-    ///   the sink's queue is full, checked before and after validation (nothing is stored).
+    ///   the sink's queue is full (checked before parsing and again after validation) or other
+    ///   requests' bodies being validated reach their bound (nothing is stored).
     public func ingest(
         _ body: [UInt8], ndjson: Bool, requestID: String, receivedMicros: Int64, tenantID: String? = nil
     ) async throws -> IngestResult {
+        // Refused whole before any work when the queue is full or the cores are taken.
+        try checkQueue()
         try validating.take(body.count, bound: limits.maxValidatingBytes)
         var batch = WriteBatch()
         var notJSON: EventBody.Failure? = nil

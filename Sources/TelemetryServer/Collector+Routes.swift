@@ -41,15 +41,13 @@ extension Collector {
         let body = buffer.readBytes(length: buffer.readableBytes) ?? []
         let ndjson = request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true
         do {
-            // The store's queue is full: refused whole before any work (and again after
-            // validation, inside ingest); nothing acknowledged, the client retries (the SDK and
-            // `send` honour Retry-After).
-            try ingestor.checkQueue()
             let result = try await ingestor.ingest(
                 body, ndjson: ndjson, requestID: requestID, receivedMicros: received, tenantID: context.access.tenantScope)
             metrics.countIngest(result)
             return Self.json(.ok, Self.ingestResponse(result), headers: idHeader)
         } catch let overloaded as Overloaded {
+            // Refused whole, nothing acknowledged; the client retries (the SDK and `send` honour
+            // Retry-After).
             metrics.countOverloaded()
             var headers = idHeader
             headers[.retryAfter] = "1"
