@@ -55,15 +55,61 @@ import Testing
     }
 
     @Test func helpIsPlainAndExitsZero() async throws {
-        let commands: [[String]] = [
-            [], ["serve"], ["demo"], ["validate"], ["catalog"], ["sample"], ["send"], ["query"], ["query", "events"], ["query", "ops"],
-            ["stats"], ["tail"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["consume"], ["bench"], ["bench", "validation"], ["bench", "ingest"], ["bench", "query"], ["bench", "emitter"],
-        ]
-        for command in commands {
-            let result = try await CLI.runOffPool(command + ["--help"])
+        // Every command, found from the SUBCOMMANDS sections, so that a new one is checked too.
+        var pending: [[String]] = [[]]
+        var seen: [[String]] = []
+        while let command = pending.popLast() {
+            seen.append(command)
+            // Wide enough that nothing is wrapped: each line of the text is seen as written.
+            let result = try await CLI.runOffPool(command + ["--help"], environment: ["COLUMNS": "1000"])
             #expect(result.status == 0, "\(command)")
             #expect(result.stdout.contains("USAGE:"), "\(command)")
             #expect(!result.stdout.contains("CollectorURL("), "\(command): defaults are shown as people write them")
+            for problem in Self.layoutProblems(result.stdout) {
+                Issue.record("telemetry \(command.joined(separator: " ")) --help: \(problem)")
+            }
+            pending += Self.subcommands(result.stdout).map { command + [$0] }
+        }
+        #expect(seen.count >= 25, "\(seen)")
+        #expect(seen.contains(["bench", "kafka"]) && seen.contains(["query", "ops"]) && seen.contains(["keys", "revoke"]))
+    }
+
+    @Test func helpLayoutRulesCatchBrokenText() {
+        #expect(Self.layoutProblems("OVERVIEW: x\n\nExamples:\n  telemetry serve\n\nUSAGE: telemetry\n").isEmpty)
+        #expect(Self.layoutProblems("OVERVIEW: x\n\nExamples:\n  \(String(repeating: "y", count: 80))\n\nUSAGE: t\n").count == 1)
+        #expect(Self.layoutProblems("OVERVIEW: x\n\nThe first half\nof a sentence.\n\nUSAGE: t\n").count == 1)
+    }
+
+    /// Lines of the help's description (between OVERVIEW and USAGE, as written) that a terminal of 80
+    /// columns would show broken: a preformatted (indented) line longer than 80 columns is wrapped
+    /// to column 0; a paragraph broken in the source (a line, then one going on in lower case) is
+    /// shown ragged, since the help wraps each line on its own.
+    static func layoutProblems(_ help: String) -> [String] {
+        let lines = help.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard let usage = lines.firstIndex(where: { $0.hasPrefix("USAGE:") }) else { return ["no USAGE line"] }
+        var problems: [String] = []
+        let description = Array(lines[..<usage])
+        for (index, line) in description.enumerated() {
+            let indented = line.first == " "
+            if indented && line.count > 80 {
+                problems.append("preformatted line of \(line.count) columns: \(line)")
+            }
+            if !indented, !line.isEmpty, index + 1 < description.count,
+                let next = description[index + 1].first, next.isLowercase
+            {
+                problems.append("paragraph broken in the source after: \(line)")
+            }
+        }
+        return problems
+    }
+
+    /// The names listed under SUBCOMMANDS (the default one marked "(default)" too).
+    static func subcommands(_ help: String) -> [String] {
+        guard let start = help.range(of: "SUBCOMMANDS:\n") else { return [] }
+        return help[start.upperBound...].split(separator: "\n").compactMap { line in
+            // "  name   abstract": names sit at column 2; wrapped abstracts are indented further.
+            guard line.hasPrefix("  "), line.dropFirst(2).first?.isLetter == true, !line.hasPrefix("  See ") else { return nil }
+            return line.dropFirst(2).split(separator: " ").first.map(String.init)
         }
     }
 }

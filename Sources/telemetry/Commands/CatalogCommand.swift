@@ -8,11 +8,13 @@ struct CatalogCommand: ParsableCommand {
         discussion: """
             Formats:
               text         a readable listing (the default)
-              json         {"events":[{"event_type","topic","version","fields":[{"name","type","required","description"}]}]}
-              json-schema  an object mapping each event type to its JSON Schema (draft 2020-12),
-                           or the one schema when EVENT_TYPE is given
+              json         {"events":[{"event_type","topic","version",
+                             "fields":[{"name","type","required","description"}]}]}
+              json-schema  an object mapping each event type to its JSON Schema
+                           (draft 2020-12), or the one schema when EVENT_TYPE is given
               markdown     the catalog page, as published in docs/catalog.md
-              swift        the SDK's typed events, as in Sources/TelemetryEvents/Events.swift
+              swift        the SDK's typed events, as in
+                           Sources/TelemetryEvents/Events.swift
 
             Examples:
               telemetry catalog

@@ -31,7 +31,8 @@ struct ConsumeCommand: AsyncParsableCommand {
 
             Examples:
               telemetry consume --kafka 127.0.0.1:9092
-              telemetry consume --kafka broker1:9092,broker2:9092 --group loaders --data /var/lib/telemetry --metrics-port 9464
+              telemetry consume --kafka broker1:9092,broker2:9092 --group loaders \\
+                  --data /var/lib/telemetry --metrics-port 9464
             """
     )
 

@@ -9,15 +9,22 @@ struct IngestBench: ParsableCommand {
         abstract: "Collector ingest over loopback, against plain SQLite appends in the same run.",
         discussion: """
             Generates distinct, realistic events and measures, in one run on this machine:
-              baseline   the same NDJSON lines appended into a plain SQLite table (rowid, blob) in WAL
-                         mode, 1000 a transaction, with the collector's fsync setting
-              collector  a `telemetry serve` child process on loopback, fed batches of 1000 events
-                         from N connections: HTTP, validation, dedupe, typed columns, durable commit, ack
-            and prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, and
-            the ratio collector/baseline: medians of --rounds alternating rounds. Completions carry the keys of earlier starts, so events pair
-            into operations as real traffic does; a run ends when every event is acknowledged and
-            paired. The collector is measured a second time with --no-operations, to show what
-            pairing costs. The load generator runs on the same machine.
+
+              baseline   the same NDJSON lines appended into a plain SQLite table
+                         (rowid, blob) in WAL mode, 1000 a transaction, with the
+                         collector's fsync setting
+              collector  a `telemetry serve` child process on loopback, fed batches
+                         of 1000 events from N connections: HTTP, validation,
+                         dedupe, typed columns, durable commit, ack
+
+            It prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, \
+            the CPU an event costs in each of its threads, and the ratio collector/baseline: \
+            medians of --rounds alternating rounds. Completions carry the keys of earlier starts, \
+            so events pair into operations as real traffic does; a run ends when every event is \
+            acknowledged and paired. The collector is measured a second time with \
+            --no-operations, to show what pairing costs. The load generator runs on the same \
+            machine.
+
             A batch answered 429 (the collector's queue is full: serve --max-queued-events) waits \
             its Retry-After and goes again, as the SDK and `send` do; the latency counts every \
             answer, and the 429s are printed.

@@ -18,16 +18,20 @@ struct KafkaBench: AsyncParsableCommand {
             Starts a mock cluster of three brokers in this process (librdkafka's, on loopback) and \
             measures, in one run:
 
-              producer baseline: `kcat -P` producing the same events, one message a line, to one
-                topic of the cluster (acks=all, idempotent, lz4, linger 5 ms: the collector's settings)
-              producer: a `telemetry serve --kafka` child process fed batches of 1000 events from N
-                connections: HTTP, validation, each event to its topic with key and headers, and the
-                answer only after every broker acknowledged
-              consumer baseline: the same lines appended into a plain SQLite table (as `bench ingest`)
-              consumer: `consume`'s loader reading the topics into a store: validation, typed
-                columns, dedupe, pairing, commit, then the offsets
+              producer baseline: `kcat -P` producing the same events, one message
+                a line, to one topic of the cluster (acks=all, idempotent, lz4,
+                linger 5 ms: the collector's settings)
+              producer: a `telemetry serve --kafka` child process fed batches of
+                1000 events from N connections: HTTP, validation, each event to
+                its topic with key and headers, and the answer only after every
+                broker acknowledged
+              consumer baseline: the same lines appended into a plain SQLite
+                table (as `bench ingest`)
+              consumer: `consume`'s loader reading the topics into a store:
+                validation, typed columns, dedupe, pairing, commit, then the
+                offsets
 
-            and prints messages/s and the ratios. Needs kcat (Debian package) and a build with \
+            It prints messages/s and the ratios. Needs kcat (Debian package) and a build with \
             --traits Kafka.
             """
     )

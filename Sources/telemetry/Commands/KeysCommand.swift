@@ -20,7 +20,8 @@ struct KeysCommand: ParsableCommand {
             to a collector read their key from TELEMETRY_API_KEY.
 
             Examples:
-              telemetry keys create --tenant 0b6c7c2e-5f0e-4c55-9c0f-7f2b1d1e9a10 --scopes ingest,read --name worker
+              telemetry keys create --tenant 0b6c7c2e-5f0e-4c55-9c0f-7f2b1d1e9a10 \\
+                  --scopes ingest,read --name worker
               telemetry keys create --scopes admin --name ops
               telemetry keys list
               telemetry keys revoke 3f9a0c1d2e4b5a69

@@ -81,7 +81,8 @@ struct QueryOperationsCommand: ParsableCommand {
             Examples:
               telemetry query ops --kind generation --status failed --since 24h
               telemetry query ops --status stuck
-              telemetry query ops --kind weights_load --where storage_type=ceph --format json
+              telemetry query ops --kind weights_load --where storage_type=ceph \\
+                  --format json
             """
     )
 
@@ -175,10 +176,14 @@ struct StatsCommand: ParsableCommand {
             this answers.
 
             Examples:
-              telemetry stats --operation generation --agg count,p50,p99 --group-by model --since 24h
-              telemetry stats --operation generation --field success --agg rate --group-by model
-              telemetry stats --operation weights_load --field speed --agg avg,p95 --group-by storage_type
-              telemetry stats --event-type pbac.agent.politics.check --field eval_ms --agg p99 --interval 1h --since 24h
+              telemetry stats --operation generation --agg count,p50,p99 \\
+                  --group-by model --since 24h
+              telemetry stats --operation generation --field success --agg rate \\
+                  --group-by model
+              telemetry stats --operation weights_load --field speed --agg avg,p95 \\
+                  --group-by storage_type
+              telemetry stats --event-type pbac.agent.politics.check --field eval_ms \\
+                  --agg p99 --interval 1h --since 24h
               telemetry stats --group-by topic --interval 1m --since 1h
             """
     )

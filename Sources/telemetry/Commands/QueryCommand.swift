@@ -71,8 +71,10 @@ struct QueryEventsCommand: ParsableCommand {
             or, with --format json, one stored event a line (NDJSON).
 
             Examples:
-              telemetry query --event-type xumi.generation.complete --where result=false --limit 20
-              telemetry query --tenant 5c1e7a52-0d6a-4c3e-8b59-1f2d3e4a5b6c --since 2026-11-29T00:00:00Z --all --format json
+              telemetry query --event-type xumi.generation.complete --where result=false \\
+                  --limit 20
+              telemetry query --tenant 5c1e7a52-0d6a-4c3e-8b59-1f2d3e4a5b6c \\
+                  --since 2026-11-29T00:00:00Z --all --format json
             """
     )
 

@@ -13,7 +13,8 @@ struct SampleCommand: ParsableCommand {
             Examples:
               telemetry sample --count 19 > examples/events.ndjson
               telemetry sample xumi.generation.complete --count 3
-              telemetry sample --count 20000 --linked > /tmp/linked.ndjson   (then: telemetry send /tmp/linked.ndjson)
+              telemetry sample --count 20000 --linked > /tmp/linked.ndjson
+              telemetry send /tmp/linked.ndjson   (the events pair into operations)
             """
     )
 

@@ -34,7 +34,8 @@ struct ServeCommand: AsyncParsableCommand {
               telemetry serve --port 9000 --data /var/lib/telemetry --retention 30d
               telemetry serve --store sqlite:/tmp/t.sqlite --fsync normal
               telemetry serve --store clickhouse:http://127.0.0.1:8123/telemetry
-              telemetry keys create --tenant 0b6c7c2e-5f0e-4c55-9c0f-7f2b1d1e9a10 --scopes ingest,read
+              telemetry keys create --tenant 0b6c7c2e-5f0e-4c55-9c0f-7f2b1d1e9a10 \\
+                  --scopes ingest,read
               telemetry serve --host 0.0.0.0
             """
     )

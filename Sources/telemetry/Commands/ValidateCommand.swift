@@ -18,7 +18,8 @@ struct ValidateCommand: ParsableCommand {
 
             Output (text): one line per invalid event, then a summary by event type and error code.
             Output (--format json): one object per line, for every event:
-              {"line":N,"valid":BOOL,"event_type":"…","errors":[{"field":"…","code":"…","message":"…"}]}
+              {"line":N,"valid":BOOL,"event_type":"…",
+               "errors":[{"field":"…","code":"…","message":"…"}]}
             and the summary on standard error.
 
             Exit status: 0 all events valid; 1 some invalid; 2 usage or I/O error.
