@@ -56,6 +56,7 @@ import Testing
 
     @Test(arguments: StoreKind.allCases) func dedupeWithinAcrossBatchesAndAcrossReopening(_ kind: StoreKind) async throws {
         let name = reopenableStoreName(kind)
+        defer { removeReopenableStore(kind, name) }
         let events = Self.sample(50, seed: 5)
         try await withStore(kind, name: name) { store in
             // The batch holds its first ten events twice.

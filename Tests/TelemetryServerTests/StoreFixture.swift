@@ -30,7 +30,11 @@ func withStore<T>(
     logger.logLevel = .critical
     switch kind {
     case .sqlite:
-        let path = name ?? FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite").path
+        // A new store lives in a folder of its own (the file, its log, the operations file), removed
+        // afterwards; a named one is the caller's to remove.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+        let path = name ?? folder.appendingPathComponent("telemetry.sqlite").path
+        defer { if name == nil { try? FileManager.default.removeItem(at: folder) } }
         var configuration = SQLiteStoreConfiguration(path: path)
         configuration.durability = .normal
         configuration.stuckAfterSeconds = stuckAfter
@@ -55,12 +59,19 @@ func withStore<T>(
     }
 }
 
-/// A name for a store to reopen (a file path or a database name), and how to remove it afterwards.
+/// A name for a store to reopen (a file path in a folder of its own, or a database name); see
+/// ``removeReopenableStore(_:_:)``.
 func reopenableStoreName(_ kind: StoreKind) -> String {
     switch kind {
-    case .sqlite: FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite").path
+    case .sqlite: FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)/telemetry.sqlite").path
     case .clickhouse: newDatabaseName()
     }
+}
+
+/// Removes the files of a store named by ``reopenableStoreName(_:)`` (a ClickHouse database goes
+/// with the test server's folder).
+func removeReopenableStore(_ kind: StoreKind, _ name: String) {
+    if kind == .sqlite { try? FileManager.default.removeItem(atPath: (name as NSString).deletingLastPathComponent) }
 }
 
 /// A database of its own on the shared local ClickHouse: the server and a configuration for it.

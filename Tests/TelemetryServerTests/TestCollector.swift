@@ -15,12 +15,15 @@ struct TestCollector {
 
     func connection(key: String? = nil) -> HTTPConnection { HTTPConnection(host: "127.0.0.1", port: port, apiKey: key) }
 
-    /// Starts a collector (on `path`, or a new temporary file), runs `body`, then stops it.
+    /// Starts a collector (on `path`, or a new temporary file, removed afterwards), runs `body`, then
+    /// stops it.
     static func run<T: Sendable>(
         path: String? = nil, maxBytes: Int64? = nil, keys: KeyStore? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
         limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: (any EventSink)? = nil, _ body: @Sendable (TestCollector) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("collector-\(UUID().uuidString)")
+        let ownsDirectory = path == nil
+        defer { if ownsDirectory { try? FileManager.default.removeItem(at: directory) } }
         let path = path ?? directory.appendingPathComponent("telemetry.sqlite").path
         var logger = Logger(label: "test.collector")
         logger.logLevel = .critical
