@@ -16,12 +16,12 @@ public final class CollectorMetrics: Sendable {
     static var ingested: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "ingest_events_total",
-            helpText: "Events received by POST /v1/events, by topic and outcome (accepted, duplicate, rejected).")
+            unitName: "", helpText: "Events received by POST /v1/events, by topic and outcome (accepted, duplicate, rejected).")
     }
     static var rejected: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "ingest_rejected_events_total",
-            helpText: "Events rejected as invalid, by the code of their first problem.")
+            unitName: "", helpText: "Events rejected as invalid, by the code of their first problem.")
     }
     static var requests: MetricNameDescriptor {
         MetricNameDescriptor(
@@ -36,12 +36,12 @@ public final class CollectorMetrics: Sendable {
     static var commitEvents: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "commit_events",
-            helpText: "Events written by each store transaction (one group commit).")
+            unitName: "", helpText: "Events written by each store transaction (one group commit).")
     }
     static var queue: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "writer_queue_events",
-            helpText: "Events validated and waiting for the writer's next transaction.")
+            unitName: "", helpText: "Events validated and waiting for the writer's next transaction.")
     }
     static var storeSize: MetricNameDescriptor {
         MetricNameDescriptor(
@@ -50,33 +50,33 @@ public final class CollectorMetrics: Sendable {
     static var pairingLag: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "operations_pairing_lag_events",
-            helpText: "Stored events not yet paired into operations (by sequence, lifecycle or not).")
+            unitName: "", helpText: "Stored events not yet paired into operations (by sequence, lifecycle or not).")
     }
     static var stuck: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "operations_stuck",
-            helpText: "Operations started and not completed within their kind's timeout, by kind.")
+            unitName: "", helpText: "Operations started and not completed within their kind's timeout, by kind.")
     }
 
     static var authFailures: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "auth_failures_total",
-            helpText: "Requests refused by authentication or authorisation, by key id (unknown when no known key was presented) and reason.")
+            unitName: "", helpText: "Requests refused by authentication or authorisation, by key id (unknown when no known key was presented) and reason.")
     }
     static var keyChanges: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "api_key_changes_total",
-            helpText: "API keys created or revoked through the admin API, by action.")
+            unitName: "", helpText: "API keys created or revoked through the admin API, by action.")
     }
     static var rateLimited: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "rate_limited_requests_total",
-            helpText: "Requests answered 429 by the per-key rate limit, by key id.")
+            unitName: "", helpText: "Requests answered 429 by the per-key rate limit, by key id.")
     }
     static var overloaded: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "ingest_overloaded_requests_total",
-            helpText: "POST /v1/events answered 429 overloaded: the events waiting for the store reached --max-queued-events, or the bodies being validated --max-validating-bytes.")
+            unitName: "", helpText: "POST /v1/events answered 429 overloaded: the events waiting for the store reached --max-queued-events, or the bodies being validated --max-validating-bytes.")
     }
 
     static let durationBuckets: [Duration] = [

@@ -132,12 +132,12 @@ final class ConsumerMetrics: Sendable {
 
     static var messages: MetricNameDescriptor {
         MetricNameDescriptor(
-            namespace: "telemetry", metricName: "consumer_messages_total",
+            namespace: "telemetry", metricName: "consumer_messages_total", unitName: "",
             helpText: "Kafka messages loaded into the store, by outcome (stored, duplicate, rejected, unreadable).")
     }
     static var lag: MetricNameDescriptor {
         MetricNameDescriptor(
-            namespace: "telemetry", metricName: "consumer_lag_messages",
+            namespace: "telemetry", metricName: "consumer_lag_messages", unitName: "",
             helpText: "Messages between the consumer's position and the end of each assigned partition.")
     }
 
