@@ -68,7 +68,7 @@ struct ClickHouseBench: AsyncParsableCommand {
         var validator = EventValidator()
         var batches: [[IncomingEvent]] = []
         var current: [IncomingEvent] = []
-        var progress = ProgressBar(total: events, minimumTotal: 1)
+        var progress = ProgressBar(total: events, minimumTotal: 1, items: "events")
         for index in 0..<events {
             guard case .valid(let event) = validator.validate(sampler.sample().render()) else { continue }
             current.append(IncomingEvent(event: event, receivedMicros: event.timestampMicros, requestID: "bench"))
@@ -86,7 +86,7 @@ struct ClickHouseBench: AsyncParsableCommand {
             var location = base
             location.database = database
             let store = try await ClickHouseStore(configuration: ClickHouseStoreConfiguration(location: location), logger: logger)
-            var progress = ProgressBar(total: count, minimumTotal: 1)
+            var progress = ProgressBar(total: count, minimumTotal: 1, items: "events")
             var written = 0
             let began = MonotonicClock.now()
             for batch in batches {

@@ -72,7 +72,7 @@ struct QueryBench: AsyncParsableCommand {
         let existing = try await store.counts().events
         if existing < events {
             var validator = EventValidator()
-            var progress = ProgressBar(total: events, minimumTotal: 1)
+            var progress = ProgressBar(total: events, minimumTotal: 1, items: "events")
             var written = existing
             var writeNanos: UInt64 = 0
             let began = MonotonicClock.now()
@@ -105,7 +105,7 @@ struct QueryBench: AsyncParsableCommand {
         // Pairing runs behind the writes: let it finish before timing queries of operations.
         if store.pairingLag > 0 {
             let lagged = MonotonicClock.now()
-            var progress = ProgressBar(total: Int(store.pairingLag), minimumTotal: 1)
+            var progress = ProgressBar(total: Int(store.pairingLag), minimumTotal: 1, items: "events")
             let behind = store.pairingLag
             while store.pairingLag > 0 {
                 progress.update(bytes: Int(behind - store.pairingLag), items: Int(behind - store.pairingLag))

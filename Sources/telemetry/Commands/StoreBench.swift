@@ -19,6 +19,12 @@ struct StoreBench: AsyncParsableCommand {
             typed columns, the dedupe index, the other indexes, durable commit; pairing off. \
             No HTTP and no validation in the timed part: this is the writer's share of `bench ingest`. \
             Medians of the rounds are reported.
+
+            With --preload N the store already holds N other events (random v4 ids too) when (c) \
+            starts, and (b) is left out: the write rate of a store that has grown, where each random \
+            id of a transaction changes a page of the dedupe index of its own. The rate of the preload itself is printed for each \
+            tenth of it. The baseline's table starts empty (an append does not depend on the table's \
+            size). A preload takes minutes and ~1.2 KiB of disk an event.
             """
     )
 
@@ -37,8 +43,12 @@ struct StoreBench: AsyncParsableCommand {
     @Option(help: "Seed of the generated events.")
     var seed: UInt64 = 1
 
+    @Option(help: "Events already stored when the measured writes start (see above); 0 for none.")
+    var preload: Int = 0
+
     func validate() throws {
         guard events > 0, batchSize > 0, rounds > 0 else { throw ValidationError("counts must be positive") }
+        guard preload >= 0 else { throw ValidationError("--preload must be 0 or more") }
         guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
     }
 
@@ -79,7 +89,8 @@ struct StoreBench: AsyncParsableCommand {
             writeBatches.append(batch)
             produced += count
         }
-        print("events: \(events) in \(writeBatches.count) transactions of \(batchSize), \(formatBytes(payloadBytes)); fsync \(fsync)")
+        print("events: \(events) in \(writeBatches.count) transactions of \(batchSize), \(formatBytes(payloadBytes)); fsync \(fsync)"
+            + (preload > 0 ? "; \(preload) events stored before" : ""))
 
         var baselines: [Double] = []
         var inline: [Double] = []
@@ -88,20 +99,26 @@ struct StoreBench: AsyncParsableCommand {
             let folder = directory.appendingPathComponent("round-\(round)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             baselines.append(try sqliteAppendBaseline(ndjsonBatches, path: folder.appendingPathComponent("baseline.sqlite").path, fsync: fsync))
-            inline.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("inline/telemetry.sqlite").path, background: false))
+            if preload == 0 {
+                inline.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("inline/telemetry.sqlite").path, background: false))
+            }
             stores.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("store/telemetry.sqlite").path, background: true))
             try? FileManager.default.removeItem(at: folder)
-            print(String(format: "round %d: baseline %.0f, checkpoints inline %.0f, store %.0f events/s", round,
-                         Double(events) / baselines.last!, Double(events) / inline.last!, Double(events) / stores.last!))
+            print(String(format: "round %d: baseline %.0f, ", round, Double(events) / baselines.last!)
+                + (inline.last.map { String(format: "checkpoints inline %.0f, ", Double(events) / $0) } ?? "")
+                + String(format: "store %.0f events/s", Double(events) / stores.last!))
         }
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let baseline = median(baselines)
         let store = median(stores)
         print(String(format: "baseline: SQLite append (rowid, blob)       %8.0f events/s", Double(events) / baseline))
-        print(String(format: "store, checkpoints on the writer's thread   %8.0f events/s", Double(events) / median(inline)))
-        print(String(format: "store: write() of validated events          %8.0f events/s", Double(events) / store))
-        print(String(format: "ratio: store at %.0f%% of the baseline; checkpoints on their own thread: %+.0f%% events/s",
-                     100 * baseline / store, 100 * (median(inline) / store - 1)))
+        if !inline.isEmpty {
+            print(String(format: "store, checkpoints on the writer's thread   %8.0f events/s", Double(events) / median(inline)))
+        }
+        print(String(format: "store: write() of validated events          %8.0f events/s", Double(events) / store)
+            + (preload > 0 ? " (after \(preload) events)" : ""))
+        print(String(format: "ratio: store at %.0f%% of the baseline", 100 * baseline / store)
+            + (inline.isEmpty ? "" : String(format: "; checkpoints on their own thread: %+.0f%% events/s", 100 * (median(inline) / store - 1))))
     }
 
     /// Seconds the store takes to write `batches` into a new store at `path`.
@@ -111,6 +128,7 @@ struct StoreBench: AsyncParsableCommand {
         configuration.pairsOperations = false
         configuration.checkpointsInBackground = background
         let store = try SQLiteStore(configuration: configuration, logger: Logger(label: "bench"))
+        if preload > 0 && background { try await fill(store) }
         let started = MonotonicClock.now()
         var stored = 0
         for batch in batches {
@@ -120,5 +138,43 @@ struct StoreBench: AsyncParsableCommand {
         try store.close()
         guard stored == events else { throw CommandFailure("the store stored \(stored) of \(events) events") }
         return seconds
+    }
+
+    /// Writes --preload events other than the measured ones into `store`, --batch-size a
+    /// transaction, and prints the write rate of each tenth (generation and validation untimed).
+    private func fill(_ store: SQLiteStore) async throws {
+        var sampler = EventSampler(seed: seed &+ 0x9E37_79B9)
+        sampler.linksLifecycles = true
+        var validator = EventValidator()
+        var progress = ProgressBar(total: preload, minimumTotal: 1, items: "events")
+        let received = Int64(Date().timeIntervalSince1970 * 1e6)
+        let requestID = UUID().uuidString.lowercased()
+        let tenth = max(1, preload / 10)
+        var written = 0
+        var sliceStart = 0
+        var sliceSeconds = 0.0
+        while written < preload {
+            let body = sampler.ndjson(count: min(batchSize, preload - written))
+            var batch = WriteBatch()
+            var start = 0
+            for (i, byte) in body.enumerated() where byte == UInt8(ascii: "\n") {
+                let result = body[start..<i].withUnsafeBytes { validator.validate($0) }
+                start = i + 1
+                guard case .valid(let event) = result else { throw CommandFailure("a generated event did not validate") }
+                batch.events.append(IncomingEvent(event: event, receivedMicros: received, requestID: requestID))
+            }
+            let started = MonotonicClock.now()
+            let stored = try await store.write(batch).sequences.count { $0 != nil }
+            sliceSeconds += Double(MonotonicClock.now() - started) / 1e9
+            guard stored == batch.events.count else { throw CommandFailure("the preload stored \(stored) of \(batch.events.count) events") }
+            written += stored
+            progress.update(bytes: written, items: written)
+            if written - sliceStart >= tenth || written == preload {
+                progress.finish()
+                print(String(format: "preload: %d to %d stored, %.0f events/s", sliceStart, written, Double(written - sliceStart) / sliceSeconds))
+                sliceStart = written
+                sliceSeconds = 0
+            }
+        }
     }
 }

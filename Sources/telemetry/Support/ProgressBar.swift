@@ -8,14 +8,18 @@ import Darwin
 struct ProgressBar {
     let total: Int?
     let enabled: Bool
+    /// What the amounts count: bytes, or items named by this word (e.g. "events").
+    let items: String?
     private let started = MonotonicClock.now()
     private var lastDraw: UInt64 = 0
 
     /// - Parameters:
     ///   - total: the expected number of bytes, when known.
     ///   - minimumTotal: below this many bytes no bar is drawn (the work ends too soon to need one).
-    init(total: Int?, minimumTotal: Int = 8 << 20) {
+    ///   - items: when set, the amounts are counts of these (e.g. "events") rather than bytes.
+    init(total: Int?, minimumTotal: Int = 8 << 20, items: String? = nil) {
         self.total = total
+        self.items = items
         self.enabled = isatty(STDERR_FILENO) != 0 && (total ?? Int.max) >= minimumTotal
     }
 
@@ -33,12 +37,16 @@ struct ProgressBar {
             let width = 30
             let filled = Int(fraction * Double(width))
             line += "[" + String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled) + "] "
-            line += "\(Int(fraction * 100))%  \(formatBytes(bytes)) / \(formatBytes(total))"
+            line += "\(Int(fraction * 100))%  \(format(bytes)) / \(format(total))"
         } else {
-            line += formatBytes(bytes)
+            line += format(bytes)
         }
         line += "  \(formatCount(Int(rate)))/s  "
         writeStandardError(line)
+    }
+
+    private func format(_ amount: Int) -> String {
+        items.map { "\(formatCount(amount)) \($0)" } ?? formatBytes(amount)
     }
 
     /// Erases the bar.
