@@ -63,7 +63,7 @@ import Testing
     }
 
     static func temporaryDirectory() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("emitter-\(UUID().uuidString)").path
+        TestScratch.path("emitter-\(UUID().uuidString)").path
     }
 
     /// A free loopback port, found by binding port 0.

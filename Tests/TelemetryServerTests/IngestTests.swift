@@ -85,7 +85,7 @@ import Testing
     }
 
     @Test func dedupeWithinAcrossBatchesAndAcrossRestarts() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dedupe-\(UUID().uuidString)")
+        let directory = TestScratch.path("dedupe-\(UUID().uuidString)")
         let path = directory.appendingPathComponent("t.sqlite").path
         let lines = sampleLines(20, seed: 14)
         try await TestCollector.run(path: path) { collector in

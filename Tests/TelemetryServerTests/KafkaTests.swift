@@ -27,7 +27,7 @@ import Testing
     }
 
     static func store() throws -> SQLiteStore {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kafka-\(UUID().uuidString)/telemetry.sqlite").path
+        let path = TestScratch.path("kafka-\(UUID().uuidString)/telemetry.sqlite").path
         var configuration = SQLiteStoreConfiguration(path: path)
         configuration.durability = .normal
         return try SQLiteStore(configuration: configuration, logger: logger)

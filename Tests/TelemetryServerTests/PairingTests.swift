@@ -28,7 +28,7 @@ import Testing
     }
 
     static func newPath() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("pairing-\(UUID().uuidString).sqlite").path
+        TestScratch.path("pairing-\(UUID().uuidString).sqlite").path
     }
 
     /// 2 × `count` events: generations whose halves are split over batches, some completions

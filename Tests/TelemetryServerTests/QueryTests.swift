@@ -126,7 +126,7 @@ import Testing
         try await TestCollector.run { collector in
             let response = try await collector.connection().request("GET", "/openapi.json")
             #expect(response.status == 200)
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("openapi-\(UUID().uuidString).json")
+            let file = TestScratch.path("openapi-\(UUID().uuidString).json")
             try Data(response.body).write(to: file)
             defer { try? FileManager.default.removeItem(at: file) }
             let validator = try await ChildProcess.run(

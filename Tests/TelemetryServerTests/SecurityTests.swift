@@ -11,7 +11,7 @@ import Testing
     static let tenantB = "bbbbbbbb-0000-4000-8000-00000000000b"
 
     static func keyFile() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString)/keys.sqlite").path
+        TestScratch.path("keys-\(UUID().uuidString)/keys.sqlite").path
     }
 
     /// `count` valid events of `tenant` (of the given type when set) as NDJSON lines.

@@ -32,7 +32,7 @@ func withStore<T>(
     case .sqlite:
         // A new store lives in a folder of its own (the file, its log, the operations file), removed
         // afterwards; a named one is the caller's to remove.
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+        let folder = TestScratch.path("store-\(UUID().uuidString)")
         let path = name ?? folder.appendingPathComponent("telemetry.sqlite").path
         defer { if name == nil { try? FileManager.default.removeItem(at: folder) } }
         var configuration = SQLiteStoreConfiguration(path: path)
@@ -63,7 +63,7 @@ func withStore<T>(
 /// ``removeReopenableStore(_:_:)``.
 func reopenableStoreName(_ kind: StoreKind) -> String {
     switch kind {
-    case .sqlite: FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)/telemetry.sqlite").path
+    case .sqlite: TestScratch.path("store-\(UUID().uuidString)/telemetry.sqlite").path
     case .clickhouse: newDatabaseName()
     }
 }

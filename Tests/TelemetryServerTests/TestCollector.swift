@@ -21,7 +21,7 @@ struct TestCollector {
         path: String? = nil, maxBytes: Int64? = nil, keys: KeyStore? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
         limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: (any EventSink)? = nil, _ body: @Sendable (TestCollector) async throws -> T
     ) async throws -> T {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("collector-\(UUID().uuidString)")
+        let directory = TestScratch.path("collector-\(UUID().uuidString)")
         let ownsDirectory = path == nil
         defer { if ownsDirectory { try? FileManager.default.removeItem(at: directory) } }
         let path = path ?? directory.appendingPathComponent("telemetry.sqlite").path
