@@ -263,7 +263,7 @@ import Testing
     @Test(arguments: StoreKind.allCases) func aRestartInTheMiddleOfASequenceLosesNothing(_ kind: StoreKind) async throws {
         let name = reopenableStoreName(kind)
         defer { removeReopenableStore(kind, name) }
-        try await withStore(kind, name: name) { store in
+        _ = try await withStore(kind, name: name) { store in
             try await Self.write(store, [Self.generationStart(1, task: 1, at: 0), Self.generationComplete(4, task: 2, at: 9)])
         }
         try await withStore(kind, name: name) { store in

@@ -90,7 +90,7 @@ final class OperationPairer: @unchecked Sendable {
             }
             loop()
             // Finalize the prepared statements on the connection's queue, before it closes.
-            try? database.writeWithoutTransaction { _ in prepared = [] }
+            database.writeWithoutTransaction { _ in prepared = [] }
             finished.signal()
         }
         thread.start()
