@@ -22,9 +22,10 @@ struct StoreBench: AsyncParsableCommand {
 
             With --preload N the store already holds N other events (random v4 ids too) when (c) \
             starts, and (b) is left out: the write rate of a store that has grown, where each random \
-            id of a transaction changes a page of the dedupe index of its own. The rate of the preload itself is printed for each \
-            tenth of it. The baseline's table starts empty (an append does not depend on the table's \
-            size). A preload takes minutes and ~1.2 KiB of disk an event.
+            id of a transaction changes a page of the dedupe index of its own. The rate of the \
+            preload itself is printed for each tenth of it. The baseline's table starts empty (an \
+            append does not depend on the table's size). A preload takes minutes and ~1.2 KiB of \
+            disk an event.
             """
     )
 
@@ -59,7 +60,6 @@ struct StoreBench: AsyncParsableCommand {
 
         var sampler = EventSampler(seed: seed)
         sampler.linksLifecycles = true
-        var lines: [[UInt8]] = []
         var ndjsonBatches: [[UInt8]] = []
         var writeBatches: [WriteBatch] = []
         var validator = EventValidator()
@@ -71,22 +71,7 @@ struct StoreBench: AsyncParsableCommand {
             let body = sampler.ndjson(count: count)
             payloadBytes += body.count
             ndjsonBatches.append(body)
-            var batch = WriteBatch()
-            lines.removeAll(keepingCapacity: true)
-            var start = 0
-            for (i, byte) in body.enumerated() where byte == UInt8(ascii: "\n") {
-                lines.append(Array(body[start..<i]))
-                start = i + 1
-            }
-            // One request id a thousand events, as requests of `bench ingest` carry.
-            var requestID = ""
-            for (i, line) in lines.enumerated() {
-                if i % 1000 == 0 { requestID = UUID().uuidString.lowercased() }
-                let result = line.withUnsafeBytes { validator.validate($0) }
-                guard case .valid(let event) = result else { throw CommandFailure("a generated event did not validate") }
-                batch.events.append(IncomingEvent(event: event, receivedMicros: received, requestID: requestID))
-            }
-            writeBatches.append(batch)
+            writeBatches.append(try Self.writeBatch(body, &validator, received: received))
             produced += count
         }
         print("events: \(events) in \(writeBatches.count) transactions of \(batchSize), \(formatBytes(payloadBytes)); fsync \(fsync)"
@@ -140,6 +125,22 @@ struct StoreBench: AsyncParsableCommand {
         return seconds
     }
 
+    /// The events of the NDJSON `body`, validated, as one write batch, with a new request id every
+    /// 1,000 events (what the requests of `bench ingest` carry).
+    static func writeBatch(_ body: [UInt8], _ validator: inout EventValidator, received: Int64) throws -> WriteBatch {
+        var batch = WriteBatch()
+        var requestID = ""
+        var start = 0
+        for (i, byte) in body.enumerated() where byte == UInt8(ascii: "\n") {
+            if batch.events.count % 1000 == 0 { requestID = UUID().uuidString.lowercased() }
+            let result = body[start..<i].withUnsafeBytes { validator.validate($0) }
+            start = i + 1
+            guard case .valid(let event) = result else { throw CommandFailure("a generated event did not validate") }
+            batch.events.append(IncomingEvent(event: event, receivedMicros: received, requestID: requestID))
+        }
+        return batch
+    }
+
     /// Writes --preload events other than the measured ones into `store`, --batch-size a
     /// transaction, and prints the write rate of each tenth (generation and validation untimed).
     private func fill(_ store: SQLiteStore) async throws {
@@ -148,21 +149,12 @@ struct StoreBench: AsyncParsableCommand {
         var validator = EventValidator()
         var progress = ProgressBar(total: preload, minimumTotal: 1, items: "events")
         let received = Int64(Date().timeIntervalSince1970 * 1e6)
-        let requestID = UUID().uuidString.lowercased()
         let tenth = max(1, preload / 10)
         var written = 0
         var sliceStart = 0
         var sliceSeconds = 0.0
         while written < preload {
-            let body = sampler.ndjson(count: min(batchSize, preload - written))
-            var batch = WriteBatch()
-            var start = 0
-            for (i, byte) in body.enumerated() where byte == UInt8(ascii: "\n") {
-                let result = body[start..<i].withUnsafeBytes { validator.validate($0) }
-                start = i + 1
-                guard case .valid(let event) = result else { throw CommandFailure("a generated event did not validate") }
-                batch.events.append(IncomingEvent(event: event, receivedMicros: received, requestID: requestID))
-            }
+            let batch = try Self.writeBatch(sampler.ndjson(count: min(batchSize, preload - written)), &validator, received: received)
             let started = MonotonicClock.now()
             let stored = try await store.write(batch).sequences.count { $0 != nil }
             sliceSeconds += Double(MonotonicClock.now() - started) / 1e9
