@@ -91,7 +91,7 @@ extension ClickHouseStore {
         for name in query.groupBy {
             let canonical = catalog.canonicalFieldName(name) ?? name
             guard let field = fields[canonical] else {
-                throw StoreError(.badQuery, "\(what) have no field \(name) to group by; fields: \(fields.keys.sorted().joined(separator: ", "))")
+                throw StoreError(.badQuery, "no field \(name) to group by in \(what); fields: \(fields.keys.sorted().joined(separator: ", "))")
             }
             groups.append((canonical, field.sql, field.type))
         }
@@ -110,7 +110,7 @@ extension ClickHouseStore {
         if let fieldName {
             let canonical = catalog.canonicalFieldName(fieldName) ?? fieldName
             guard let field = fields[canonical] else {
-                throw StoreError(.badQuery, "\(what) have no field \(fieldName); fields: \(fields.keys.sorted().joined(separator: ", "))")
+                throw StoreError(.badQuery, "no field \(fieldName) in \(what); fields: \(fields.keys.sorted().joined(separator: ", "))")
             }
             try StoreSupport.check(aggregates, of: fieldName, type: field.type)
             value = "toFloat64(\(field.sql))"

@@ -93,6 +93,14 @@ extension Collector {
         var query = EventQuery()
         query.eventType = parameters.value("event_type")
         query.topic = parameters.value("topic")
+        // A name the catalog does not have is a typo, not a filter that matches nothing: every
+        // stored event is of a catalog type (the others are rejected), and topics come from types.
+        if let eventType = query.eventType, catalog.definitions(of: eventType).isEmpty {
+            throw QueryError("\(eventType) is not an event type; GET /v1/catalog lists them")
+        }
+        if let topic = query.topic, !catalog.topics.contains(where: { $0.name == topic }) {
+            throw QueryError("\(topic) is not a topic; topics: \(catalog.topics.map(\.name).joined(separator: ", "))")
+        }
         query.tenantID = try access.tenantFilter(parameters.value("tenant_id"))
         query.source = parameters.value("source")
         (query.since, query.until) = try Self.timeRange(parameters)

@@ -19,8 +19,8 @@ enum OpenAPIDocument {
     }
 
     static let eventFilters: [JSONValue] = [
-        query("event_type", "Only this event type, e.g. xumi.generation.start."),
-        query("topic", "Only events of this topic, e.g. xumi_task."),
+        query("event_type", "Only this event type, e.g. xumi.generation.start; a type the catalog does not have is a 400."),
+        query("topic", "Only events of this topic, e.g. xumi_task; a topic the catalog does not have is a 400."),
         query("tenant_id", "Only this tenant's events.", ["type": "string", "format": "uuid"]),
         query("source", "Only events from this emitting service."),
         query("since", "Events whose timestamp is at or after this instant (ISO 8601 with a zone).", ["type": "string", "format": "date-time"]),

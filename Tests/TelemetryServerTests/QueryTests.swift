@@ -40,6 +40,19 @@ import Testing
             #expect(try await count("resource_Id=0b6b2a3e-8a55-4c9e-9f8e-3d1f0f2b9c11") == 0, "aliases are accepted as filters")
             #expect(try await http.request("GET", "/v1/events?result=maybe").status == 400)
             #expect(try await http.request("GET", "/v1/events?since=yesterday").status == 400)
+            // A type or topic the catalog does not have is a typo, told as such (not an empty page),
+            // on the list and on the stream alike.
+            for (query, named) in [
+                ("/v1/events?event_type=xumi.generation.started", "xumi.generation.started is not an event type"),
+                ("/v1/events?topic=xumi_tasks", "xumi_tasks is not a topic; topics: xumi_load, xumi_task"),
+                ("/v1/stream?event_type=nope", "nope is not an event type"),
+            ] {
+                let answer = try await http.getJSON(query)
+                #expect(answer.status == 400, "\(query)")
+                let error = answer.json["error"] as? [String: Any]
+                #expect(error?["code"] as? String == "bad_query")
+                #expect((error?["message"] as? String)?.hasPrefix(named) == true, "\(query): \(answer.json)")
+            }
 
             // By id: the stored event is the normalised one.
             let id = events[5]["event_id"]!

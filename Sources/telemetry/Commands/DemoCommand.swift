@@ -61,7 +61,9 @@ struct DemoCommand: AsyncParsableCommand {
         let (services, store) = try await serve.makeServices(logger: logger) { port, storeDescription in
             print("telemetry: collector listening on http://\(host):\(port) (store \(storeDescription))")
             print("""
-                telemetry demo: a simulated platform is emitting into it; press Ctrl-C to stop. Try:
+                telemetry demo: a simulated platform is emitting into it; press Ctrl-C to stop.
+                The dashboard: http://\(host):\(port)/
+                Try:
                   telemetry query ops --url http://\(host):\(port) --kind generation --status failed
                   telemetry stats --url http://\(host):\(port) --operation generation --agg count,p50,p99 --group-by model
                   telemetry stats --url http://\(host):\(port) --operation weights_load --field speed --agg avg --group-by storage_type

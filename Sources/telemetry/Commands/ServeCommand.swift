@@ -200,6 +200,7 @@ struct ServeCommand: AsyncParsableCommand {
         let (services, store) = try await makeServices(logger: logger, metrics: metrics) { port, storeDescription in
             // Scripts read this line to find the port (with --port 0).
             print("telemetry: collector listening on http://\(host):\(port) (store \(storeDescription))")
+            print("telemetry: the dashboard is http://\(host):\(port)/")
             fflush(nil)
         }
         let group = ServiceGroup(
