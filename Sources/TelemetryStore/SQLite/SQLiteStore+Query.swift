@@ -21,7 +21,15 @@ extension SQLiteStore {
         if let source = query.source { add("source = ?", source) }
         if let since = query.since { add("\"timestamp\" >= ?", since) }
         if let until = query.until { add("\"timestamp\" < ?", until) }
+        // An event_id filter is a lookup in the id index (the events table has no index on it).
         for filter in query.fields {
+            if catalog.canonicalFieldName(filter.field) == "event_id" {
+                guard let id = UUIDValue(filter.value) else {
+                    throw StoreError(.badQuery, "event_id is a UUID; got \"\(filter.value)\"")
+                }
+                add("_seq = ?", try await sequence(of: id) ?? -1)
+                continue
+            }
             let (column, value) = try columnValue(filter)
             add("\(column) = ?", value)
         }
@@ -46,15 +54,39 @@ extension SQLiteStore {
     }
 
     public func event(id: UUIDValue, tenant: UUIDValue?) async throws -> StoredEvent? {
-        let blob = id.withBytes { Data($0) }
+        guard let sequence = try await sequence(of: id) else { return nil }
         let found = try await read { db -> (StoredEvent, Data)? in
-            guard let row = try Row.fetchOne(db, sql: "SELECT _seq, _json, tenant_id FROM events WHERE event_id = ?", arguments: [blob])
+            guard let row = try Row.fetchOne(db, sql: "SELECT _seq, _json, tenant_id FROM events WHERE _seq = ?", arguments: [sequence])
             else { return nil }
             return (StoredEvent(sequence: row[0], json: row[1]), row[2] as Data)
         }
         guard let found else { return nil }
         if let tenant, UUIDValue(bytes: found.1) != tenant { return nil }
         return found.0
+    }
+
+    /// The sequence number of the event with `id`, if it is stored: in the id index's memory, in
+    /// its table, or among the events another process wrote to these files since the index last
+    /// read them (a `consume` beside a collector; the writer is then asked to read them).
+    func sequence(of id: UUIDValue) async throws -> Int64? {
+        // Memory first, the table in a read that begins after (see EventIDIndex.recentSequence).
+        let (recent, known) = idIndex.recentSequence(of: id)
+        if let recent { return recent }
+        let blob = id.withBytes { Data($0) }
+        let (found, foreign) = try await read { db -> (Int64?, Bool) in
+            if let merged = try EventIDIndex.mergedSequence(of: id, db) { return (merged, false) }
+            let newest = try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0
+            guard newest > known else { return (nil, false) }
+            let sequence = try Int64.fetchOne(
+                db, sql: "SELECT _seq FROM events WHERE _seq > ? AND event_id = ?", arguments: [known, blob])
+            return (sequence, true)
+        }
+        if foreign, idIndex.claimRefresh() {
+            let idIndex = self.idIndex
+            let pool = self.pool
+            Task { try? await pool.write { db in try idIndex.prepare(db) } }
+        }
+        return found
     }
 
     public func rejected(_ query: RejectedQuery) async throws -> RejectedPage {
@@ -103,15 +135,19 @@ extension SQLiteStore {
         await waitForPairing()
         let types = typesList
         let kinds = Self.sqlList(catalog.lifecycles.map(\.kind))
+        let idIndex = self.idIndex
         do {
             let events = try await pool.write { db in
                 let newest = try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0
-                try db.execute(
-                    sql: """
-                        DELETE FROM events WHERE _seq IN
-                        (SELECT _seq FROM events WHERE event_type IN (\(types)) AND "timestamp" < ? LIMIT ?)
+                // Their ids leave the id index too, so that an id sent again is stored again.
+                let doomed = try Row.fetchAll(
+                    db, sql: """
+                        SELECT _seq, event_id FROM events WHERE event_type IN (\(types)) AND "timestamp" < ? LIMIT ?
                         """, arguments: [micros, limit])
-                let deleted = db.changesCount
+                let delete = try db.cachedStatement(sql: "DELETE FROM events WHERE _seq = ?")
+                for row in doomed { try delete.execute(arguments: [row[0] as Int64]) }
+                try idIndex.remove(doomed.compactMap { UUIDValue(bytes: [UInt8]($0[1] as Data)) }, db)
+                let deleted = doomed.count
                 if deleted > 0 {
                     try db.execute(sql: "UPDATE sequence_floor SET deleted = deleted + ?", arguments: [deleted])
                 }
@@ -133,6 +169,7 @@ extension SQLiteStore {
             }
             return max(events, operations)
         } catch {
+            idIndex.invalidate()
             throw mapError(error)
         }
     }

@@ -9,7 +9,7 @@ let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 extension SQLiteStore {
     public func write(_ batch: WriteBatch) async throws -> WriteOutcome {
-        // Insert in event_id order: the unique index is then walked forwards once per batch.
+        // Insert in event_id order: the id table's pages are then walked forwards once per batch.
         // Ties keep arrival order, so the first copy of an id in a batch is the one stored.
         let order = batch.events.indices.sorted { a, b in
             let (x, y) = (batch.events[a].event.eventID, batch.events[b].event.eventID)
@@ -18,6 +18,7 @@ extension SQLiteStore {
         let layout = self.layout
         let pairer = self.pairer
         let operationLayout = self.operationLayout
+        let idIndex = self.idIndex
         do {
             let (outcome, handover) = try await pool.write { db -> (WriteOutcome, OperationPairer.Handover?) in
                 var sequences = [Int64?](repeating: nil, count: batch.events.count)
@@ -44,15 +45,28 @@ extension SQLiteStore {
                         }
                         requestOf[index] = requestUUIDs.count - 1
                     }
+                    // Dedupe: a repeat within the batch follows its first copy (sorted); an id
+                    // stored before is in the id index.
+                    try idIndex.prepare(db)
+                    let probe = try db.cachedStatement(sql: "SELECT 1 FROM event_ids WHERE event_id = ?").sqliteStatement
+                    var stored: [(id: UUIDValue, sequence: Int64)] = []
+                    stored.reserveCapacity(order.count)
+                    var previous: UUIDValue? = nil
                     for index in order {
+                        let id = batch.events[index].event.eventID
+                        defer { previous = id }
+                        if id == previous { continue }
+                        if try idIndex.isStored(id, probe) { continue }
                         let requestUUID = requestUUIDs[requestOf[index]].uuid
                         let stmt = (givenSequence != nil ? sequenced! : statement).sqliteStatement
                         if try Self.insert(batch.events[index], requestUUID, stmt, layout, sequence: givenSequence) {
-                            sequences[index] = sqlite3_last_insert_rowid(connection)
+                            let sequence = sqlite3_last_insert_rowid(connection)
+                            sequences[index] = sequence
+                            stored.append((id, sequence))
                             givenSequence = nil
                         }
-                        _ = connection
                     }
+                    try idIndex.record(stored, db)
                     if pairer != nil { handover = Self.handover(batch.events, sequences, after: after, layout: operationLayout) }
                 }
                 if !batch.rejected.isEmpty {
@@ -71,12 +85,15 @@ extension SQLiteStore {
                 }
                 return (WriteOutcome(sequences: sequences), handover)
             }
+            idIndex.committed()
             // Committed: the pairer takes it from here. (Not a GRDB commit hook: any transaction
             // observer makes GRDB watch every statement, which cost the writer ~40% more per commit.)
             if let pairer, let handover { pairer.committed(handover) }
             checkpointer?.committed(events: batch.events.count + batch.rejected.count)
             return outcome
         } catch {
+            // Memory may hold ids of events that were not stored: read it again from the tables.
+            idIndex.invalidate()
             let mapped = mapError(error)
             logger.error("store.write.failed", metadata: ["error.code": "\(mapped.code)", "error.message": "\(mapped.message)"])
             throw mapped
