@@ -60,6 +60,9 @@ import Testing
         defer { try? store.close() }
         let sizes = try await store.idIndexSizes()
         #expect(sizes.inMemory + sizes.merged == 1000, "\(sizes)")
+        // Every stored event is taken in: a lookup of an unknown id does not go looking for another
+        // process's events.
+        #expect(store.idIndex.recentSequence(of: UUIDValue(high: 0, low: 0)).known == (try await store.latestSequence()))
         // The filter over the table is built on a thread of its own; from then on it answers first.
         let deadline = ContinuousClock.now + .seconds(20)
         while !store.idIndex.filterIsBuilt && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }

@@ -292,10 +292,13 @@ final class EventIDIndex: Sendable {
         // Ids above a slice's mark are in the events table only: read them back into memory. Ids of
         // events this index has not seen (another connection's) join the filter too, since that
         // connection may already have merged them.
-        let from = min(through.min() ?? 0, state.known)
+        let marks = through.min() ?? 0
+        let from = first ? marks : min(marks, state.known)
         var recent = [[UUIDValue: Int64]](repeating: [:], count: sliceCount)
         var count = 0
-        var known = state.known
+        // Everything up to the newest event is taken in now: readers look for other connections'
+        // events above it only.
+        var known = max(state.known, try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0)
         let rows = try db.makeStatement(sql: "SELECT event_id, _seq FROM events WHERE _seq > ?")
         let statement = rows.sqliteStatement
         sqlite3_bind_int64(statement, 1, from)
