@@ -74,9 +74,9 @@ public struct SQLiteStoreConfiguration: Sendable {
 /// The embedded store: one SQLite file in WAL mode, one writer, many readers (GRDB's `DatabasePool`).
 ///
 /// Events are rows with the catalog's fields as typed columns (added as the catalog grows),
-/// the normalised JSON, the received time and the request id. `event_id` is a 16-byte blob under a
-/// unique index, which is the dedupe: a batch is inserted in `event_id` order (`INSERT OR IGNORE`),
-/// so that the index is walked forwards once per batch instead of at random.
+/// the normalised JSON, the received time and the request id. `event_id` is a 16-byte blob; the
+/// dedupe is ``EventIDIndex`` (recent ids in memory, older ones in `event_ids`), and a batch is
+/// inserted in `event_id` order, so that a repeat within it follows its first copy.
 ///
 /// Rows are kept narrow, since every byte is written to the WAL and again at checkpoint: UUIDs are
 /// 16-byte blobs (a string that is no UUID, such as a workflow's `user_id`, stays text), and
