@@ -148,7 +148,8 @@ final class EventIDIndex: Sendable {
             state.known = known
             for (slice, _) in merged { state.through[slice] = known }
             if !merged.isEmpty { state.nextSlice = nextSlice }
-            state.merged = merged.map(\.slice)
+            // Added to, not replaced: a second writer's transaction may come before this one's commit.
+            state.merged += merged.map(\.slice)
         }
     }
 

@@ -40,7 +40,8 @@ public struct SQLiteStoreConfiguration: Sendable {
     public var path: String
     /// When commits are durable; see ``Durability``.
     public var durability: Durability = .full
-    /// Page cache of the writer connection, MiB. The dedupe index is the part that must stay hot.
+    /// Page cache of the writer connection, MiB: the hot pages of the indexes and of the dedupe
+    /// index's table stay in it.
     public var cacheMiB: Int = 64
     /// The most the database file may grow to, bytes; `nil` for no limit beyond the disk's.
     public var maxBytes: Int64? = nil

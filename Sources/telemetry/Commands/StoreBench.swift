@@ -21,9 +21,9 @@ struct StoreBench: AsyncParsableCommand {
             Medians of the rounds are reported.
 
             With --preload N the store already holds N other events (random v4 ids too) when (c) \
-            starts, and (b) is left out: the write rate of a store that has grown, where each random \
-            id of a transaction changes a page of the dedupe index of its own. The rate of the \
-            preload itself is printed for each tenth of it. The baseline's table starts empty (an \
+            starts, and (b) is left out: the write rate of a store that has grown (its dedupe index \
+            merges ids into a table that grows with it). The rate of the preload itself is printed \
+            for each tenth of it. The baseline's table starts empty (an \
             append does not depend on the table's size). A preload takes minutes and ~1.2 KiB of \
             disk an event.
             """
