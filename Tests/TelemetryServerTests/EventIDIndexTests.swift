@@ -78,6 +78,38 @@ import Testing
         #expect(try await store.integrityCheck() == "ok")
     }
 
+    /// Time-ordered ids (UUIDv7, the SDK's) go to the end of the table at once, and the slices'
+    /// marks still move up, so that a reopened store reads back only the newest events.
+    @Test func timeOrderedIDsAreAppendedAndTheMarksMoveOn() async throws {
+        let path = reopenableStoreName(.sqlite)
+        defer { removeReopenableStore(.sqlite, path) }
+        var generator = SystemRandomNumberGenerator()
+        let events = Self.sample(1000, seed: 47).enumerated().map { i, event in
+            var event = event
+            let millis = UInt64(1_795_000_000_000 + i)
+            let id = UUIDValue(
+                high: millis << 16 | 0x7000 | (generator.next() & 0x0FFF),
+                low: 0x8000_0000_0000_0000 | (generator.next() & 0x3FFF_FFFF_FFFF_FFFF))
+            event["event_id"] = .string(id.description)
+            return event
+        }
+        do {
+            let store = try Self.open(path)
+            defer { try? store.close() }
+            for start in stride(from: 0, to: 1000, by: 50) {
+                #expect(try await store.write(try Self.batch(events[start..<start + 50])).stored == 50)
+            }
+            let sizes = try await store.idIndexSizes()
+            #expect(sizes.inMemory == 0 && sizes.merged == 1000, "\(sizes)")
+        }
+        let store = try Self.open(path)
+        defer { try? store.close() }
+        let sizes = try await store.idIndexSizes()
+        #expect(sizes.inMemory <= 16 + 50, "read back at open: \(sizes)")
+        let again = try await store.write(try Self.batch(events))
+        #expect(again.duplicates == 1000)
+    }
+
     /// `consume` beside a collector: two stores on the same files each see what the other wrote.
     @Test func twoStoresOnTheSameFilesSeeEachOthersIDs() async throws {
         let path = reopenableStoreName(.sqlite)

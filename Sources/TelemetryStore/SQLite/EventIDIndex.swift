@@ -47,6 +47,9 @@ final class EventIDIndex: Sendable {
         var filter = IDFilter()
         /// The newest sequence number this index has taken in.
         var known: Int64 = 0
+        /// The largest id in `event_ids` (nil when it is empty): a new id above it is appended to
+        /// the table at once instead of waiting in memory.
+        var largestMerged: UUIDValue? = nil
         var dataVersion: Int64 = -1
         /// False until loaded, and after a failed transaction: ``prepare(_:)`` reads the tables again.
         var valid = false
@@ -84,8 +87,9 @@ final class EventIDIndex: Sendable {
     func isStored(_ id: UUIDValue, _ probe: SQLiteStatement) throws -> Bool {
         enum Answer { case stored, absent, maybe }
         let answer = state.withLock { state -> Answer in
-            if state.recent[Self.slice(of: id)][id] != nil { return .stored }
-            return state.filter.mayContain(id) ? .maybe : .absent
+            // The filter holds every id of memory too: a new id is told by it alone.
+            guard state.filter.mayContain(id) else { return .absent }
+            return state.recent[Self.slice(of: id)][id] != nil ? .stored : .maybe
         }
         switch answer {
         case .stored: return true
@@ -107,12 +111,25 @@ final class EventIDIndex: Sendable {
     /// transaction, after the inserts. Memory changes only once the writes succeeded.
     func record(_ stored: [(id: UUIDValue, sequence: Int64)], _ db: Database) throws {
         guard let newest = stored.lazy.map(\.sequence).max() else { return }
+        // Ids above the table's largest go to its end at once: time-ordered ids (UUIDv7, the SDK's)
+        // are an append there, as they were to a unique index, and need no place in memory. The
+        // others wait in memory for their slice's merge.
+        var largest = state.withLock { $0.largestMerged }
+        var appended: [(id: UUIDValue, sequence: Int64)] = []
         var added = [[(id: UUIDValue, sequence: Int64)]](repeating: [], count: Self.sliceCount)
-        for entry in stored { added[Self.slice(of: entry.id)].append(entry) }
+        for entry in stored.sorted(by: { $0.id < $1.id }) {
+            if largest.map({ entry.id > $0 }) ?? true {
+                appended.append(entry)
+                largest = entry.id
+            } else {
+                added[Self.slice(of: entry.id)].append(entry)
+            }
+        }
+        let waiting = stored.count - appended.count
         // The slices to merge, round robin, until what stays in memory is within the bound.
         let (merged, nextSlice, known) = state.withLock { state -> ([(slice: Int, ids: [(UUIDValue, Int64)])], Int, Int64) in
             var merged: [(slice: Int, ids: [(UUIDValue, Int64)])] = []
-            var remaining = state.recentCount + stored.count
+            var remaining = state.recentCount + waiting
             var slice = state.nextSlice
             while remaining > memoryBound && merged.count < Self.sliceCount {
                 let ids = state.recent[slice].map { ($0.key, $0.value) } + added[slice].map { ($0.id, $0.sequence) }
@@ -120,10 +137,26 @@ final class EventIDIndex: Sendable {
                 merged.append((slice, ids))
                 slice = (slice + 1) % Self.sliceCount
             }
-            return (merged, slice, max(state.known, newest))
+            // A slice with nothing in memory has every id in the table: its mark moves up too (now
+            // and then), or time-ordered ids, which never wait in memory, would leave the marks
+            // behind, and the store would read back all that came since at open.
+            let known = max(state.known, newest)
+            for idle in 0..<Self.sliceCount
+            where state.recent[idle].isEmpty && added[idle].isEmpty && known - state.through[idle] > Int64(memoryBound)
+                && !merged.contains(where: { $0.slice == idle })
+            {
+                merged.append((idle, []))
+            }
+            return (merged, slice, known)
+        }
+        let insert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO event_ids (event_id, seq) VALUES (?, ?)").sqliteStatement
+        for (id, sequence) in appended {
+            sqlite3_reset(insert)
+            id.withBytes { _ = sqlite3_bind_blob(insert, 1, $0.baseAddress, 16, transient) }
+            sqlite3_bind_int64(insert, 2, sequence)
+            try Self.step(insert)
         }
         if !merged.isEmpty {
-            let insert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO event_ids (event_id, seq) VALUES (?, ?)").sqliteStatement
             let mark = try db.cachedStatement(sql: "UPDATE event_id_slices SET through = ? WHERE slice = ?").sqliteStatement
             for (slice, ids) in merged {
                 // In key order: the slice's pages of the table are walked forwards once.
@@ -144,8 +177,9 @@ final class EventIDIndex: Sendable {
                 for (id, sequence) in entries { state.recent[slice][id] = sequence }
             }
             for (id, _) in stored { state.filter.add(id) }
-            state.recentCount += stored.count
+            state.recentCount += waiting
             state.known = known
+            state.largestMerged = largest
             for (slice, _) in merged { state.through[slice] = known }
             if !merged.isEmpty { state.nextSlice = nextSlice }
             // Added to, not replaced: a second writer's transaction may come before this one's commit.

