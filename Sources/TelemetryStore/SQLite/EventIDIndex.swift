@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
-import Logging
 import GRDBSQLite
+import Logging
 import Synchronization
 import TelemetryCatalog
 
@@ -19,7 +19,8 @@ import TelemetryCatalog
 ///   bound, a transaction also moves the next slices, round robin, into that table: each slice is
 ///   a 64th of the key space, so a slice's ids change a few neighbouring pages each instead of a
 ///   random page each. `event_id_slices` records, for each slice, the sequence number through which
-///   its ids are in the table (written in the same transaction);
+///   its ids are in the table (written in the same transaction). An id above the largest in the
+///   table (time-ordered UUIDv7 ids, the SDK's) is appended to it at once instead;
 /// - a Bloom filter over every id this index has taken in answers "certainly not stored" for new
 ///   ids without reading the table; a possible hit is checked in `event_ids`. It is built from the
 ///   table on a thread of its own when the store opens (~1 s for 2 million ids), and until then
@@ -29,7 +30,8 @@ import TelemetryCatalog
 /// for each id, and ``record(_:_:)`` before it commits; ``committed()`` after the commit and
 /// ``invalidate()`` when the transaction failed. Another connection that wrote to the file (a
 /// `consume` beside a collector) changes SQLite's `data_version`, and ``prepare(_:)`` then reads
-/// the index again from the tables. Readers find ids with ``sequence(of:_:)``.
+/// the index again from the tables. Readers look in memory (``recentSequence(of:)``), then in
+/// the table (``mergedSequence(of:_:)``).
 final class EventIDIndex: Sendable {
     static let sliceCount = 64
 
@@ -150,22 +152,18 @@ final class EventIDIndex: Sendable {
             return (merged, slice, known)
         }
         let insert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO event_ids (event_id, seq) VALUES (?, ?)").sqliteStatement
-        for (id, sequence) in appended {
+        func put(_ id: UUIDValue, _ sequence: Int64) throws {
             sqlite3_reset(insert)
             id.withBytes { _ = sqlite3_bind_blob(insert, 1, $0.baseAddress, 16, transient) }
             sqlite3_bind_int64(insert, 2, sequence)
             try Self.step(insert)
         }
+        for (id, sequence) in appended { try put(id, sequence) }
         if !merged.isEmpty {
             let mark = try db.cachedStatement(sql: "UPDATE event_id_slices SET through = ? WHERE slice = ?").sqliteStatement
             for (slice, ids) in merged {
                 // In key order: the slice's pages of the table are walked forwards once.
-                for (id, sequence) in ids.sorted(by: { $0.0 < $1.0 }) {
-                    sqlite3_reset(insert)
-                    id.withBytes { _ = sqlite3_bind_blob(insert, 1, $0.baseAddress, 16, transient) }
-                    sqlite3_bind_int64(insert, 2, sequence)
-                    try Self.step(insert)
-                }
+                for (id, sequence) in ids.sorted(by: { $0.0 < $1.0 }) { try put(id, sequence) }
                 sqlite3_reset(mark)
                 sqlite3_bind_int64(mark, 1, known)
                 sqlite3_bind_int64(mark, 2, Int64(slice))
