@@ -195,7 +195,7 @@ import Testing
         let queue = try DatabaseQueue(path: path)
         defer { try? queue.close() }
         var generator = SystemRandomNumberGenerator()
-        let ids = (0..<10).map { _ in UUIDValue(high: generator.next(), low: generator.next()) }
+        let ids = (0..<10).map { _ in UUIDValue(high: generator.next(), low: generator.next()) }.sorted()
         @Sendable func insert(_ ids: [UUIDValue], _ db: Database) throws -> [(id: UUIDValue, sequence: Int64)] {
             try ids.map { id in
                 try db.execute(

@@ -108,7 +108,8 @@ final class EventIDIndex: Sendable {
         }
     }
 
-    /// Takes in the ids a transaction stored (`(id, sequence)` in any order) and, when memory
+    /// Takes in the ids a transaction stored (`(id, sequence)` in ascending id order, as the writer
+    /// inserts them) and, when memory
     /// holds more than its bound, writes the next slices into `event_ids`. Call inside the
     /// transaction, after the inserts. Memory changes only once the writes succeeded.
     func record(_ stored: [(id: UUIDValue, sequence: Int64)], _ db: Database) throws {
@@ -119,7 +120,8 @@ final class EventIDIndex: Sendable {
         var largest = state.withLock { $0.largestMerged }
         var appended: [(id: UUIDValue, sequence: Int64)] = []
         var added = [[(id: UUIDValue, sequence: Int64)]](repeating: [], count: Self.sliceCount)
-        for entry in stored.sorted(by: { $0.id < $1.id }) {
+        assert(zip(stored, stored.dropFirst()).allSatisfy { $0.id < $1.id }, "record takes ids in ascending order")
+        for entry in stored {
             if largest.map({ entry.id > $0 }) ?? true {
                 appended.append(entry)
                 largest = entry.id
