@@ -136,6 +136,7 @@ extension Collector {
             metrics.setStuck(try await store.stuckOperationCounts(nowMicros: Self.nowMicros()))
             metrics.storeBytes.set(Double(try await store.sizeBytes()))
             metrics.pairingLag.set(Double(store.pairingLag))
+            metrics.dedupeRecentIDs.set(Double(store.dedupeRecentIDs))
             metrics.queueDepth.set(Double(ingestor.sink.pendingEvents))
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

@@ -52,6 +52,11 @@ public final class CollectorMetrics: Sendable {
             namespace: "telemetry", metricName: "operations_pairing_lag_events",
             unitName: "", helpText: "Stored events not yet paired into operations (by sequence, lifecycle or not).")
     }
+    static var dedupeRecentIDs: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "telemetry", metricName: "store_dedupe_recent_ids",
+            unitName: "", helpText: "Event ids the dedupe index holds in memory, not yet merged into its table (SQLite store).")
+    }
     static var stuck: MetricNameDescriptor {
         MetricNameDescriptor(
             namespace: "telemetry", metricName: "operations_stuck",
@@ -90,6 +95,7 @@ public final class CollectorMetrics: Sendable {
     let queueDepth: Gauge
     let storeBytes: Gauge
     let pairingLag: Gauge
+    let dedupeRecentIDs: Gauge
 
     /// Creates the metrics in `registry`.
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -99,6 +105,7 @@ public final class CollectorMetrics: Sendable {
         queueDepth = registry.makeGauge(descriptor: Self.queue)
         storeBytes = registry.makeGauge(descriptor: Self.storeSize)
         pairingLag = registry.makeGauge(descriptor: Self.pairingLag)
+        dedupeRecentIDs = registry.makeGauge(descriptor: Self.dedupeRecentIDs)
     }
 
     /// Records one store transaction; pass it to the `IngestWriter` as `onTransaction`.

@@ -45,10 +45,15 @@ public protocol EventStore: Sendable {
     /// Stored events not yet paired into operations, counted by sequence (most are not lifecycle
     /// events); 0 for a store that pairs when it reads.
     var pairingLag: Int64 { get }
+
+    /// Event ids the dedupe index holds in memory, not yet merged into its table; 0 for a store
+    /// without such a level.
+    var dedupeRecentIDs: Int { get }
 }
 
 extension EventStore {
     public var pairingLag: Int64 { 0 }
+    public var dedupeRecentIDs: Int { 0 }
 }
 
 /// One event to store, with where it came from.

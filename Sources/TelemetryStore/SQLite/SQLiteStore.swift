@@ -240,6 +240,9 @@ public final class SQLiteStore: EventStore {
         return (idIndex.recentCount, merged)
     }
 
+    /// Event ids the dedupe index holds in memory (see ``EventIDIndex``).
+    public var dedupeRecentIDs: Int { idIndex.recentCount }
+
     /// Events stored but not yet paired into operations (by sequence); 0 with pairing off.
     public var pairingLag: Int64 { pairer?.lag ?? 0 }
 
