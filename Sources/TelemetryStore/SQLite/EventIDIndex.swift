@@ -194,7 +194,12 @@ final class EventIDIndex: Sendable {
             for s in state.merged {
                 let through = state.through[s]
                 let before = state.recent[s].count
-                state.recent[s] = state.recent[s].filter { $0.value > through }
+                if state.recent[s].values.contains(where: { $0 > through }) {
+                    state.recent[s] = state.recent[s].filter { $0.value > through }
+                } else {
+                    // The usual case (one writer): the whole slice was merged; keep its storage.
+                    state.recent[s].removeAll(keepingCapacity: true)
+                }
                 state.recentCount -= before - state.recent[s].count
             }
             state.merged = []
