@@ -27,6 +27,9 @@ public final class KafkaConsumer: @unchecked Sendable {
         var properties: [String: String] = [
             "enable.auto.commit": "false", "auto.offset.reset": "earliest", "enable.partition.eof": "false",
             "session.timeout.ms": "10000", "enable.auto.offset.store": "false",
+            // As the producer's: a small request (an offset commit) after another would wait for
+            // the broker's delayed ACK.
+            "socket.nagle.disable": "true",
         ]
         properties.merge(configuration) { $1 }
         properties["bootstrap.servers"] = bootstrap

@@ -20,11 +20,16 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     private let log: KafkaLogSink
 
     /// The properties the producer sets before `configuration`'s: idempotence (so retries never
-    /// duplicate or reorder), `acks=all`, a short linger to batch concurrent requests, and a bound
-    /// on how long a message may wait for the brokers.
+    /// duplicate or reorder), `acks=all`, a short linger to batch concurrent requests, a bound
+    /// on how long a message may wait for the brokers, and Nagle's algorithm off.
+    ///
+    /// Nagle: librdkafka leaves it on by default, and a request's messages go out as several
+    /// produce requests on one connection; each small one after the first waited for the broker's
+    /// delayed ACK (~40 ms). A request of 100 events was answered in ~50 ms with it, ~10 ms
+    /// without (one of 1,000: ~59 ms, ~20 ms), and the collector's answer waits for them.
     public static let defaults: [String: String] = [
         "enable.idempotence": "true", "acks": "all", "linger.ms": "5", "message.timeout.ms": "10000",
-        "compression.type": "lz4",
+        "compression.type": "lz4", "socket.nagle.disable": "true",
     ]
 
     /// Creates a producer for the brokers of `bootstrap` (`host:port,…`).

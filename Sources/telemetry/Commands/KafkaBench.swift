@@ -20,7 +20,7 @@ struct KafkaBench: AsyncParsableCommand {
 
               producer baseline: `kcat -P` producing the same events, one message
                 a line, to one topic of the cluster (acks=all, idempotent, lz4,
-                linger 5 ms: the collector's settings)
+                linger 5 ms, Nagle off: the collector's settings)
               producer: a `telemetry serve --kafka` child process fed batches of
                 1000 events from N connections: HTTP, validation, each event to
                 its topic with key and headers, and the answer only after every
@@ -129,7 +129,7 @@ struct KafkaBench: AsyncParsableCommand {
                 executable: "/usr/bin/env",
                 arguments: [
                     "kcat", "-P", "-b", bootstrap, "-t", "bench_kcat", "-l", "-X", "acks=all", "-X", "enable.idempotence=true", "-X",
-                    "compression.codec=lz4", "-X", "linger.ms=5", file,
+                    "compression.codec=lz4", "-X", "linger.ms=5", "-X", "socket.nagle.disable=true", file,
                 ])
         } catch {
             throw CommandFailure("cannot run kcat (Debian package kcat): \(error)")
