@@ -59,7 +59,7 @@ struct DemoCommand: AsyncParsableCommand {
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let host = self.host
         let (services, store) = try await serve.makeServices(logger: logger) { port, storeDescription in
-            print("telemetry: collector listening on http://\(host):\(port) (store \(storeDescription))")
+            print("telemetry: collector listening on http://\(host):\(port) (\(storeDescription))")
             print("""
                 telemetry demo: a simulated platform is emitting into it; press Ctrl-C to stop.
                 The dashboard: http://\(host):\(port)/

@@ -199,7 +199,7 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
         let (services, store) = try await makeServices(logger: logger, metrics: metrics) { port, storeDescription in
             // Scripts read this line to find the port (with --port 0).
-            print("telemetry: collector listening on http://\(host):\(port) (store \(storeDescription))")
+            print("telemetry: collector listening on http://\(host):\(port) (\(storeDescription))")
             print("telemetry: the dashboard is http://\(host):\(port)/")
             fflush(nil)
         }
@@ -284,7 +284,9 @@ struct ServeCommand: AsyncParsableCommand {
         let collector = Collector(
             configuration: configuration, store: store, ingestor: ingestor, broadcaster: broadcaster, metrics: metrics, keys: keyStore,
             logger: logger)
-        let storeDescription = opened.description
+        // In Kafka mode the store only answers the read routes: say where the events go.
+        let storeDescription = kafka.map { "events to Kafka at \($0)\(topicPrefix.isEmpty ? "" : ", topics \(topicPrefix)*"); reads from store \(opened.description)" }
+            ?? "store \(opened.description)"
         let app = collector.application { port in await onListening(port, storeDescription) }
         if let retention, let duration = Self.parseDuration(retention) {
             services.append(
