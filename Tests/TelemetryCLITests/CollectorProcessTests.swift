@@ -121,13 +121,17 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         var sampler = EventSampler(seed: 32)
         var lines = (0..<250).map { _ in sampler.sample().render() }
         lines.insert(#"{"event_type":"xumi.generation.start","event_id":"nope"}"#, at: 10)
+        // One in the third batch too: batches are sent while the next is read, and each answer's
+        // indexes must still map to that batch's lines.
+        lines.insert(#"{"event_type":"xumi.generation.start","event_id":"nein"}"#, at: 229)
         let file = data.appendingPathComponent("events.ndjson")
         try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
 
         let sent = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--batch-size", "100"])
-        #expect(sent.status == 1, "one event is invalid")
-        #expect(sent.stdout.contains("251 events: 250 accepted, 0 duplicate, 1 rejected"), "\(sent.stdout)")
+        #expect(sent.status == 1, "two events are invalid")
+        #expect(sent.stdout.contains("252 events: 250 accepted, 0 duplicate, 2 rejected"), "\(sent.stdout)")
         #expect(sent.stdout.contains("line 11: event_id: bad_uuid"))
+        #expect(sent.stdout.contains("line 230: event_id: bad_uuid"), "\(sent.stdout)")
         let again = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--no-gzip"])
         #expect(again.stdout.contains("250 duplicate"), "\(again.stdout)")
 

@@ -1,7 +1,5 @@
 import ArgumentParser
-import CompressNIO
 import Foundation
-import NIOCore
 import TelemetryClient
 
 #if canImport(Glibc)
@@ -13,7 +11,8 @@ struct SendCommand: ParsableCommand {
         commandName: "send",
         abstract: "Send a file of NDJSON events to a collector.",
         discussion: """
-            Reads the file (or - for standard input) as NDJSON, posts it in batches, gzip-encoded, and \
+            Reads the file (or - for standard input) as NDJSON, posts it in batches, gzip-encoded (zlib's \
+            fastest level), one request in flight while the next batch is read and compressed, and \
             retries a batch with exponential backoff and jitter when the collector is unreachable or \
             answers 429 or 503 (honouring Retry-After): the collector's dedupe makes a retried batch \
             safe. Ends with a summary of accepted, duplicate and rejected events, the rejections \
@@ -55,55 +54,133 @@ struct SendCommand: ParsableCommand {
         defer { input.close() }
         let fd = input.fd
         let total = input.size
-        let connection = url.connection()
         var reader = LineReader(fd: fd, maxLineBytes: 16 << 20)
         defer { reader.close() }
         var progress = ProgressBar(total: total, minimumTotal: 1 << 20)
-        var summary = SendSummary()
+        // Batches are read and compressed here while the one before is on its way (one request
+        // in flight, so they arrive in order): gzip and the collector's answer used to take turns.
+        let sender = BatchSender(connection: url.connection(), maxAttempts: maxAttempts)
+        var tooLong: [Int] = []
         var batch: [UInt8] = []
         var lines: [Int] = []
         var lineNumber = 0
-        var failure: String? = nil
+        var readFailure: String? = nil
+        func hand(_ batch: [UInt8], _ lines: [Int]) {
+            sender.submit(body: gzip ? Gzip.compress(batch) : batch, lines: lines)
+        }
         do {
             try reader.forEachLine { line, bytesRead in
                 lineNumber += 1
-                guard failure == nil, case .bytes(let bytes) = line, !bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) else {
-                    if case .tooLong = line { summary.tooLong.append(lineNumber) }
+                guard !sender.hasFailed, case .bytes(let bytes) = line, !bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) else {
+                    if case .tooLong = line { tooLong.append(lineNumber) }
                     return
                 }
                 batch.append(contentsOf: bytes)
                 batch.append(UInt8(ascii: "\n"))
                 lines.append(lineNumber)
                 if lines.count >= batchSize {
-                    do {
-                        try post(batch, lines, connection, &summary)
-                    } catch {
-                        failure = "\(error)"
-                    }
+                    hand(batch, lines)
                     batch.removeAll(keepingCapacity: true)
                     lines.removeAll(keepingCapacity: true)
-                    progress.update(bytes: bytesRead, items: summary.sent)
+                    progress.update(bytes: bytesRead, items: sender.sent)
                 }
             }
-            if failure == nil && !lines.isEmpty { try post(batch, lines, connection, &summary) }
+            if !lines.isEmpty && !sender.hasFailed { hand(batch, lines) }
         } catch {
-            failure = "\(error)"
+            readFailure = "\(error)"
         }
+        var (summary, failure) = sender.finish()
+        summary.tooLong = tooLong
         progress.finish()
         print(summary.report(limit: showRejections))
-        if let failure { CommandFailure.exit("stopped: \(failure)") }
+        if let failure = failure ?? readFailure { CommandFailure.exit("stopped: \(failure)") }
         if !summary.rejected.isEmpty || !summary.tooLong.isEmpty { throw ExitCode(1) }
     }
+}
 
-    private func post(_ body: [UInt8], _ lines: [Int], _ connection: HTTPConnection, _ summary: inout SendSummary) throws {
-        var headers = [("Content-Type", "application/x-ndjson")]
-        var payload = body
-        if gzip {
-            var buffer = ByteBuffer(bytes: body)
-            var compressed = try buffer.compress(with: .gzip())
-            payload = compressed.readBytes(length: compressed.readableBytes) ?? []
-            headers.append(("Content-Encoding", "gzip"))
+/// Posts `send`'s batches on a thread of its own, one request in flight and in order, retrying
+/// each with backoff; the caller prepares the next meanwhile. At most two batches wait for it.
+final class BatchSender: @unchecked Sendable {
+    // @unchecked: the state is guarded by `condition`; `connection` is used by the thread alone.
+    private let connection: HTTPConnection
+    private let maxAttempts: Int
+    private let condition = NSCondition()
+    private var waiting: [(body: [UInt8], lines: [Int])] = []
+    private var closed = false
+    private var done = false
+    private var summary = SendSummary()
+    private var failure: String? = nil
+    private static let capacity = 2
+
+    init(connection: HTTPConnection, maxAttempts: Int) {
+        self.connection = connection
+        self.maxAttempts = maxAttempts
+        Thread { [self] in loop() }.start()
+    }
+
+    /// Whether a batch could not be delivered (nothing more is sent then).
+    var hasFailed: Bool { withLock { failure != nil } }
+
+    /// Events the collector answered for so far.
+    var sent: Int { withLock { summary.sent } }
+
+    /// Queues a batch (gzipped or not: a body that starts with gzip's magic bytes is sent as
+    /// gzip); waits while two are queued. False once a batch failed: this one is not sent.
+    @discardableResult
+    func submit(body: [UInt8], lines: [Int]) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while waiting.count >= Self.capacity && failure == nil { condition.wait() }
+        guard failure == nil else { return false }
+        waiting.append((body, lines))
+        condition.broadcast()
+        return true
+    }
+
+    /// Waits until every queued batch is sent (or one failed); the totals, and the failure.
+    func finish() -> (SendSummary, String?) {
+        condition.lock()
+        defer { condition.unlock() }
+        closed = true
+        condition.broadcast()
+        while !done { condition.wait() }
+        return (summary, failure)
+    }
+
+    private func withLock<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while waiting.isEmpty && !closed { condition.wait() }
+            guard let (body, lines) = waiting.first, failure == nil else {
+                done = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            condition.unlock()
+            let outcome = Result { try post(body, lines) }
+            condition.lock()
+            waiting.removeFirst()
+            switch outcome {
+            case .success(let answer): summary.merge(answer)
+            case .failure(let error): failure = "\(error)"
+            }
+            condition.broadcast()
+            condition.unlock()
         }
+    }
+
+    /// Posts one batch until the collector answers 200, retrying 429, 503 and connection errors
+    /// with exponential backoff and jitter (never sooner than Retry-After); its answer.
+    private func post(_ body: [UInt8], _ lines: [Int]) throws -> SendSummary {
+        var headers = [("Content-Type", "application/x-ndjson")]
+        if body.count > 2, body[0] == 0x1f, body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
         var attempt = 0
         var delay = 0.1
         while true {
@@ -111,10 +188,11 @@ struct SendCommand: ParsableCommand {
             var retryAfter: Double? = nil
             var reason: String
             do {
-                let response = try connection.request("POST", "/v1/events", headers: headers, body: payload)
+                let response = try connection.request("POST", "/v1/events", headers: headers, body: body)
                 if response.status == 200 {
-                    try summary.add(response.body, lines: lines)
-                    return
+                    var answer = SendSummary()
+                    try answer.add(response.body, lines: lines)
+                    return answer
                 }
                 reason = "HTTP \(response.status): \(response.text.prefix(300))"
                 guard response.status == 429 || response.status == 503 else {
@@ -124,7 +202,7 @@ struct SendCommand: ParsableCommand {
             } catch let error as HTTPClientError where error.isRetryable {
                 reason = error.message
             }
-            summary.retries += 1
+            withLock { summary.retries += 1 }
             guard attempt < maxAttempts else {
                 throw CommandFailure("gave up on lines \(lines.first!)-\(lines.last!) after \(attempt) attempts: \(reason)")
             }
@@ -146,6 +224,14 @@ struct SendSummary {
     var tooLong: [Int] = []
 
     var sent: Int { accepted + duplicates + rejected.count }
+
+    /// Adds the counts and rejections of one batch's answer (its retries are counted as they happen).
+    mutating func merge(_ other: SendSummary) {
+        accepted += other.accepted
+        duplicates += other.duplicates
+        rejected += other.rejected
+        tooLong += other.tooLong
+    }
 
     mutating func add(_ body: [UInt8], lines: [Int]) throws {
         guard let object = try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
