@@ -75,7 +75,9 @@ public struct Collector: Sendable {
         return Application(
             router: router,
             server: .http1(
-                configuration: .init(additionalChannelHandlers: [RequestDeadlineHandler(headerTimeout: headerTimeout, bodyTimeout: bodyTimeout)])),
+                configuration: .init(additionalChannelHandlers: [
+                    RequestDeadlineHandler(headerTimeout: headerTimeout, bodyTimeout: bodyTimeout), ContinueHandler(),
+                ])),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "xumi-telemetry"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger

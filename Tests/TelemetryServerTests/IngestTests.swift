@@ -8,6 +8,10 @@ import TelemetryPipeline
 import TelemetryServer
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite struct IngestTests {
     @Test func everyBodyFormIsAccepted() async throws {
         try await TestCollector.run { collector in
@@ -137,6 +141,30 @@ import Testing
         }
     }
 
+    /// A client that sends `Expect: 100-continue` (curl does for bodies over 1 MiB) waits for
+    /// `100 Continue` before it sends the body: it gets it as soon as the head is in, then the
+    /// final answer after the body.
+    @Test func expectContinueIsAnsweredBeforeTheBody() async throws {
+        try await TestCollector.run { collector in
+            let body = sampleLines(3, seed: 18).joined(separator: "\n")
+            let head = "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n"
+            let port = collector.port
+            let (interim, final) = try await offThePool { () throws -> (String, String) in
+                let socket = try RawSocket(port: port)
+                try socket.send(Array(head.utf8))
+                // Nothing of the body is sent until the collector answers (a client would wait).
+                let interim = try socket.receive(until: "\r\n\r\n")
+                try socket.send(Array(body.utf8))
+                let final = try socket.receive(until: #""rejected":"#)
+                return (interim, final)
+            }
+            #expect(interim.hasPrefix("HTTP/1.1 100 Continue\r\n"), "\(interim)")
+            #expect(final.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(final)")
+            #expect(final.contains(#""accepted":3"#), "\(final)")
+        }
+    }
+
     @Test func statusesOfTheContract() async throws {
         try await TestCollector.run(configure: { $0.maxBodyBytes = 64 << 10 }, limits: .init(maxEventsPerRequest: 5)) { collector in
             let http = collector.connection()
@@ -195,6 +223,63 @@ import Testing
             #expect(after.status == 200)
             #expect(after.json["accepted"] as? Int == 10)
             #expect(try await collector.store.integrityCheck() == "ok")
+        }
+    }
+}
+
+/// A blocking TCP connection to a loopback port, for requests our HTTP client would not send.
+final class RawSocket {
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    private let fd: Int32
+    private var received: [UInt8] = []
+
+    /// Connects; reads give up after `timeoutSeconds` of silence (a failure, not a wait forever).
+    init(port: Int, timeoutSeconds: Int = 10) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else {
+            close(fd)
+            throw Failure(description: "cannot connect to 127.0.0.1:\(port)")
+        }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { throw Failure(description: "send failed: \(String(cString: strerror(errno)))") }
+            offset += sent
+        }
+    }
+
+    /// What arrives up to and including the first `marker`; the rest stays for the next call.
+    func receive(until marker: String) throws -> String {
+        let pattern = Array(marker.utf8)
+        while true {
+            if let range = received.firstRange(of: pattern) {
+                let taken = Array(received[..<range.upperBound])
+                received.removeFirst(range.upperBound)
+                return String(decoding: taken, as: UTF8.self)
+            }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else {
+                throw Failure(description: "no \(marker) before the connection \(count == 0 ? "closed" : "timed out"): \(String(decoding: received, as: UTF8.self))")
+            }
+            received += chunk[..<count]
         }
     }
 }
