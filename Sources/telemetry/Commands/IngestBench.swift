@@ -18,7 +18,9 @@ struct IngestBench: ParsableCommand {
                          dedupe, typed columns, durable commit, ack
 
             It prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, \
-            the CPU an event costs in each of its threads, and the ratio collector/baseline: \
+            the CPU an event costs in each of its threads, how busy the machine's cores were while \
+            posting (idle cores mean the run waits rather than works), and the ratio \
+            collector/baseline: \
             medians of --rounds alternating rounds. Completions carry the keys of earlier starts, \
             so events pair into operations as real traffic does; a run ends when every event is \
             acknowledged and paired. The collector is measured a second time with \
@@ -110,6 +112,10 @@ struct IngestBench: ParsableCommand {
             print("answered 429 (queue full, sent again after Retry-After): \(collector.overloaded) of \(latencies.count) answers")
         }
         print("collector peak RSS: \(collector.peakRSS.map(formatBytes) ?? "unknown")")
+        if let busy = collector.busy {
+            print(String(format: "cores busy while posting: %.0f%% of %d (collector and load generator; idle cores mean a wait, not work)",
+                         100 * busy, ProcessInfo.processInfo.activeProcessorCount))
+        }
         print("collector CPU per event, by thread: " + Self.cpuPerEvent(collector.cpuByThread, events: events))
         print(String(format: "ratio: collector at %.0f%% of the baseline", 100 * baseline / collector.seconds))
         print(String(format: "pairing into operations: %+.0f%% time (%.0f vs %.0f events/s)",
@@ -146,6 +152,7 @@ struct IngestBench: ParsableCommand {
         var overloaded: Int
         var peakRSS: Int?
         var cpuByThread: [String: Double] = [:]
+        var busy: Double?
     }
 
     private func measureCollector(_ batches: [[UInt8]], data: URL, extra: [String] = []) throws -> CollectorRun {
@@ -156,7 +163,8 @@ struct IngestBench: ParsableCommand {
         // Pairing runs beside the writer: the run ends when every event is paired too.
         try collector.waitUntilPaired()
         let seconds = Double(MonotonicClock.now() - started) / 1e9
-        return CollectorRun(seconds: seconds, latencies: posted.latencies, overloaded: posted.overloaded, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread)
+        return CollectorRun(seconds: seconds, latencies: posted.latencies, overloaded: posted.overloaded, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread,
+            busy: posted.busy)
     }
 }
 

@@ -31,7 +31,8 @@ struct KafkaBench: AsyncParsableCommand {
                 validation, typed columns, dedupe, pairing, commit, then the
                 offsets
 
-            It prints messages/s and the ratios. Needs kcat (Debian package) and a build with \
+            It prints messages/s, the producer's request latency and how busy the cores were \
+            meanwhile (idle cores mean the collector waits rather than works), and the ratios. Needs kcat (Debian package) and a build with \
             --traits Kafka.
             """
     )
@@ -113,6 +114,11 @@ struct KafkaBench: AsyncParsableCommand {
         let sorted = latencies.sorted()
         print(String(format: "  request latency p50 %.1f ms, p99 %.1f ms", sorted[sorted.count / 2] * 1000, sorted[min(sorted.count - 1, sorted.count * 99 / 100)] * 1000))
         if posted.overloaded > 0 { print("  answered 429 (queue full, sent again after Retry-After): \(posted.overloaded)") }
+        if let busy = posted.busy {
+            // Idle cores while posting mean the collector waits (on the brokers, on a timer), not works.
+            print(String(format: "  cores busy meanwhile: %.0f%% of %d (collector, brokers, load generator)",
+                         100 * busy, ProcessInfo.processInfo.activeProcessorCount))
+        }
         print("consumer baseline: SQLite append             " + rate(appendSeconds))
         print("consumer: consume into the store             " + rate(consumeSeconds))
         print(String(format: "ratio: producer at %.0f%% of kcat, consumer at %.0f%% of the SQLite append", 100 * kcatSeconds / serveSeconds, 100 * appendSeconds / consumeSeconds))

@@ -31,6 +31,9 @@ final class CollectorChild {
         var seconds: Double
         var latencies: [Double]
         var overloaded: Int
+        /// The share of the machine's cores that were busy meanwhile (everything on it: the
+        /// collector, this load generator, the brokers), 0-1; `nil` without `/proc/stat`.
+        var busy: Double?
     }
 
     /// Posts every batch (NDJSON) over `connections` connections, each on its own thread, as a
@@ -39,6 +42,7 @@ final class CollectorChild {
         let results = LatencyLog()
         let group = DispatchGroup()
         let started = MonotonicClock.now()
+        let cpuBefore = MachineCPU.now()
         let port = self.port
         for client in 0..<connections {
             group.enter()
@@ -71,8 +75,9 @@ final class CollectorChild {
         }
         group.wait()
         let seconds = Double(MonotonicClock.now() - started) / 1e9
+        let busy = cpuBefore.flatMap { before in MachineCPU.now().map { $0.busy(since: before) } }
         if let failure = results.failure { throw CommandFailure("a request failed: \(failure)") }
-        return Posted(seconds: seconds, latencies: results.latencies, overloaded: results.overloaded)
+        return Posted(seconds: seconds, latencies: results.latencies, overloaded: results.overloaded, busy: busy)
     }
 
     /// Waits until the collector has paired every stored event into operations (its
@@ -91,7 +96,6 @@ final class CollectorChild {
         }
     }
 
-    /// The child's peak resident memory, bytes.
     /// CPU seconds (user + system) the collector's threads have used so far, by thread name
     /// (`/proc`): the events writer is GRDB's queue (`…qos.overcommit`), requests run on the
     /// cooperative pool (`…default-qos`).
@@ -112,6 +116,7 @@ final class CollectorChild {
         return seconds
     }
 
+    /// The child's peak resident memory, bytes.
     var peakRSS: Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(process.pid)/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
@@ -142,4 +147,29 @@ final class LatencyLog: @unchecked Sendable {
     var failure: String? { lock.withLock { firstFailure } }
     func countOverloaded() { lock.withLock { overloadedCount += 1 } }
     var overloaded: Int { lock.withLock { overloadedCount } }
+}
+
+/// The machine's CPU time so far (`/proc/stat`, every core), to tell a run that kept the cores
+/// busy from one that waited: a benchmark whose cores sit idle is bound by a wait (a timer, a
+/// delayed ACK), not by work.
+struct MachineCPU {
+    /// Ticks of every kind, and the idle ones among them (idle and waiting for I/O).
+    var total: Double
+    var idle: Double
+
+    static func now() -> MachineCPU? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = text.split(separator: "\n").first, line.hasPrefix("cpu ")
+        else { return nil }
+        // user nice system idle iowait irq softirq steal (guest time is counted in user).
+        let ticks = line.split(separator: " ").dropFirst().prefix(8).compactMap { Double($0) }
+        guard ticks.count == 8 else { return nil }
+        return MachineCPU(total: ticks.reduce(0, +), idle: ticks[3] + ticks[4])
+    }
+
+    /// The busy share of the cores between `earlier` and this reading, 0-1.
+    func busy(since earlier: MachineCPU) -> Double {
+        let total = self.total - earlier.total
+        return total > 0 ? max(0, min(1, 1 - (idle - earlier.idle) / total)) : 0
+    }
 }
