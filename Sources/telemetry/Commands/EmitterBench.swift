@@ -20,8 +20,9 @@ struct EmitterBench: AsyncParsableCommand {
                 TelemetryEmitter (batches, gzip, one request in flight, as in a service)
 
             It prints the rate at which `emit` returned, the rate the collector acknowledged, \
-            events dropped because the queue was full (the emitter never blocks its caller), and \
-            this process's peak RSS (bounded by the queue, whatever the load).
+            events dropped because the queue was full (the emitter never blocks its caller), how \
+            busy the cores were while it delivered, and this process's peak RSS (bounded by the \
+            queue, whatever the load).
             """
     )
 
@@ -75,9 +76,10 @@ struct EmitterBench: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: [emitter], logger: logger))
         let total = events
         let producers = self.producers
-        let (emitSeconds, deliverSeconds) = try await withThrowingTaskGroup(of: Void.self) { tasks -> (Double, Double) in
+        let (emitSeconds, deliverSeconds, busy) = try await withThrowingTaskGroup(of: Void.self) { tasks -> (Double, Double, Double?) in
             tasks.addTask { try await group.run() }
             let started = MonotonicClock.now()
+            let cpuBefore = MachineCPU.now()
             await withTaskGroup(of: Void.self) { emitting in
                 for p in 0..<producers {
                     emitting.addTask {
@@ -90,9 +92,10 @@ struct EmitterBench: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(5))
             }
             let delivered = Double(MonotonicClock.now() - started) / 1e9
+            let busy = cpuBefore.flatMap { before in MachineCPU.now().map { $0.busy(since: before) } }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-            return (emitted, delivered)
+            return (emitted, delivered, busy)
         }
         let counts = emitter.counts
         let peak = peakResidentBytes()
@@ -121,6 +124,11 @@ struct EmitterBench: AsyncParsableCommand {
         print("emit() returned (\(producers) producers)".padding(to: 52) + rate(events, emitSeconds))
         print("emitter: acknowledged by the collector".padding(to: 52) + rate(counts.sent, deliverSeconds))
         print("dropped (queue full): \(counts.dropped); rejected: \(counts.rejected); retried: \(counts.retried)")
+        if let busy {
+            // One request in flight: idle cores here are the emitter waiting for each answer.
+            print(String(format: "cores busy while the emitter delivered: %.0f%% of %d (collector and emitter)",
+                         100 * busy, ProcessInfo.processInfo.activeProcessorCount))
+        }
         print("this process's peak RSS while emitting: \(peak.map(formatBytes) ?? "unknown")")
         print(String(format: "ratio: the emitter delivers at %.0f%% of the baseline", 100 * Double(counts.sent) / deliverSeconds / (Double(events) / baselineSeconds)))
     }
