@@ -111,53 +111,37 @@ public struct Ingestor: Sendable {
         // Refused whole before any work when the queue is full or the cores are taken.
         try checkQueue()
         try validating.take(body.count, bound: limits.maxValidatingBytes)
-        var batch = WriteBatch()
         var notJSON: EventBody.Failure? = nil
-        let tenantBytes = tenantID.flatMap { UUIDValue($0) }
-        body.withUnsafeBytes { bytes in
-            let ranges: [Range<Int>]
+        let ranges = body.withUnsafeBytes { bytes -> [Range<Int>] in
             do throws(EventBody.Failure) {
-                ranges = try EventBody.split(bytes, ndjson: ndjson, maxEvents: limits.maxEventsPerRequest, maxDepth: limits.maxDepth)
+                return try EventBody.split(bytes, ndjson: ndjson, maxEvents: limits.maxEventsPerRequest, maxDepth: limits.maxDepth)
             } catch {
                 notJSON = error
-                return
+                return []
             }
-            var validator = EventValidator(
-                catalog: catalog, limits: ValidationLimits(maxDepth: limits.maxDepth, maxStringBytes: limits.maxStringBytes))
-            batch.events.reserveCapacity(ranges.count)
-            for (index, range) in ranges.enumerated() {
-                guard range.count <= limits.maxEventBytes else {
-                    // Not parsed: kept (its first 64 KiB) with the reason.
-                    let issue = ValidationIssue(
-                        field: "", code: .tooLarge,
-                        message: "the event is \(range.count) bytes, over the limit of \(limits.maxEventBytes) bytes per event (the first 65536 bytes are kept)")
-                    batch.rejected.append(
-                        RejectedEvent(
-                            raw: Array(bytes[range].prefix(1 << 16)), issues: [issue], eventType: nil, eventID: nil, index: index,
-                            receivedMicros: receivedMicros, requestID: requestID))
-                    continue
-                }
-                switch validator.validate(UnsafeRawBufferPointer(rebasing: bytes[range])) {
-                case .valid(let event):
-                    if let tenantBytes, event.tenantID != tenantBytes {
-                        let issue = ValidationIssue(
-                            field: "tenant_id", code: .forbiddenTenant,
-                            message: "tenant_id \(event.tenantID) is not the tenant of the API key that sent it (\(tenantID!)); a key writes its own tenant's events only")
-                        let raw = Array(bytes[range])
-                        batch.rejected.append(
-                            RejectedEvent(
-                                raw: privacy?.apply(toRaw: raw) ?? raw, issues: [issue], eventType: event.compiled.definition?.eventType,
-                                eventID: event.eventID.description, index: index, receivedMicros: receivedMicros, requestID: requestID))
-                        continue
+        }
+        var batch = WriteBatch()
+        if notJSON == nil {
+            // A large request's events are validated in parts side by side (one a core): a client
+            // with one request in flight (the SDK, `send`) waits for its whole validation.
+            let parts = Self.parts(of: ranges.count)
+            if parts.count == 1 {
+                batch = validate(body, ranges, 0..<ranges.count, receivedMicros: receivedMicros, requestID: requestID, tenantID: tenantID)
+            } else {
+                let validated = await withTaskGroup(of: (Int, WriteBatch).self) { group in
+                    for (number, part) in parts.enumerated() {
+                        group.addTask {
+                            (number, validate(body, ranges, part, receivedMicros: receivedMicros, requestID: requestID, tenantID: tenantID))
+                        }
                     }
-                    let stored = privacy?.apply(to: event) ?? event
-                    batch.events.append(IncomingEvent(event: stored, receivedMicros: receivedMicros, requestID: requestID))
-                case .invalid(let invalid):
-                    let raw = Array(bytes[range])
-                    batch.rejected.append(
-                        RejectedEvent(
-                            raw: privacy?.apply(toRaw: raw) ?? raw, issues: invalid.issues, eventType: invalid.eventType, eventID: invalid.eventID,
-                            index: index, receivedMicros: receivedMicros, requestID: requestID))
+                    var results = [WriteBatch?](repeating: nil, count: parts.count)
+                    for await (number, part) in group { results[number] = part }
+                    return results
+                }
+                batch.events.reserveCapacity(ranges.count)
+                for part in validated {
+                    batch.events += part!.events
+                    batch.rejected += part!.rejected
                 }
             }
             // Each rejection belongs to the sender's tenant when a key says who sent it, else to the
@@ -217,6 +201,68 @@ public struct Ingestor: Sendable {
             if duplicates[definition] > 0 { result.duplicatesByTopic[event.topic.name, default: 0] += duplicates[definition] }
         }
         return result
+    }
+
+    /// Events of a request below which it is validated in one part: splitting costs a task, and
+    /// a part this small takes ~1 ms.
+    static let eventsPerPart = 256
+
+    /// The parts a request of `count` events is validated in: one a core, each of at least
+    /// ``eventsPerPart`` events, in order.
+    static func parts(of count: Int, cores: Int = ProcessInfo.processInfo.activeProcessorCount) -> [Range<Int>] {
+        let number = max(1, min(cores, count / eventsPerPart))
+        return (0..<number).map { part in (count * part / number)..<(count * (part + 1) / number) }
+    }
+
+    /// Validates the events of `body` at `ranges[part]`: the valid ones (after the privacy policy)
+    /// and the rejections, each with its index in the request; rejections' tenants are not set yet.
+    private func validate(
+        _ body: [UInt8], _ ranges: [Range<Int>], _ part: Range<Int>, receivedMicros: Int64, requestID: String, tenantID: String?
+    ) -> WriteBatch {
+        var batch = WriteBatch()
+        batch.events.reserveCapacity(part.count)
+        let tenantBytes = tenantID.flatMap { UUIDValue($0) }
+        var validator = EventValidator(
+            catalog: catalog, limits: ValidationLimits(maxDepth: limits.maxDepth, maxStringBytes: limits.maxStringBytes))
+        body.withUnsafeBytes { bytes in
+            for index in part {
+                let range = ranges[index]
+                guard range.count <= limits.maxEventBytes else {
+                    // Not parsed: kept (its first 64 KiB) with the reason.
+                    let issue = ValidationIssue(
+                        field: "", code: .tooLarge,
+                        message: "the event is \(range.count) bytes, over the limit of \(limits.maxEventBytes) bytes per event (the first 65536 bytes are kept)")
+                    batch.rejected.append(
+                        RejectedEvent(
+                            raw: Array(bytes[range].prefix(1 << 16)), issues: [issue], eventType: nil, eventID: nil, index: index,
+                            receivedMicros: receivedMicros, requestID: requestID))
+                    continue
+                }
+                switch validator.validate(UnsafeRawBufferPointer(rebasing: bytes[range])) {
+                case .valid(let event):
+                    if let tenantBytes, event.tenantID != tenantBytes {
+                        let issue = ValidationIssue(
+                            field: "tenant_id", code: .forbiddenTenant,
+                            message: "tenant_id \(event.tenantID) is not the tenant of the API key that sent it (\(tenantID!)); a key writes its own tenant's events only")
+                        let raw = Array(bytes[range])
+                        batch.rejected.append(
+                            RejectedEvent(
+                                raw: privacy?.apply(toRaw: raw) ?? raw, issues: [issue], eventType: event.compiled.definition?.eventType,
+                                eventID: event.eventID.description, index: index, receivedMicros: receivedMicros, requestID: requestID))
+                        continue
+                    }
+                    let stored = privacy?.apply(to: event) ?? event
+                    batch.events.append(IncomingEvent(event: stored, receivedMicros: receivedMicros, requestID: requestID))
+                case .invalid(let invalid):
+                    let raw = Array(bytes[range])
+                    batch.rejected.append(
+                        RejectedEvent(
+                            raw: privacy?.apply(toRaw: raw) ?? raw, issues: invalid.issues, eventType: invalid.eventType, eventID: invalid.eventID,
+                            index: index, receivedMicros: receivedMicros, requestID: requestID))
+                }
+            }
+        }
+        return batch
     }
 
     /// The `tenant_id` of a rejected event's bytes, when they are a JSON object naming a UUID.

@@ -63,6 +63,29 @@ import Glibc
         }
     }
 
+    /// A large request is validated in parts side by side; the answer and the store are as if it
+    /// had been one: every rejection with its index, in order, and every good event stored once.
+    @Test func aLargeRequestValidatedInPartsAnswersInOrder() async throws {
+        try await TestCollector.run { collector in
+            let http = collector.connection()
+            var lines = sampleLines(1_500, seed: 19)
+            let bad = [7, 749, 750, 1_499]
+            for index in bad { lines[index] = #"{"event_type":"xumi.generation.start","event_id":"bad-\#(index)"}"# }
+            // A repeat of an earlier event in a later part is a duplicate, not a second row.
+            lines[1_200] = lines[3]
+            let result = try await http.post(lines.joined(separator: "\n"))
+            #expect(result.status == 200)
+            #expect(result.json["accepted"] as? Int == 1_500 - bad.count - 1)
+            #expect(result.json["duplicates"] as? Int == 1)
+            let rejected = try #require(result.json["rejected"] as? [[String: Any]])
+            #expect(rejected.map { $0["index"] as? Int } == bad)
+            #expect(rejected.map { $0["event_id"] as? String } == bad.map { "bad-\($0)" })
+            let stored = try await collector.store.counts()
+            #expect(stored.events == 1_500 - bad.count - 1)
+            #expect(stored.rejected == bad.count)
+        }
+    }
+
     @Test func partialAcceptanceReportsEveryRejection() async throws {
         try await TestCollector.run { collector in
             let http = collector.connection()
