@@ -174,7 +174,10 @@ import Glibc
                 + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n"
             let port = collector.port
             let (interim, final) = try await offThePool { () throws -> (String, String) in
-                let socket = try RawSocket(port: port)
+                // The 100 comes from the network thread; the final answer from the routes on the
+                // cooperative pool, which the whole suite shares: a full run starved it for over
+                // 10 s once. Waits allow 90 s, as elsewhere.
+                let socket = try RawSocket(port: port, timeoutSeconds: 90)
                 try socket.send(Array(head.utf8))
                 // Nothing of the body is sent until the collector answers (a client would wait).
                 let interim = try socket.receive(until: "\r\n\r\n")
@@ -260,7 +263,7 @@ final class RawSocket {
     private var received: [UInt8] = []
 
     /// Connects; reads give up after `timeoutSeconds` of silence (a failure, not a wait forever).
-    init(port: Int, timeoutSeconds: Int = 10) throws {
+    init(port: Int, timeoutSeconds: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
