@@ -129,25 +129,16 @@ import Glibc
     /// Sends `bytes` one at a time, `everyMilliseconds` apart, until the server closes the
     /// connection; returns how many were sent and the seconds it took. Blocks.
     static func dribble(_ bytes: [UInt8], port: Int, everyMilliseconds: Int) -> (sent: Int, seconds: Double) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard connected else { return (0, 0) }
+        guard let socket = try? RawSocket(port: port, timeoutSeconds: 10) else { return (0, 0) }
         let started = Date()
         var sent = 0
         for byte in bytes {
             var one = byte
-            if send(fd, &one, 1, Int32(MSG_NOSIGNAL)) != 1 { break }
+            if send(socket.fd, &one, 1, Int32(MSG_NOSIGNAL)) != 1 { break }
             sent += 1
             // Closed by the server? (a read of 0 bytes without waiting)
             var probe: UInt8 = 0
-            if recv(fd, &probe, 1, Int32(MSG_DONTWAIT)) == 0 { break }
+            if recv(socket.fd, &probe, 1, Int32(MSG_DONTWAIT)) == 0 { break }
             usleep(useconds_t(everyMilliseconds * 1000))
         }
         return (sent, Date().timeIntervalSince(started))
