@@ -31,9 +31,11 @@ struct KafkaBench: AsyncParsableCommand {
                 validation, typed columns, dedupe, pairing, commit, then the
                 offsets
 
-            It prints messages/s, the producer's request latency and how busy the cores were \
-            meanwhile (idle cores mean the collector waits rather than works), and the ratios. Needs kcat (Debian package) and a build with \
-            --traits Kafka.
+            The two producers alternate for --producer-rounds rounds, each round to topics of \
+            its own, and their medians are reported (a round lasts about a second). It prints \
+            messages/s, the producer's request latency and how busy the cores were meanwhile \
+            (idle cores mean the collector waits rather than works), and the ratios. Needs kcat \
+            (Debian package) and a build with --traits Kafka.
             """
     )
 
@@ -49,11 +51,14 @@ struct KafkaBench: AsyncParsableCommand {
     @Option(help: "fsync of the consumer's store and of the SQLite baseline: full or normal.")
     var fsync: String = "full"
 
+    @Option(help: "Rounds of the two producer measurements, alternating, each to topics of its own; medians are reported (a round lasts about a second, so one is noisy).")
+    var producerRounds: Int = 3
+
     static let partitions = 32
 
     func validate() throws {
         guard KafkaSupport.isCompiled else { throw ValidationError(KafkaSupport.missingMessage) }
-        guard events > 0, batchSize > 0, connections > 0 else { throw ValidationError("counts must be positive") }
+        guard events > 0, batchSize > 0, connections > 0, producerRounds > 0 else { throw ValidationError("counts must be positive") }
         guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
     }
 
@@ -79,17 +84,36 @@ struct KafkaBench: AsyncParsableCommand {
         let bytes = batches.reduce(0) { $0 + $1.count }
         print("events: \(events) (\(formatBytes(bytes))); mock cluster of 3 brokers at \(cluster.bootstrap); fsync \(fsync)")
 
-        // Producer baseline: kcat.
+        // The producers, alternating: kcat (the baseline), then serve --kafka. Each round writes
+        // topics of its own (the first the plain ones, which the consumer reads later), so that no
+        // round finds partitions the one before filled.
         let lines = directory.appendingPathComponent("events.ndjson")
         try Data(batches.joined()).write(to: lines)
-        let kcatSeconds = try Self.timeKcat(bootstrap: cluster.bootstrap, file: lines.path)
-
-        // Producer: serve --kafka.
-        let collector = try CollectorChild(data: directory.appendingPathComponent("collector"), fsync: fsync, extra: ["--kafka", cluster.bootstrap])
-        let posted = try collector.post(batches, connections: connections)
+        var kcatRuns: [Double] = []
+        var serveRuns: [CollectorChild.Posted] = []
+        for round in 1...producerRounds {
+            let prefix = round == 1 ? "" : "r\(round)."
+            if round > 1 {
+                for topic in ["\(prefix)bench_kcat"] + KafkaEventSink.topics(prefix: prefix) {
+                    try cluster.createTopic(topic, partitions: Self.partitions, replicationFactor: 3)
+                }
+            }
+            kcatRuns.append(try Self.timeKcat(bootstrap: cluster.bootstrap, topic: "\(prefix)bench_kcat", file: lines.path))
+            let collector = try CollectorChild(
+                data: directory.appendingPathComponent("collector-\(round)"), fsync: fsync,
+                extra: ["--kafka", cluster.bootstrap] + (prefix.isEmpty ? [] : ["--topic-prefix", prefix]))
+            serveRuns.append(try collector.post(batches, connections: connections))
+            collector.stop()
+            if producerRounds > 1 {
+                print(String(format: "producer round %d: kcat %.0f, serve --kafka %.0f messages/s", round,
+                             Double(events) / kcatRuns.last!, Double(events) / serveRuns.last!.seconds))
+            }
+        }
+        let kcatSeconds = kcatRuns.sorted()[kcatRuns.count / 2]
+        let posted = serveRuns.sorted { $0.seconds < $1.seconds }[serveRuns.count / 2]
         let (serveSeconds, latencies) = (posted.seconds, posted.latencies)
-        collector.stop()
-        // What the brokers hold (the mock brokers trim partitions past a few MiB).
+        // What the first round's topics hold, which the consumer reads (the mock brokers trim
+        // partitions past a few MiB).
         let inspector = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Logger(label: "bench.kafka"))
         var held = 0
         var trimmed = 0
@@ -127,14 +151,14 @@ struct KafkaBench: AsyncParsableCommand {
 
     #if Kafka
     /// Seconds `kcat -P` takes to produce every line of `file` (and be acknowledged: kcat flushes before exiting).
-    static func timeKcat(bootstrap: String, file: String) throws -> Double {
+    static func timeKcat(bootstrap: String, topic: String, file: String) throws -> Double {
         let started = MonotonicClock.now()
         let kcat: ChildProcess
         do {
             kcat = try ChildProcess(
                 executable: "/usr/bin/env",
                 arguments: [
-                    "kcat", "-P", "-b", bootstrap, "-t", "bench_kcat", "-l", "-X", "acks=all", "-X", "enable.idempotence=true", "-X",
+                    "kcat", "-P", "-b", bootstrap, "-t", topic, "-l", "-X", "acks=all", "-X", "enable.idempotence=true", "-X",
                     "compression.codec=lz4", "-X", "linger.ms=5", "-X", "socket.nagle.disable=true", file,
                 ])
         } catch {
