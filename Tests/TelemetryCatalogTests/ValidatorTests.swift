@@ -100,6 +100,17 @@ import Testing
         }
     }
 
+    /// UUIDs read from text write the same text back, as a string and as bytes (Kafka's key and
+    /// `tenant_id` header are the bytes), in lower case whatever the case sent.
+    @Test func uuidTextRoundTrips() throws {
+        for _ in 0..<200 {
+            let text = UUID().uuidString
+            let value = try #require(UUIDValue(text))
+            #expect(value.description == text.lowercased())
+            #expect(value.textBytes == Array(text.lowercased().utf8))
+        }
+    }
+
     @Test func badTimestamp() {
         for bad in ["2026-11-29", "2026-11-29T10:15:30", "2026-11-29 10:15:30Z", "2026-02-30T10:15:30Z", "2026-11-29T24:00:00Z", "2026-11-29T10:15:60Z", "2026-11-29T10:15:30+0100", "0000-01-01T00:00:00Z", "2026-11-29T10:15:30.Z", "yesterday"] {
             var event = validEvent("xumi.generation.start")

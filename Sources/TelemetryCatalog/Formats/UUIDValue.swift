@@ -86,6 +86,14 @@ public struct UUIDValue: Hashable, Sendable, Comparable, CustomStringConvertible
         }
     }
 
+    /// Lower-case 8-4-4-4-12 text as UTF-8 bytes (36 of them), without making a `String` first.
+    public var textBytes: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 36) { buffer, count in
+            write(into: buffer)
+            count = 36
+        }
+    }
+
     /// Lower-case 8-4-4-4-12 text.
     public var description: String {
         String(unsafeUninitializedCapacity: 36) { buffer in
