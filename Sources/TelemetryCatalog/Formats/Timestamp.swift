@@ -10,6 +10,15 @@ public enum ISO8601Timestamp {
     public static func string(fromMicroseconds micros: Int64) -> String {
         TimestampText.format(microseconds: micros)
     }
+
+    /// The length of the text ``write(microseconds:to:)`` writes.
+    package static var canonicalLength: Int { TimestampText.canonicalLength }
+
+    /// Writes ``string(fromMicroseconds:)``'s text as UTF-8 to `out` (``canonicalLength`` bytes);
+    /// false, with nothing written, for a year outside 0001-9999.
+    package static func write(microseconds: Int64, to out: UnsafeMutablePointer<UInt8>) -> Bool {
+        TimestampText.write(microseconds: microseconds, to: out)
+    }
 }
 
 /// RFC 3339 date-times (the profile of ISO 8601 that JSON Schema's `date-time` means), parsed to
@@ -94,8 +103,61 @@ enum TimestampText {
         return era * 146_097 + doe - 719_468
     }
 
+    /// The length of ``write(microseconds:to:)``'s text.
+    static let canonicalLength = 27
+
+    /// Writes `YYYY-MM-DDTHH:MM:SS.ffffffZ` (``canonicalLength`` bytes) for UTC microseconds since
+    /// the epoch; false, with nothing written, for a year outside 0001-9999.
+    static func write(microseconds: Int64, to out: UnsafeMutablePointer<UInt8>) -> Bool {
+        let micros = ((microseconds % 1_000_000) + 1_000_000) % 1_000_000
+        let totalSeconds = (microseconds - micros) / 1_000_000
+        let secondsOfDay = ((totalSeconds % 86_400) + 86_400) % 86_400
+        let (year, month, day) = civil(days: Int((totalSeconds - secondsOfDay) / 86_400))
+        guard (1...9999).contains(year) else { return false }
+        func put(_ value: Int, _ width: Int, at offset: Int) {
+            var v = value
+            for i in stride(from: offset + width - 1, through: offset, by: -1) {
+                out[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            }
+        }
+        let s = Int(secondsOfDay)
+        put(year, 4, at: 0)
+        out[4] = UInt8(ascii: "-")
+        put(month, 2, at: 5)
+        out[7] = UInt8(ascii: "-")
+        put(day, 2, at: 8)
+        out[10] = UInt8(ascii: "T")
+        put(s / 3600, 2, at: 11)
+        out[13] = UInt8(ascii: ":")
+        put(s / 60 % 60, 2, at: 14)
+        out[16] = UInt8(ascii: ":")
+        put(s % 60, 2, at: 17)
+        out[19] = UInt8(ascii: ".")
+        put(Int(micros), 6, at: 20)
+        out[26] = UInt8(ascii: "Z")
+        return true
+    }
+
+    /// Year, month and day of a count of days since 1970-01-01 (civil_from_days).
+    private static func civil(days: Int) -> (year: Int, month: Int, day: Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for UTC microseconds since the epoch.
     static func format(microseconds: Int64) -> String {
+        let text = String(unsafeUninitializedCapacity: canonicalLength) { buffer in
+            write(microseconds: microseconds, to: buffer.baseAddress!) ? canonicalLength : 0
+        }
+        if !text.isEmpty { return text }
         let micros = ((microseconds % 1_000_000) + 1_000_000) % 1_000_000
         let totalSeconds = (microseconds - micros) / 1_000_000
         let secondsOfDay = ((totalSeconds % 86_400) + 86_400) % 86_400

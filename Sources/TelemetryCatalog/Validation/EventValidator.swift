@@ -177,6 +177,7 @@ public struct EventValidator: Sendable {
 
         // Check every member, writing the normalised JSON as we go.
         var values = [StoredValue](repeating: .absent, count: compiled.fields.count)
+        var memberStarts = [Int32](repeating: -1, count: compiled.fields.count)
         var unknownFields: [String] = []
         var unknownKeys: [ArraySlice<UInt8>] = []
         var out: [UInt8] = []
@@ -234,6 +235,7 @@ public struct EventValidator: Sendable {
                 continue
             }
             let field = compiled.checks[slot]
+            let memberStart = Int32(out.count)
             out.append(UInt8(ascii: "\""))
             out.append(contentsOf: compiled.fieldNameBytes[slot])
             out.append(UInt8(ascii: "\""))
@@ -255,6 +257,7 @@ public struct EventValidator: Sendable {
                 } else {
                     values[slot] = stored
                 }
+                memberStarts[slot] = memberStart
             }
         }
         out.append(UInt8(ascii: "}"))
@@ -296,7 +299,8 @@ public struct EventValidator: Sendable {
         return .valid(
             NormalizedEvent(
                 compiled: compiled, eventID: eventID, tenantID: tenantID,
-                timestampMicros: micros, json: out, unknownFields: unknownFields, values: values))
+                timestampMicros: micros, json: out, unknownFields: unknownFields, values: values,
+                memberStarts: memberStarts))
     }
 
     /// Picks the definition of event type `t` for the event's `version`.

@@ -59,6 +59,7 @@ extension NormalizedEvent {
         out.reserveCapacity(json.count + 64)
         var cursor = 0
         var newValues = values
+        var newStarts = memberStarts
         // Where each edit ends in the old JSON, and the shift it leaves behind it.
         var shifts: [(end: Int, delta: Int)] = []
         var delta = 0
@@ -71,6 +72,7 @@ extension NormalizedEvent {
                 newValues[edit.mask.slot] = .text(start: Int32(newStart + 1), end: Int32(out.count - 1), escaped: escaped)
             } else {
                 newValues[edit.mask.slot] = .absent
+                newStarts[edit.mask.slot] = -1
             }
             cursor = edit.range.upperBound
             delta += edit.bytes.count - edit.range.count
@@ -90,6 +92,8 @@ extension NormalizedEvent {
             for shift in shifts where shift.end <= Int(offset) { d = shift.delta }
             return offset + Int32(d)
         }
+        // A replaced value's member starts where it did (its edit begins after the name).
+        for slot in newStarts.indices where newStarts[slot] >= 0 { newStarts[slot] = shifted(newStarts[slot]) }
         for slot in newValues.indices where !masked.contains(slot) {
             switch newValues[slot] {
             case .text(let start, let end, let escaped):
@@ -104,6 +108,6 @@ extension NormalizedEvent {
         }
         return NormalizedEvent(
             compiled: compiled, eventID: eventID, tenantID: tenantID, timestampMicros: timestampMicros, json: out,
-            unknownFields: unknownFields, values: newValues)
+            unknownFields: unknownFields, values: newValues, memberStarts: newStarts)
     }
 }

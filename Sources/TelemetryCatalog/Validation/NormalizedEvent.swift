@@ -24,6 +24,10 @@ public struct NormalizedEvent: Sendable {
     public let unknownFields: [String]
 
     package let values: [StoredValue]
+    /// For each field slot, where its member (`"name":value`) starts in ``json``, or -1 when the
+    /// event has no such member. A store that keeps fields in typed columns uses it to leave them
+    /// out of the JSON it keeps (the SQLite store's `StoredForm`).
+    package let memberStarts: [Int32]
 
     /// The event type, e.g. `xumi.generation.start`.
     public var eventType: String { compiled.definition!.eventType }

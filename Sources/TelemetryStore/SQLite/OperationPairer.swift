@@ -45,6 +45,8 @@ final class OperationPairer: @unchecked Sendable {
     private let database: DatabaseQueue
     private let layout: OperationLayout
     private let catalog: Catalog
+    /// How the events table keeps `_json` (read back with ``StoredForm/json(_:column:)``).
+    private let storedForm: StoredForm
     private let lifecycleTypes: String
     private let logger: Logger
     private let condition = NSCondition()
@@ -58,7 +60,10 @@ final class OperationPairer: @unchecked Sendable {
 
     /// `database` is the operations file with the events file attached; pairing resumes after the
     /// watermark stored there, and `committed` is the newest stored event's sequence.
-    init(database: DatabaseQueue, layout: OperationLayout, catalog: Catalog, committed: Int64, logger: Logger) throws {
+    init(
+        database: DatabaseQueue, layout: OperationLayout, catalog: Catalog, storedForm: StoredForm, committed: Int64, logger: Logger
+    ) throws {
+        self.storedForm = storedForm
         self.database = database
         self.layout = layout
         self.catalog = catalog
@@ -376,7 +381,7 @@ final class OperationPairer: @unchecked Sendable {
         // NOT INDEXED: walk the rowid range, not every lifecycle event through the type index.
         let statement = try db.cachedStatement(
             sql: """
-                SELECT _seq, _json FROM events NOT INDEXED
+                SELECT * FROM events NOT INDEXED
                 WHERE _seq > ? AND _seq <= ? AND event_type IN (\(lifecycleTypes)) ORDER BY _seq LIMIT \(Self.eventsPerTransaction)
                 """
         ).sqliteStatement
@@ -394,9 +399,9 @@ final class OperationPairer: @unchecked Sendable {
                 throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(statement))))
             }
             rows += 1
-            last = sqlite3_column_int64(statement, 0)
-            let bytes = UnsafeRawBufferPointer(start: sqlite3_column_text(statement, 1), count: Int(sqlite3_column_bytes(statement, 1)))
-            switch validator.validate(bytes) {
+            last = sqlite3_column_int64(statement, storedForm.sequenceColumn)
+            let json = StoredForm.json(statement, column: storedForm.jsonColumn)
+            switch json.withUnsafeBytes({ validator.validate($0) }) {
             case .valid(let event):
                 events.append((last, event))
             case .invalid(let invalid):

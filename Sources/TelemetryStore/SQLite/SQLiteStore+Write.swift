@@ -19,6 +19,7 @@ extension SQLiteStore {
         let pairer = self.pairer
         let operationLayout = self.operationLayout
         let idIndex = self.idIndex
+        let storedForm = self.storedForm
         do {
             let (outcome, handover) = try await pool.write { db -> (WriteOutcome, OperationPairer.Handover?) in
                 var sequences = [Int64?](repeating: nil, count: batch.events.count)
@@ -52,6 +53,8 @@ extension SQLiteStore {
                     var stored: [(id: UUIDValue, sequence: Int64)] = []
                     stored.reserveCapacity(order.count)
                     var previous: UUIDValue? = nil
+                    var compacted: [UInt8] = []
+                    var holes: [StoredForm.Hole] = []
                     for index in order {
                         let id = batch.events[index].event.eventID
                         defer { previous = id }
@@ -59,7 +62,10 @@ extension SQLiteStore {
                         if try idIndex.isStored(id, probe) { continue }
                         let requestUUID = requestUUIDs[requestOf[index]].uuid
                         let stmt = (givenSequence != nil ? sequenced! : statement).sqliteStatement
-                        if try Self.insert(batch.events[index], requestUUID, stmt, layout, sequence: givenSequence) {
+                        let isCompact = storedForm.compact(batch.events[index].event, into: &compacted, holes: &holes)
+                        if try Self.insert(
+                            batch.events[index], requestUUID, stmt, layout, stored: isCompact ? compacted : nil, sequence: givenSequence)
+                        {
                             let sequence = sqlite3_last_insert_rowid(connection)
                             sequences[index] = sequence
                             stored.append((id, sequence))
@@ -155,9 +161,11 @@ extension SQLiteStore {
         }
     }
 
-    /// Binds and steps one event; returns whether it was inserted (false: a duplicate id).
+    /// Binds and steps one event; returns whether it was inserted (false: a duplicate id). `stored`
+    /// is the event's ``StoredForm`` for `_json`, or nil to keep its JSON whole.
     private static func insert(
-        _ incoming: IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ layout: ColumnLayout, sequence: Int64?
+        _ incoming: IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ layout: ColumnLayout,
+        stored: [UInt8]?, sequence: Int64?
     ) throws -> Bool {
         let event = incoming.event
         sqlite3_reset(stmt)
@@ -171,7 +179,11 @@ extension SQLiteStore {
             } else {
                 incoming.requestID.withCString { _ = sqlite3_bind_text(stmt, 2, $0, -1, transient) }
             }
-            sqlite3_bind_text(stmt, 3, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
+            if let stored {
+                stored.withUnsafeBytes { _ = sqlite3_bind_blob(stmt, 3, $0.baseAddress, Int32($0.count), transient) }
+            } else {
+                sqlite3_bind_text(stmt, 3, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
+            }
             if !event.unknownFields.isEmpty {
                 let list = JSONValue.array(event.unknownFields.map { .string($0) }).render()
                 list.withCString { _ = sqlite3_bind_text(stmt, 4, $0, -1, transient) }

@@ -24,7 +24,7 @@ struct StoreBench: AsyncParsableCommand {
             starts, and (b) is left out: the write rate of a store that has grown (its dedupe index \
             merges ids into a table that grows with it). The rate of the preload itself is printed \
             for each tenth of it. The baseline's table starts empty (an \
-            append does not depend on the table's size). A preload takes minutes and ~1.2 KiB of \
+            append does not depend on the table's size). A preload takes minutes and ~0.7 KiB of \
             disk an event.
             """
     )
