@@ -8,6 +8,15 @@ import Foundation
 let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 extension SQLiteStore {
+    /// Works out the JSON the row keeps (``StoredForm``), so that ``write(_:)`` need not.
+    public func prepare(_ event: inout IncomingEvent) {
+        var compacted: [UInt8] = []
+        var holes: [StoredForm.Hole] = []
+        holes.reserveCapacity(event.event.values.count)
+        let isCompact = storedForm.compact(event.event, into: &compacted, holes: &holes)
+        event.prepared = PreparedEvent(store: ObjectIdentifier(self), keptJSON: isCompact ? compacted : nil)
+    }
+
     public func write(_ batch: WriteBatch) async throws -> WriteOutcome {
         // Insert in event_id order: the id table's pages are then walked forwards once per batch.
         // Ties keep arrival order, so the first copy of an id in a batch is the one stored.
@@ -20,6 +29,7 @@ extension SQLiteStore {
         let operationLayout = self.operationLayout
         let idIndex = self.idIndex
         let storedForm = self.storedForm
+        let me = ObjectIdentifier(self)
         do {
             let (outcome, handover) = try await pool.write { db -> (WriteOutcome, OperationPairer.Handover?) in
                 var sequences = [Int64?](repeating: nil, count: batch.events.count)
@@ -62,10 +72,13 @@ extension SQLiteStore {
                         if try idIndex.isStored(id, probe) { continue }
                         let requestUUID = requestUUIDs[requestOf[index]].uuid
                         let stmt = (givenSequence != nil ? sequenced! : statement).sqliteStatement
-                        let isCompact = storedForm.compact(batch.events[index].event, into: &compacted, holes: &holes)
-                        if try Self.insert(
-                            batch.events[index], requestUUID, stmt, layout, stored: isCompact ? compacted : nil, sequence: givenSequence)
-                        {
+                        let keptJSON: [UInt8]?
+                        if let prepared = batch.events[index].prepared, prepared.store == me {
+                            keptJSON = prepared.keptJSON
+                        } else {
+                            keptJSON = storedForm.compact(batch.events[index].event, into: &compacted, holes: &holes) ? compacted : nil
+                        }
+                        if try Self.insert(batch.events[index], requestUUID, stmt, layout, stored: keptJSON, sequence: givenSequence) {
                             let sequence = sqlite3_last_insert_rowid(connection)
                             sequences[index] = sequence
                             stored.append((id, sequence))
