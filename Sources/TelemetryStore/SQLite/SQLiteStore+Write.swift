@@ -10,11 +10,7 @@ let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 extension SQLiteStore {
     /// Works out the JSON the row keeps (``StoredForm``), so that ``write(_:)`` need not.
     public func prepare(_ event: inout IncomingEvent) {
-        var compacted: [UInt8] = []
-        var holes: [StoredForm.Hole] = []
-        holes.reserveCapacity(event.event.values.count)
-        let isCompact = storedForm.compact(event.event, into: &compacted, holes: &holes)
-        event.prepared = PreparedEvent(store: ObjectIdentifier(self), keptJSON: isCompact ? compacted : nil)
+        event.prepared = PreparedEvent(store: ObjectIdentifier(self), keptJSON: storedForm.compact(event.event))
     }
 
     public func write(_ batch: WriteBatch) async throws -> WriteOutcome {
@@ -63,8 +59,6 @@ extension SQLiteStore {
                     var stored: [(id: UUIDValue, sequence: Int64)] = []
                     stored.reserveCapacity(order.count)
                     var previous: UUIDValue? = nil
-                    var compacted: [UInt8] = []
-                    var holes: [StoredForm.Hole] = []
                     for index in order {
                         let id = batch.events[index].event.eventID
                         defer { previous = id }
@@ -76,7 +70,7 @@ extension SQLiteStore {
                         if let prepared = batch.events[index].prepared, prepared.store == me {
                             keptJSON = prepared.keptJSON
                         } else {
-                            keptJSON = storedForm.compact(batch.events[index].event, into: &compacted, holes: &holes) ? compacted : nil
+                            keptJSON = storedForm.compact(batch.events[index].event)
                         }
                         if try Self.insert(batch.events[index], requestUUID, stmt, layout, stored: keptJSON, sequence: givenSequence) {
                             let sequence = sqlite3_last_insert_rowid(connection)

@@ -98,63 +98,81 @@ struct StoredForm: Sendable {
         var column: UInt8
     }
 
-    /// Writes into `out` the JSON `event` keeps in its row; false (and `out` untouched) when no member
-    /// can be left out, so that the JSON is kept whole. `holes` is scratch space, reused between calls.
-    func compact(_ event: NormalizedEvent, into out: inout [UInt8], holes: inout [Hole]) -> Bool {
+    /// The JSON `event` keeps in its row, or nil when no member can be left out (the JSON is then
+    /// kept whole). One allocation: the result, of its exact size.
+    func compact(_ event: NormalizedEvent) -> [UInt8]? {
         let slots = self.slots[event.compiled.index]
-        holes.removeAll(keepingCapacity: true)
-        event.json.withUnsafeBufferPointer { json in
-            for (index, value) in event.values.enumerated() {
-                let start = event.memberStarts[index]
-                guard start >= 0, let slot = slots[index] else { continue }
-                let valueStart = Int(start + slot.prefix)
-                var end = -1
-                var kind = slot.kind
-                switch value {
-                case .absent:
-                    continue
-                case .null:
-                    kind = .null
-                    end = valueStart + 4
-                case .text(_, let contentEnd, let escaped):
-                    if slot.kind == .text, !escaped { end = Int(contentEnd) + 1 }
-                case .bool(let v):
-                    if slot.kind == .bool { end = valueStart + (v ? 4 : 5) }
-                case .uuid:
-                    if slot.kind == .uuid, Self.isCanonicalUUID(json, at: valueStart) { end = valueStart + 38 }
-                case .timestamp(let micros, let contentStart, let contentEnd, let escaped):
-                    if slot.kind == .timestamp, !escaped, Self.isCanonicalTimestamp(micros, json, Int(contentStart), Int(contentEnd)) {
-                        end = Int(contentEnd) + 1
+        let values = event.values
+        return withUnsafeTemporaryAllocation(of: Hole.self, capacity: max(1, values.count)) { holes -> [UInt8]? in
+            event.json.withUnsafeBufferPointer { json -> [UInt8]? in
+                var count = 0
+                var removed = 0
+                event.memberStarts.withUnsafeBufferPointer { starts in
+                    for index in 0..<values.count {
+                        let start = starts[index]
+                        guard start >= 0, let slot = slots[index] else { continue }
+                        guard let (end, kind) = Self.member(values[index], slot, json, valueStart: Int(start + slot.prefix)) else { continue }
+                        // Members mostly arrive in catalog order: insert in place, by start.
+                        var at = count
+                        while at > 0, holes[at - 1].start > start {
+                            holes[at] = holes[at - 1]
+                            at -= 1
+                        }
+                        holes[at] = Hole(start: start, end: Int32(end), kind: kind, column: slot.column)
+                        count += 1
+                        removed += end - Int(start) - 2
                     }
-                case .integer(let v):
-                    if slot.kind == .integer {
-                        let valueEnd = Self.scalarEnd(json, from: valueStart)
-                        if Self.isCanonical(v, json, valueStart, valueEnd) { end = valueEnd }
-                    }
-                case .number(let v):
-                    if slot.kind == .number {
-                        let valueEnd = Self.scalarEnd(json, from: valueStart)
-                        if Self.isCanonical(v, json, valueStart, valueEnd) { end = valueEnd }
-                    }
-                case .object:
-                    continue
                 }
-                if end > 0 { holes.append(Hole(start: start, end: Int32(end), kind: kind, column: slot.column)) }
+                guard count > 0 else { return nil }
+                return [UInt8](unsafeUninitializedCapacity: json.count - removed) { out, written in
+                    var cursor = 0
+                    var n = 0
+                    for hole in holes[0..<count] {
+                        let length = Int(hole.start) - cursor
+                        (out.baseAddress! + n).update(from: json.baseAddress! + cursor, count: length)
+                        n += length
+                        out[n] = hole.kind.rawValue
+                        out[n + 1] = hole.column
+                        n += 2
+                        cursor = Int(hole.end)
+                    }
+                    (out.baseAddress! + n).update(from: json.baseAddress! + cursor, count: json.count - cursor)
+                    written = n + json.count - cursor
+                }
             }
-            guard !holes.isEmpty else { return }
-            // Slots are in catalog order, members in the order they were sent.
-            holes.sort { $0.start < $1.start }
-            out.removeAll(keepingCapacity: true)
-            var cursor = 0
-            for hole in holes {
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: json[cursor..<Int(hole.start)]))
-                out.append(hole.kind.rawValue)
-                out.append(hole.column)
-                cursor = Int(hole.end)
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: json[cursor...]))
         }
-        return !holes.isEmpty
+    }
+
+    /// Where the member of `value` (starting `slot.prefix` bytes before `valueStart`) ends, and the
+    /// kind of its mark, when its column gives back its exact text; nil when it must stay.
+    private static func member(
+        _ value: StoredValue, _ slot: Slot, _ json: UnsafeBufferPointer<UInt8>, valueStart: Int
+    ) -> (end: Int, kind: Kind)? {
+        switch value {
+        case .absent, .object:
+            return nil
+        case .null:
+            return (valueStart + 4, .null)
+        case .text(_, let contentEnd, let escaped):
+            return slot.kind == .text && !escaped ? (Int(contentEnd) + 1, .text) : nil
+        case .bool(let v):
+            return slot.kind == .bool ? (valueStart + (v ? 4 : 5), .bool) : nil
+        case .uuid:
+            return slot.kind == .uuid && isCanonicalUUID(json, at: valueStart) ? (valueStart + 38, .uuid) : nil
+        case .timestamp(let micros, let contentStart, let contentEnd, let escaped):
+            guard slot.kind == .timestamp, !escaped, isCanonicalTimestamp(micros, json, Int(contentStart), Int(contentEnd)) else {
+                return nil
+            }
+            return (Int(contentEnd) + 1, .timestamp)
+        case .integer(let v):
+            guard slot.kind == .integer else { return nil }
+            let valueEnd = scalarEnd(json, from: valueStart)
+            return isCanonical(v, json, valueStart, valueEnd) ? (valueEnd, .integer) : nil
+        case .number(let v):
+            guard slot.kind == .number else { return nil }
+            let valueEnd = scalarEnd(json, from: valueStart)
+            return isCanonical(v, json, valueStart, valueEnd) ? (valueEnd, .number) : nil
+        }
     }
 
     /// Where a number or literal that starts at `start` ends: at the `,` or `}` after it.
