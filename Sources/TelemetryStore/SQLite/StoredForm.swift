@@ -182,22 +182,22 @@ struct StoredForm: Sendable {
         return i
     }
 
-    /// The validator parsed this text to the UUID already: it is the canonical text when it is 36
-    /// bytes in quotes, dashed 8-4-4-4-12, with no capital hex digit.
+    /// The validator parsed this text to the UUID already (so it is hex digits, dashed 8-4-4-4-12,
+    /// when it is 36 bytes between quotes): it is the canonical text when no hex digit is a capital.
     private static func isCanonicalUUID(_ json: UnsafeBufferPointer<UInt8>, at start: Int) -> Bool {
         guard start + 38 <= json.count, json[start] == UInt8(ascii: "\""), json[start + 37] == UInt8(ascii: "\"") else {
             return false
         }
-        for i in (start + 1)...(start + 36) {
-            let byte = json[i]
-            switch i - start - 1 {
-            case 8, 13, 18, 23:
-                if byte != UInt8(ascii: "-") { return false }
-            default:
-                if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F") { return false }
-            }
+        // Of the bytes a UUID's text holds (0-9, a-f, A-F, -), only A-F have 0x40 set and 0x20 clear.
+        let raw = UnsafeRawPointer(json.baseAddress! + start + 1)
+        var capitals: UInt64 = 0
+        for offset in stride(from: 0, to: 32, by: 8) {
+            let word = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            capitals |= word & ~(word << 1)
         }
-        return true
+        let tail = UInt64(raw.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
+        capitals |= tail & ~(tail << 1)
+        return capitals & 0x4040_4040_4040_4040 == 0
     }
 
     private static func isCanonicalTimestamp(_ micros: Int64, _ json: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> Bool {
