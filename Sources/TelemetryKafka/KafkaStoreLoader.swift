@@ -129,12 +129,10 @@ public final class KafkaStoreLoader: Service, Sendable {
             }
             switch message.value.withUnsafeBytes({ validator.validate($0) }) {
             case .valid(let event):
-                var incoming = IncomingEvent(
-                    event: event, receivedMicros: message.header("received_us").flatMap { Int64($0) } ?? now,
-                    requestID: message.header("request_id") ?? "kafka:\(message.topic)/\(message.partition)@\(message.offset)")
-                // Here, beside the previous batch's write, rather than on the store's writer.
-                store.prepare(&incoming)
-                prepared.batch.events.append(incoming)
+                prepared.batch.events.append(
+                    IncomingEvent(
+                        event: event, receivedMicros: message.header("received_us").flatMap { Int64($0) } ?? now,
+                        requestID: message.header("request_id") ?? "kafka:\(message.topic)/\(message.partition)@\(message.offset)"))
             case .invalid(let invalid):
                 // Not from a collector of ours (those publish validated events): kept as a rejection.
                 prepared.batch.rejected.append(

@@ -11,14 +11,6 @@ public protocol EventSink: Sendable {
 
     /// Events accepted and not yet durable (a queue-depth gauge).
     var pendingEvents: Int { get }
-
-    /// Work on a validated event that can be done before ``submit(_:)``, on the caller's task (the
-    /// store's ``EventStore/prepare(_:)``). The default does nothing.
-    func prepare(_ event: inout IncomingEvent)
-}
-
-extension EventSink {
-    public func prepare(_ event: inout IncomingEvent) {}
 }
 
 extension IngestWriter: EventSink {}

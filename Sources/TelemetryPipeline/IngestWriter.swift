@@ -72,9 +72,6 @@ public final class IngestWriter: Service, Sendable {
     /// Events waiting for a transaction (a queue-depth gauge).
     public var pendingEvents: Int { state.withLock { $0.pendingEvents } }
 
-    /// The store's ``EventStore/prepare(_:)``, on the caller's task.
-    public func prepare(_ event: inout IncomingEvent) { store.prepare(&event) }
-
     public func run() async throws {
         await withGracefulShutdownHandler {
             for await _ in doorbell {

@@ -255,10 +255,8 @@ public struct Ingestor: Sendable {
                                 eventID: event.eventID.description, index: index, receivedMicros: receivedMicros, requestID: requestID))
                         continue
                     }
-                    var incoming = IncomingEvent(event: privacy?.apply(to: event) ?? event, receivedMicros: receivedMicros, requestID: requestID)
-                    // While the event is in this core's cache, and on one of many tasks rather than the single writer.
-                    sink.prepare(&incoming)
-                    batch.events.append(incoming)
+                    let stored = privacy?.apply(to: event) ?? event
+                    batch.events.append(IncomingEvent(event: stored, receivedMicros: receivedMicros, requestID: requestID))
                 case .invalid(let invalid):
                     let raw = Array(bytes[range])
                     batch.rejected.append(

@@ -49,18 +49,11 @@ public protocol EventStore: Sendable {
     /// Event ids the dedupe index holds in memory, not yet merged into its table; 0 for a store
     /// without such a level.
     var dedupeRecentIDs: Int { get }
-
-    /// Does the part of writing `event` that needs no transaction, on the caller's thread, so that
-    /// the single writer has less to do: the ingest pipeline calls it right after validation, on
-    /// the request's task. ``write(_:)`` does it for events that were not prepared. The default
-    /// does nothing.
-    func prepare(_ event: inout IncomingEvent)
 }
 
 extension EventStore {
     public var pairingLag: Int64 { 0 }
     public var dedupeRecentIDs: Int { 0 }
-    public func prepare(_ event: inout IncomingEvent) {}
 }
 
 /// One event to store, with where it came from.
@@ -70,23 +63,12 @@ public struct IncomingEvent: Sendable {
     public var receivedMicros: Int64
     /// The request that carried it.
     public var requestID: String
-    /// What ``EventStore/prepare(_:)`` worked out for the store, if it was called.
-    package var prepared: PreparedEvent? = nil
 
     public init(event: NormalizedEvent, receivedMicros: Int64, requestID: String) {
         self.event = event
         self.receivedMicros = receivedMicros
         self.requestID = requestID
     }
-}
-
-/// What a store worked out for an event before its writer saw it (``EventStore/prepare(_:)``),
-/// valid for that store only.
-package struct PreparedEvent: Sendable {
-    /// The store that prepared it.
-    package let store: ObjectIdentifier
-    /// The JSON the SQLite store's row keeps (``StoredForm``), or nil to keep it whole.
-    package let keptJSON: [UInt8]?
 }
 
 /// An event that failed validation, kept with every reason.

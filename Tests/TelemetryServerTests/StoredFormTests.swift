@@ -35,14 +35,8 @@ import Testing
     static func roundTrip(_ events: [NormalizedEvent], path: String) async throws -> [(type: String, bytes: Int)] {
         let store = try open(path)
         defer { try? store.close() }
-        // Half prepared ahead, as the ingest pipeline does; the writer works out the others.
-        let incoming = events.enumerated().map { index, event in
-            var incoming = IncomingEvent(event: event, receivedMicros: 1, requestID: "req-1")
-            if index % 2 == 0 { store.prepare(&incoming) }
-            return incoming
-        }
-        #expect(incoming.filter { $0.prepared?.store == ObjectIdentifier(store) }.count == (events.count + 1) / 2)
-        let outcome = try await store.write(WriteBatch(events: incoming))
+        let outcome = try await store.write(
+            WriteBatch(events: events.map { IncomingEvent(event: $0, receivedMicros: 1, requestID: "req-1") }))
         #expect(outcome.stored == events.count)
         for event in events {
             let found = try #require(try await store.event(id: event.eventID, tenant: nil))

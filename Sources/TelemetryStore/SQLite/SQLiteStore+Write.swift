@@ -8,11 +8,6 @@ import Foundation
 let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 extension SQLiteStore {
-    /// Works out the JSON the row keeps (``StoredForm``), so that ``write(_:)`` need not.
-    public func prepare(_ event: inout IncomingEvent) {
-        event.prepared = PreparedEvent(store: ObjectIdentifier(self), keptJSON: storedForm.compact(event.event))
-    }
-
     public func write(_ batch: WriteBatch) async throws -> WriteOutcome {
         // Insert in event_id order: the id table's pages are then walked forwards once per batch.
         // Ties keep arrival order, so the first copy of an id in a batch is the one stored.
@@ -25,7 +20,6 @@ extension SQLiteStore {
         let operationLayout = self.operationLayout
         let idIndex = self.idIndex
         let storedForm = self.storedForm
-        let me = ObjectIdentifier(self)
         do {
             let (outcome, handover) = try await pool.write { db -> (WriteOutcome, OperationPairer.Handover?) in
                 var sequences = [Int64?](repeating: nil, count: batch.events.count)
@@ -59,6 +53,8 @@ extension SQLiteStore {
                     var stored: [(id: UUIDValue, sequence: Int64)] = []
                     stored.reserveCapacity(order.count)
                     var previous: UUIDValue? = nil
+                    // The JSON each row keeps, written into one buffer reused for every event.
+                    var compacted: [UInt8] = []
                     for index in order {
                         let id = batch.events[index].event.eventID
                         defer { previous = id }
@@ -66,13 +62,10 @@ extension SQLiteStore {
                         if try idIndex.isStored(id, probe) { continue }
                         let requestUUID = requestUUIDs[requestOf[index]].uuid
                         let stmt = (givenSequence != nil ? sequenced! : statement).sqliteStatement
-                        let keptJSON: [UInt8]?
-                        if let prepared = batch.events[index].prepared, prepared.store == me {
-                            keptJSON = prepared.keptJSON
-                        } else {
-                            keptJSON = storedForm.compact(batch.events[index].event)
-                        }
-                        if try Self.insert(batch.events[index], requestUUID, stmt, layout, stored: keptJSON, sequence: givenSequence) {
+                        let isCompact = storedForm.compact(batch.events[index].event, into: &compacted)
+                        if try Self.insert(
+                            batch.events[index], requestUUID, stmt, layout, stored: isCompact ? compacted : nil, sequence: givenSequence)
+                        {
                             let sequence = sqlite3_last_insert_rowid(connection)
                             sequences[index] = sequence
                             stored.append((id, sequence))

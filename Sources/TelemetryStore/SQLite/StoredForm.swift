@@ -98,15 +98,15 @@ struct StoredForm: Sendable {
         var column: UInt8
     }
 
-    /// The JSON `event` keeps in its row, or nil when no member can be left out (the JSON is then
-    /// kept whole). One allocation: the result, of its exact size.
-    func compact(_ event: NormalizedEvent) -> [UInt8]? {
+    /// Writes into `out` (replacing what it held, keeping its capacity) the JSON `event` keeps in its
+    /// row; false, with `out` untouched, when no member can be left out (the JSON is then kept whole).
+    /// Nothing is allocated once `out` has grown to an event's size.
+    func compact(_ event: NormalizedEvent, into out: inout [UInt8]) -> Bool {
         let slots = self.slots[event.compiled.index]
         let values = event.values
-        return withUnsafeTemporaryAllocation(of: Hole.self, capacity: max(1, values.count)) { holes -> [UInt8]? in
-            event.json.withUnsafeBufferPointer { json -> [UInt8]? in
+        return withUnsafeTemporaryAllocation(of: Hole.self, capacity: max(1, values.count)) { holes -> Bool in
+            event.json.withUnsafeBufferPointer { json -> Bool in
                 var count = 0
-                var removed = 0
                 event.memberStarts.withUnsafeBufferPointer { starts in
                     for index in 0..<values.count {
                         let start = starts[index]
@@ -120,25 +120,19 @@ struct StoredForm: Sendable {
                         }
                         holes[at] = Hole(start: start, end: Int32(end), kind: kind, column: slot.column)
                         count += 1
-                        removed += end - Int(start) - 2
                     }
                 }
-                guard count > 0 else { return nil }
-                return [UInt8](unsafeUninitializedCapacity: json.count - removed) { out, written in
-                    var cursor = 0
-                    var n = 0
-                    for hole in holes[0..<count] {
-                        let length = Int(hole.start) - cursor
-                        (out.baseAddress! + n).update(from: json.baseAddress! + cursor, count: length)
-                        n += length
-                        out[n] = hole.kind.rawValue
-                        out[n + 1] = hole.column
-                        n += 2
-                        cursor = Int(hole.end)
-                    }
-                    (out.baseAddress! + n).update(from: json.baseAddress! + cursor, count: json.count - cursor)
-                    written = n + json.count - cursor
+                guard count > 0 else { return false }
+                out.removeAll(keepingCapacity: true)
+                var cursor = 0
+                for hole in holes[0..<count] {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: json[cursor..<Int(hole.start)]))
+                    out.append(hole.kind.rawValue)
+                    out.append(hole.column)
+                    cursor = Int(hole.end)
                 }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: json[cursor...]))
+                return true
             }
         }
     }
