@@ -101,6 +101,14 @@ public struct UUIDValue: Hashable, Sendable, Comparable, CustomStringConvertible
         }
     }
 
+    /// Appends the lower-case 8-4-4-4-12 text to `out`, allocating nothing of its own.
+    package func appendText(to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { buffer in
+            write(into: buffer)
+            out.append(contentsOf: buffer)
+        }
+    }
+
     /// Lower-case 8-4-4-4-12 text as UTF-8 bytes (36 of them), without making a `String` first.
     public var textBytes: [UInt8] {
         [UInt8](unsafeUninitializedCapacity: 36) { buffer, count in

@@ -293,7 +293,7 @@ struct StoredForm: Sendable {
                 let uuid = UUIDValue(
                     high: UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self)),
                     low: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
-                out.append(contentsOf: uuid.textBytes)
+                uuid.appendText(to: &out)
             }
             out.append(UInt8(ascii: "\""))
         case .timestamp:
