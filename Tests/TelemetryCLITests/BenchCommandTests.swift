@@ -12,5 +12,17 @@ import Testing
         #expect(lines.contains { $0.hasPrefix("preload: 2500 to 3000 stored, ") })
         #expect(lines.contains { $0.hasPrefix("store: write() of validated events") && $0.hasSuffix("(after 3000 events)") })
         #expect(!result.stdout.contains("checkpoints inline"), "the inline measurement is left out with a preload")
+        #expect(!result.stdout.contains("disk: "), "a preloaded store's size is not the measured events'")
+    }
+
+    @Test func storeBenchReportsTheBytesAnEventOfBothFiles() async throws {
+        let result = try await CLI.runOffPool(["bench", "store", "--events", "4000", "--batch-size", "1000", "--rounds", "1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("disk: ") }, "\(result.stdout)")
+        let numbers = line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        #expect(numbers.count == 2, "\(line)")
+        // Each field is kept once (its column, the rest of the JSON beside it): smaller than the
+        // NDJSON lines the baseline appends, indexes and all.
+        if numbers.count == 2 { #expect(numbers[0] > 0 && numbers[0] < numbers[1], "\(line)") }
     }
 }

@@ -18,7 +18,7 @@ struct StoreBench: AsyncParsableCommand {
             --batch-size a transaction (the group commit of `serve` gathers ~2,000 under `bench ingest`): \
             typed columns, the dedupe index, the other indexes, durable commit; pairing off. \
             No HTTP and no validation in the timed part: this is the writer's share of `bench ingest`. \
-            Medians of the rounds are reported.
+            Medians of the rounds are reported, and the bytes an event of (a)'s and (c)'s files             once closed (the store keeps each field once: its typed column, with the rest of the             JSON beside it).
 
             With --preload N the store already holds N other events (random v4 ids too) when (c) \
             starts, and (b) is left out: the write rate of a store that has grown (its dedupe index \
@@ -80,14 +80,22 @@ struct StoreBench: AsyncParsableCommand {
         var baselines: [Double] = []
         var inline: [Double] = []
         var stores: [Double] = []
+        // Bytes of each file once closed (the log checkpointed into it), from the last round.
+        var baselineBytes: Int64 = 0
+        var storeBytes: Int64 = 0
+        func fileBytes(_ url: URL) -> Int64 {
+            ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
+        }
         for round in 1...rounds {
             let folder = directory.appendingPathComponent("round-\(round)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             baselines.append(try sqliteAppendBaseline(ndjsonBatches, path: folder.appendingPathComponent("baseline.sqlite").path, fsync: fsync))
+            baselineBytes = fileBytes(folder.appendingPathComponent("baseline.sqlite"))
             if preload == 0 {
                 inline.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("inline/telemetry.sqlite").path, background: false))
             }
             stores.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("store/telemetry.sqlite").path, background: true))
+            storeBytes = fileBytes(folder.appendingPathComponent("store/telemetry.sqlite"))
             try? FileManager.default.removeItem(at: folder)
             print(String(format: "round %d: baseline %.0f, ", round, Double(events) / baselines.last!)
                 + (inline.last.map { String(format: "checkpoints inline %.0f, ", Double(events) / $0) } ?? "")
@@ -102,6 +110,10 @@ struct StoreBench: AsyncParsableCommand {
         }
         print(String(format: "store: write() of validated events          %8.0f events/s", Double(events) / store)
             + (preload > 0 ? " (after \(preload) events)" : ""))
+        if preload == 0 {
+            // The events file only: operations (pairing is off here) have a file of their own.
+            print(String(format: "disk: store %.0f bytes an event, baseline %.0f", Double(storeBytes) / Double(events), Double(baselineBytes) / Double(events)))
+        }
         print(String(format: "ratio: store at %.0f%% of the baseline", 100 * baseline / store)
             + (inline.isEmpty ? "" : String(format: "; checkpoints on their own thread: %+.0f%% events/s", 100 * (median(inline) / store - 1))))
     }
