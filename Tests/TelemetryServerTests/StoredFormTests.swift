@@ -176,6 +176,38 @@ import Testing
         #expect(Set(page.events.map(\.json)) == Set(events.map(\.jsonString)))
     }
 
+    @Test func aColumnDeclaredWithAnotherTypeKeepsItsMemberInTheJSON() async throws {
+        // A column made when the catalog typed its field otherwise keeps that affinity: "1.50" in
+        // an INTEGER column becomes the real 1.5. Such a member must stay in the JSON.
+        let path = reopenableStoreName(.sqlite)
+        defer { removeReopenableStore(.sqlite, path) }
+        try Self.open(path).close()
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            let columns = try Row.fetchAll(db, sql: "PRAGMA table_info(events)").map { row -> String in
+                let name: String = row["name"]
+                let type: String = name == "model" ? "INTEGER" : row["type"]
+                return "\"\(name)\" \(type)" + (name == "_seq" ? " PRIMARY KEY" : "")
+            }
+            try db.execute(sql: "CREATE TABLE events_retyped (\(columns.joined(separator: ", ")))")
+            try db.execute(sql: "DROP TABLE events")
+            try db.execute(sql: "ALTER TABLE events_retyped RENAME TO events")
+        }
+        try queue.close()
+        var text = Self.sampleText("xumi.weights.load.complete", 40)
+        let range = try #require(text.range(of: #""model":"[^"]*""#, options: .regularExpression))
+        text.replaceSubrange(range, with: #""model":"1.50""#)
+        let event = try Self.normalized([text])[0]
+        let store = try Self.open(path)
+        defer { try? store.close() }
+        _ = try await store.write(WriteBatch(events: [IncomingEvent(event: event, receivedMicros: 1, requestID: "req-1")]))
+        let found = try #require(try await store.event(id: event.eventID, tenant: nil))
+        #expect(found.json == event.jsonString)
+        #expect(found.json.contains(#""model":"1.50""#))
+        let typeOfModel = try await store.pool.read { db in try String.fetchOne(db, sql: "SELECT typeof(model) FROM events") }
+        #expect(typeOfModel == "real", "the column's affinity did convert the value")
+    }
+
     @Test func timestampTextIsCanonicalAcrossTheRange() throws {
         // The form leaves a timestamp out only when this text gives it back exactly.
         var random = SplitMix64(seed: 5)

@@ -176,7 +176,7 @@ public final class SQLiteStore: EventStore {
             pool = try DatabasePool(path: configuration.path, configuration: config)
             try Self.migrate(pool, layout)
             let columns = try pool.read { db in
-                try Row.fetchAll(db, sql: "PRAGMA main.table_info(events)").map { $0["name"] as String }
+                try Row.fetchAll(db, sql: "PRAGMA main.table_info(events)").map { (name: $0["name"] as String, type: $0["type"] as String) }
             }
             storedForm = StoredForm(catalog: catalog, layout: layout, columns: columns)
             // The ids above each slice's mark back into memory, and the filter over the table.

@@ -58,18 +58,24 @@ struct StoredForm: Sendable {
     let jsonColumn: Int32
     let tenantColumn: Int32
 
-    /// - Parameter columns: the events table's column names in table order (`PRAGMA table_info`).
-    init(catalog: Catalog, layout: ColumnLayout, columns: [String]) {
+    /// - Parameter columns: the events table's columns in table order, with their declared types
+    ///   (`PRAGMA table_info`).
+    init(catalog: Catalog, layout: ColumnLayout, columns: [(name: String, type: String)]) {
         var position: [String: Int] = [:]
-        for (i, name) in columns.enumerated() where position[name] == nil { position[name] = i }
+        var declared: [String: String] = [:]
+        for (i, column) in columns.enumerated() where position[column.name] == nil {
+            position[column.name] = i
+            declared[column.name] = column.type.uppercased()
+        }
         sequenceColumn = Int32(position["_seq"] ?? 0)
         jsonColumn = Int32(position["_json"] ?? 4)
         tenantColumn = Int32(position["tenant_id"] ?? 8)
         slots = catalog.compiled.map { compiled in
             compiled.fields.map { field -> Slot? in
-                // A column of another type (the name's first definition wins) keeps a converted value.
+                // A column of another type keeps a converted value: the name's first definition
+                // types it (`speed`), or it was made when the catalog typed the field otherwise.
                 guard let column = position[field.name], column < 256, layout.typeByName[field.name] == field.type,
-                    let kind = Self.kind(of: field.type)
+                    declared[field.name] == ColumnLayout.sqlType(field.type), let kind = Self.kind(of: field.type)
                 else { return nil }
                 return Slot(column: UInt8(column), kind: kind, prefix: Int32(field.name.utf8.count + 3))
             }
