@@ -158,20 +158,11 @@ enum TimestampText {
             write(microseconds: microseconds, to: buffer.baseAddress!) ? canonicalLength : 0
         }
         if !text.isEmpty { return text }
+        // A year outside 0001-9999 (never parsed, only computed): as many digits as it takes.
         let micros = ((microseconds % 1_000_000) + 1_000_000) % 1_000_000
         let totalSeconds = (microseconds - micros) / 1_000_000
         let secondsOfDay = ((totalSeconds % 86_400) + 86_400) % 86_400
-        let days = Int((totalSeconds - secondsOfDay) / 86_400)
-        // civil_from_days
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        let (year, month, day) = civil(days: Int((totalSeconds - secondsOfDay) / 86_400))
         func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, width - s.count)) + s
