@@ -106,10 +106,14 @@ public final class IngestWriter: Service, Sendable {
     }
 
     private func write(_ jobs: [Job]) async {
-        var merged = WriteBatch()
-        for job in jobs {
-            merged.events += job.batch.events
-            merged.rejected += job.batch.rejected
+        // One batch is written as it is; several are copied into one, reserved once.
+        var merged = jobs.count == 1 ? jobs[0].batch : WriteBatch()
+        if jobs.count > 1 {
+            merged.events.reserveCapacity(jobs.reduce(0) { $0 + $1.batch.events.count })
+            for job in jobs {
+                merged.events += job.batch.events
+                merged.rejected += job.batch.rejected
+            }
         }
         do {
             let started = ContinuousClock.now
