@@ -178,7 +178,7 @@ public final class SQLiteStore: EventStore {
             let columns = try pool.read { db in
                 try Row.fetchAll(db, sql: "PRAGMA main.table_info(events)").map { (name: $0["name"] as String, type: $0["type"] as String) }
             }
-            storedForm = StoredForm(catalog: catalog, layout: layout, columns: columns)
+            storedForm = StoredForm(catalog: catalog, columns: columns)
             // The ids above each slice's mark back into memory, and the filter over the table.
             let idIndex = self.idIndex
             try pool.write { db in try idIndex.prepare(db) }

@@ -60,7 +60,7 @@ struct StoredForm: Sendable {
 
     /// - Parameter columns: the events table's columns in table order, with their declared types
     ///   (`PRAGMA table_info`).
-    init(catalog: Catalog, layout: ColumnLayout, columns: [(name: String, type: String)]) {
+    init(catalog: Catalog, columns: [(name: String, type: String)]) {
         var position: [String: Int] = [:]
         var declared: [String: String] = [:]
         for (i, column) in columns.enumerated() where position[column.name] == nil {
@@ -72,9 +72,10 @@ struct StoredForm: Sendable {
         tenantColumn = Int32(position["tenant_id"] ?? 8)
         slots = catalog.compiled.map { compiled in
             compiled.fields.map { field -> Slot? in
-                // A column of another type keeps a converted value: the name's first definition
-                // types it (`speed`), or it was made when the catalog typed the field otherwise.
-                guard let column = position[field.name], column < 256, layout.typeByName[field.name] == field.type,
+                // A column declared with another type keeps a converted value: the name's first
+                // definition types it (`speed`), or it was made when the catalog typed the field
+                // otherwise.
+                guard let column = position[field.name], column < 256,
                     declared[field.name] == ColumnLayout.sqlType(field.type), let kind = Self.kind(of: field.type)
                 else { return nil }
                 return Slot(column: UInt8(column), kind: kind, prefix: Int32(field.name.utf8.count + 3))
