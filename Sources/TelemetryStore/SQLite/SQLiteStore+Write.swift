@@ -32,8 +32,8 @@ extension SQLiteStore {
                     let newest: Int64 = bounds?[0] ?? 0
                     let after = max(newest, bounds?[1] ?? 0)
                     var givenSequence: Int64? = newest < after ? after + 1 : nil
-                    let statement = try db.cachedStatement(sql: layout.insertSQL)
-                    let sequenced = givenSequence == nil ? nil : try db.cachedStatement(sql: layout.insertWithSequenceSQL)
+                    // Each event type's insert, looked up once a transaction.
+                    var statements = [Statement?](repeating: nil, count: layout.inserts.count)
                     let connection = db.sqliteConnection
                     // Request ids are UUIDs stored in 16 bytes, parsed once per request: a batch
                     // holds few requests, each a run of events (hashing the text per event cost
@@ -55,21 +55,36 @@ extension SQLiteStore {
                     var previous: UUIDValue? = nil
                     // The JSON each row keeps, written into one buffer reused for every event.
                     var compacted: [UInt8] = []
-                    for index in order {
-                        let id = batch.events[index].event.eventID
-                        defer { previous = id }
-                        if id == previous { continue }
-                        if try idIndex.isStored(id, probe) { continue }
-                        let requestUUID = requestUUIDs[requestOf[index]].uuid
-                        let stmt = (givenSequence != nil ? sequenced! : statement).sqliteStatement
-                        let isCompact = storedForm.compact(batch.events[index].event, into: &compacted)
-                        if try Self.insert(
-                            batch.events[index], requestUUID, stmt, layout, stored: isCompact ? compacted : nil, sequence: givenSequence)
-                        {
-                            let sequence = sqlite3_last_insert_rowid(connection)
-                            sequences[index] = sequence
-                            stored.append((id, sequence))
-                            givenSequence = nil
+                    // Through a buffer pointer, each event is borrowed where it lies; through the
+                    // captured array, every access copied it (six retains and releases an event).
+                    try batch.events.withUnsafeBufferPointer { events in
+                        for index in order {
+                            let id = events[index].event.eventID
+                            defer { previous = id }
+                            if id == previous { continue }
+                            if try idIndex.isStored(id, probe) { continue }
+                            let type = events[index].event.compiled.index
+                            let insert = layout.inserts[type]
+                            let stmt: SQLiteStatement
+                            if givenSequence != nil {
+                                stmt = try db.cachedStatement(sql: insert.sqlWithSequence).sqliteStatement
+                            } else if let known = statements[type] {
+                                stmt = known.sqliteStatement
+                            } else {
+                                let made = try db.cachedStatement(sql: insert.sql)
+                                statements[type] = made
+                                stmt = made.sqliteStatement
+                            }
+                            let isCompact = storedForm.compact(events[index].event, into: &compacted)
+                            if try Self.insert(
+                                events[index], requestUUIDs[requestOf[index]].uuid, stmt, insert,
+                                stored: isCompact ? compacted : nil, sequence: givenSequence)
+                            {
+                                let sequence = sqlite3_last_insert_rowid(connection)
+                                sequences[index] = sequence
+                                stored.append((id, sequence))
+                                givenSequence = nil
+                            }
                         }
                     }
                     try idIndex.record(stored, db)
@@ -163,15 +178,15 @@ extension SQLiteStore {
 
     /// Binds and steps one event; returns whether it was inserted (false: a duplicate id). `stored`
     /// is the event's ``StoredForm`` for `_json`, or nil to keep its JSON whole.
+    /// Every parameter of the event type's insert is bound (absent fields as NULL), so no binding
+    /// of an earlier event is left to clear.
     private static func insert(
-        _ incoming: IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ layout: ColumnLayout,
+        _ incoming: borrowing IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ insert: ColumnLayout.Insert,
         stored: [UInt8]?, sequence: Int64?
     ) throws -> Bool {
-        let event = incoming.event
         sqlite3_reset(stmt)
-        sqlite3_clear_bindings(stmt)
-        let parameters = layout.parameters[event.compiled.index]
-        let rc: Int32 = event.json.withUnsafeBufferPointer { json -> Int32 in
+        let parameters = insert.parameters
+        let rc: Int32 = incoming.event.json.withUnsafeBufferPointer { json -> Int32 in
             let base = json.baseAddress!
             sqlite3_bind_int64(stmt, 1, incoming.receivedMicros)
             if let requestID = requestUUID {
@@ -184,16 +199,18 @@ extension SQLiteStore {
             } else {
                 sqlite3_bind_text(stmt, 3, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
             }
-            if !event.unknownFields.isEmpty {
-                let list = JSONValue.array(event.unknownFields.map { .string($0) }).render()
+            if incoming.event.unknownFields.isEmpty {
+                sqlite3_bind_null(stmt, 4)
+            } else {
+                let list = JSONValue.array(incoming.event.unknownFields.map { .string($0) }).render()
                 list.withCString { _ = sqlite3_bind_text(stmt, 4, $0, -1, transient) }
             }
-            event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, 5, $0.baseAddress, 16, transient) }
-            if let sequence { sqlite3_bind_int64(stmt, layout.sequenceParameter, sequence) }
-            for (slot, value) in event.values.enumerated() {
+            incoming.event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, 5, $0.baseAddress, 16, transient) }
+            if let sequence { sqlite3_bind_int64(stmt, insert.sequenceParameter, sequence) }
+            for (slot, value) in incoming.event.values.enumerated() {
                 let parameter = parameters[slot]
                 guard parameter > 0 else { continue }
-                bind(value, of: event, slot: slot, to: stmt, parameter, base: base, asUUID: layout.isUUIDParameter[Int(parameter)])
+                bind(value, of: incoming.event, slot: slot, to: stmt, parameter, base: base, asUUID: insert.isUUIDParameter[Int(parameter)])
             }
             return sqlite3_step(stmt)
         }

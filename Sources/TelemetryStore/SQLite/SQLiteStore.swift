@@ -467,7 +467,7 @@ public final class SQLiteStore: EventStore {
 }
 
 /// The typed columns of the events table, derived from the catalog, and for every event
-/// definition the insert parameter each of its fields binds to.
+/// definition the insert statement its events go through.
 package struct ColumnLayout: Sendable {
     struct Column: Sendable {
         let name: String
@@ -475,23 +475,31 @@ package struct ColumnLayout: Sendable {
         var quoted: String { "\"\(name)\"" }
     }
 
-    /// Catalog columns in parameter order (after the fixed ones).
+    /// One event definition's insert: the fixed columns, then only the columns of its own fields,
+    /// so that an insert binds and copies ~20 values, not the table's ~60 (the rest are NULL).
+    struct Insert: Sendable {
+        let sql: String
+        /// The same with `_seq` given, as the last parameter (``sequenceParameter``): for the first
+        /// event after retention deleted the newest ones, so that no sequence number is given twice.
+        let sqlWithSequence: String
+        /// For each field slot: the 1-based parameter, or 0 for none (event_id is bound separately
+        /// as a blob; objects have no column).
+        let parameters: [Int32]
+        /// For each parameter, whether its column holds UUIDs (as 16-byte blobs).
+        let isUUIDParameter: [Bool]
+        let sequenceParameter: Int32
+    }
+
+    /// Catalog columns in table order (after the fixed ones).
     let columns: [Column]
-    /// For each compiled event index, for each field slot: the 1-based insert parameter, or 0 for
-    /// none (event_id is bound separately as a blob).
-    let parameters: [[Int32]]
+    /// For each compiled event index, its insert.
+    let inserts: [Insert]
     /// The declared type of every catalog field name, for filters.
     let typeByName: [String: FieldType]
-    /// For each insert parameter, whether its column holds UUIDs (as 16-byte blobs).
-    let isUUIDParameter: [Bool]
-    let insertSQL: String
-    /// The same with `_seq` given, as the last parameter (``sequenceParameter``): for the first
-    /// event after retention deleted the newest ones, so that no sequence number is given twice.
-    let insertWithSequenceSQL: String
-    let sequenceParameter: Int32
 
     /// `_received_us, _request_id, _json, _unknown, event_id` come first.
     static let fixedParameters: Int32 = 5
+    static let fixedNames = ["_received_us", "_request_id", "_json", "_unknown", "event_id"]
 
     init(catalog: Catalog) {
         var typeByName: [String: FieldType] = [:]
@@ -503,17 +511,27 @@ package struct ColumnLayout: Sendable {
             Column(name: name, sqlType: Self.sqlType(typeByName[name]!))
         }
         self.columns = columns
-        var position: [String: Int32] = [:]
-        for (i, column) in columns.enumerated() { position[column.name] = Self.fixedParameters + 1 + Int32(i) }
-        self.parameters = catalog.compiled.map { compiled in compiled.fields.map { position[$0.name] ?? 0 } }
-        self.isUUIDParameter = Array(repeating: false, count: Int(Self.fixedParameters) + 1)
-            + columns.map { typeByName[$0.name] == .uuid }
-        let names = ["_received_us", "_request_id", "_json", "_unknown", "event_id"] + columns.map(\.quoted)
-        insertSQL =
-            "INSERT OR IGNORE INTO events (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", ")))"
-        insertWithSequenceSQL =
-            "INSERT OR IGNORE INTO events (\((names + ["_seq"]).joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count + 1).joined(separator: ", ")))"
-        sequenceParameter = Int32(names.count + 1)
+        let byName = Dictionary(columns.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.inserts = catalog.compiled.map { compiled in
+            var names = Self.fixedNames
+            var isUUID = Array(repeating: false, count: Int(Self.fixedParameters) + 1)
+            var parameters: [Int32] = []
+            for field in compiled.fields {
+                guard let column = byName[field.name], !names.contains(column.quoted) else {
+                    parameters.append(0)
+                    continue
+                }
+                names.append(column.quoted)
+                isUUID.append(typeByName[column.name] == .uuid)
+                parameters.append(Int32(names.count))
+            }
+            func sql(_ names: [String]) -> String {
+                "INSERT OR IGNORE INTO events (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", ")))"
+            }
+            return Insert(
+                sql: sql(names), sqlWithSequence: sql(names + ["_seq"]), parameters: parameters, isUUIDParameter: isUUID,
+                sequenceParameter: Int32(names.count + 1))
+        }
     }
 
     static func sqlType(_ type: FieldType) -> String {

@@ -18,7 +18,11 @@ struct StoreBench: AsyncParsableCommand {
             --batch-size a transaction (the group commit of `serve` gathers ~2,000 under `bench ingest`): \
             typed columns, the dedupe index, the other indexes, durable commit; pairing off. \
             No HTTP and no validation in the timed part: this is the writer's share of `bench ingest`. \
-            Medians of the rounds are reported, and the bytes an event of (a)'s and (c)'s files             once closed (the store keeps each field once: its typed column, with the rest of the             JSON beside it).
+            Medians of the rounds are reported: events/s; the CPU an event of (a) and (c), every \
+            thread of the process counted (steadier than rates on a shared machine, since waiting \
+            for a core does not count); and the bytes an event of (a)'s and (c)'s files once \
+            closed (the store keeps each field once: its typed column, with the rest of the JSON \
+            beside it).
 
             With --preload N the store already holds N other events (random v4 ids too) when (c) \
             starts, and (b) is left out: the write rate of a store that has grown (its dedupe index \
@@ -80,6 +84,10 @@ struct StoreBench: AsyncParsableCommand {
         var baselines: [Double] = []
         var inline: [Double] = []
         var stores: [Double] = []
+        // CPU seconds of the process (every thread) while each was timed: steadier than rates on a
+        // shared machine, since time spent waiting for a core does not count.
+        var baselineCPU: [Double] = []
+        var storeCPU: [Double] = []
         // Bytes of each file once closed (the log checkpointed into it), from the last round.
         var baselineBytes: Int64 = 0
         var storeBytes: Int64 = 0
@@ -89,12 +97,18 @@ struct StoreBench: AsyncParsableCommand {
         for round in 1...rounds {
             let folder = directory.appendingPathComponent("round-\(round)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let cpuBefore = processCPUSeconds()
             baselines.append(try sqliteAppendBaseline(ndjsonBatches, path: folder.appendingPathComponent("baseline.sqlite").path, fsync: fsync))
+            baselineCPU.append(processCPUSeconds() - cpuBefore)
             baselineBytes = fileBytes(folder.appendingPathComponent("baseline.sqlite"))
             if preload == 0 {
-                inline.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("inline/telemetry.sqlite").path, background: false))
+                inline.append(
+                    try await measureStore(writeBatches, path: folder.appendingPathComponent("inline/telemetry.sqlite").path, background: false).seconds)
             }
-            stores.append(try await measureStore(writeBatches, path: folder.appendingPathComponent("store/telemetry.sqlite").path, background: true))
+            let (storeSeconds, cpu) = try await measureStore(
+                writeBatches, path: folder.appendingPathComponent("store/telemetry.sqlite").path, background: true)
+            stores.append(storeSeconds)
+            storeCPU.append(cpu)
             storeBytes = fileBytes(folder.appendingPathComponent("store/telemetry.sqlite"))
             try? FileManager.default.removeItem(at: folder)
             print(String(format: "round %d: baseline %.0f, ", round, Double(events) / baselines.last!)
@@ -110,6 +124,8 @@ struct StoreBench: AsyncParsableCommand {
         }
         print(String(format: "store: write() of validated events          %8.0f events/s", Double(events) / store)
             + (preload > 0 ? " (after \(preload) events)" : ""))
+        print(String(format: "CPU an event (all threads): store %.1f µs, baseline %.1f µs",
+            1e6 * median(storeCPU) / Double(events), 1e6 * median(baselineCPU) / Double(events)))
         if preload == 0 {
             // The events file only: operations (pairing is off here) have a file of their own.
             print(String(format: "disk: store %.0f bytes an event, baseline %.0f", Double(storeBytes) / Double(events), Double(baselineBytes) / Double(events)))
@@ -118,8 +134,9 @@ struct StoreBench: AsyncParsableCommand {
             + (inline.isEmpty ? "" : String(format: "; checkpoints on their own thread: %+.0f%% events/s", 100 * (median(inline) / store - 1))))
     }
 
-    /// Seconds the store takes to write `batches` into a new store at `path`.
-    private func measureStore(_ batches: [WriteBatch], path: String, background: Bool) async throws -> Double {
+    /// Seconds the store takes to write `batches` into a new store at `path`, and the CPU seconds
+    /// the process used meanwhile (the checkpoint thread's included).
+    private func measureStore(_ batches: [WriteBatch], path: String, background: Bool) async throws -> (seconds: Double, cpu: Double) {
         var configuration = SQLiteStoreConfiguration(path: path)
         configuration.durability = Durability(name: fsync)!
         configuration.pairsOperations = false
@@ -127,14 +144,16 @@ struct StoreBench: AsyncParsableCommand {
         let store = try SQLiteStore(configuration: configuration, logger: Logger(label: "bench"))
         if preload > 0 && background { try await fill(store) }
         let started = MonotonicClock.now()
+        let cpuBefore = processCPUSeconds()
         var stored = 0
         for batch in batches {
             stored += try await store.write(batch).sequences.count { $0 != nil }
         }
         let seconds = Double(MonotonicClock.now() - started) / 1e9
+        let cpu = processCPUSeconds() - cpuBefore
         try store.close()
         guard stored == events else { throw CommandFailure("the store stored \(stored) of \(events) events") }
-        return seconds
+        return (seconds, cpu)
     }
 
     /// The events of the NDJSON `body`, validated, as one write batch, with a new request id every

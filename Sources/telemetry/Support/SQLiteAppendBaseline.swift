@@ -1,4 +1,13 @@
+import Foundation
 import GRDBSQLite
+
+/// CPU seconds (user and system, every thread) this process has used so far.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
 
 /// The benchmarks' SQLite baseline: every NDJSON line of `batches` appended into a plain (rowid,
 /// blob) table in WAL mode, one transaction per batch, with `fsync` (full or normal) as SQLite's
