@@ -30,7 +30,7 @@ public final class KafkaEventSink: EventSink {
 
     public var pendingEvents: Int { inFlight.load(ordering: .relaxed) }
 
-    public func submit(_ batch: WriteBatch) async throws -> WriteOutcome {
+    public func submit(_ batch: consuming WriteBatch) async throws -> WriteOutcome {
         var messages: [KafkaOutgoingMessage] = []
         messages.reserveCapacity(batch.events.count + batch.rejected.count)
         // What many messages share is made once and shared (arrays are copied on write only): the

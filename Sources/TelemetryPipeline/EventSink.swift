@@ -6,8 +6,9 @@ public import TelemetryStore
 /// ``StoreError`` when it is not, so that nothing is acknowledged that could still be lost.
 public protocol EventSink: Sendable {
     /// Makes `batch` durable; the outcome has one entry per event (`nil` for a duplicate, when the
-    /// sink can tell).
-    func submit(_ batch: WriteBatch) async throws -> WriteOutcome
+    /// sink can tell). The batch is handed over (`consuming`): a sink that merges batches moves
+    /// their events instead of copying each.
+    func submit(_ batch: consuming WriteBatch) async throws -> WriteOutcome
 
     /// Events accepted and not yet durable (a queue-depth gauge).
     var pendingEvents: Int { get }

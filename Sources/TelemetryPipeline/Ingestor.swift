@@ -128,7 +128,7 @@ public struct Ingestor: Sendable {
             if parts.count == 1 {
                 batch = validate(body, ranges, 0..<ranges.count, receivedMicros: receivedMicros, requestID: requestID, tenantID: tenantID)
             } else {
-                let validated = await withTaskGroup(of: (Int, WriteBatch).self) { group in
+                var validated = await withTaskGroup(of: (Int, WriteBatch).self) { group in
                     for (number, part) in parts.enumerated() {
                         group.addTask {
                             (number, validate(body, ranges, part, receivedMicros: receivedMicros, requestID: requestID, tenantID: tenantID))
@@ -139,9 +139,10 @@ public struct Ingestor: Sendable {
                     return results
                 }
                 batch.events.reserveCapacity(ranges.count)
-                for part in validated {
-                    batch.events += part!.events
-                    batch.rejected += part!.rejected
+                for index in validated.indices {
+                    var part = validated[index].take()!
+                    batch.events.appendMoving(&part.events)
+                    batch.rejected += part.rejected
                 }
             }
             // Each rejection belongs to the sender's tenant when a key says who sent it, else to the
@@ -187,13 +188,16 @@ public struct Ingestor: Sendable {
         // Checked again now that the events are validated: requests validated side by side all
         // passed the check before parsing, and would queue past the bound together.
         try checkQueue()
-        let outcome = try await sink.submit(batch)
-        var result = IngestResult(accepted: outcome.stored, duplicates: outcome.duplicates, rejected: batch.rejected)
+        let rejected = batch.rejected
+        let definitions = batch.events.map(\.event.compiled.index)
+        // Handed over: the writer holds the only reference to the events and can move them.
+        let outcome = try await sink.submit(consume batch)
+        var result = IngestResult(accepted: outcome.stored, duplicates: outcome.duplicates, rejected: rejected)
         // Counted by event definition (an array index per event), then folded into topics.
         var accepted = [Int](repeating: 0, count: catalog.events.count)
         var duplicates = accepted
         for (index, sequence) in outcome.sequences.enumerated() {
-            let definition = batch.events[index].event.compiled.index
+            let definition = definitions[index]
             if sequence == nil { duplicates[definition] += 1 } else { accepted[definition] += 1 }
         }
         for (definition, event) in catalog.events.enumerated() {

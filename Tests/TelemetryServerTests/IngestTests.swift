@@ -82,6 +82,29 @@ import Testing
         }
     }
 
+    /// How the validated parts of a request, and the batches of a group commit, are joined:
+    /// order kept, the source left empty, and a source whose storage is shared left intact for
+    /// its other holder.
+    @Test func appendMovingKeepsOrderAndSharedStorage() {
+        final class Box { let value: Int; init(_ value: Int) { self.value = value } }
+        var joined: [Box] = []
+        var first = (0..<3).map(Box.init)
+        joined.appendMoving(&first)  // into an empty array: storage handed over
+        #expect(first.isEmpty)
+        var second = (3..<7).map(Box.init)
+        let kept = second  // shared: moving must not disturb this holder
+        joined.appendMoving(&second)
+        #expect(second.isEmpty)
+        #expect(kept.map(\.value) == [3, 4, 5, 6])
+        var third = (7..<10).map(Box.init)
+        joined.appendMoving(&third)
+        #expect(joined.map(\.value) == Array(0..<10))
+        // Nothing was retained twice: each box of the unshared parts has the joined array alone.
+        #expect(isKnownUniquelyReferenced(&joined[8]))
+        #expect(!isKnownUniquelyReferenced(&joined[4]))  // also in `kept`
+        withExtendedLifetime(kept) {}
+    }
+
     @Test func partialAcceptanceReportsEveryRejection() async throws {
         try await TestCollector.run { collector in
             let http = collector.connection()

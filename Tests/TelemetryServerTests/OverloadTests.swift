@@ -127,7 +127,7 @@ final class GatedSink: EventSink {
         for waiter in waiters { waiter.resume() }
     }
 
-    func submit(_ batch: WriteBatch) async throws -> WriteOutcome {
+    func submit(_ batch: consuming WriteBatch) async throws -> WriteOutcome {
         let count = batch.events.count
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let isOpen = state.withLock { state in
