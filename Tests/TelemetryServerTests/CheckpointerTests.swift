@@ -25,6 +25,29 @@ import Testing
         }
     }
 
+    /// The store's threads name themselves (what `bench ingest` and `top -H` go by), right as
+    /// they start: many threads at once, each reading its name back from the kernel.
+    @Test func aNewThreadNamesItselfAtOnce() async throws {
+        let names = try await withThrowingTaskGroup(of: (String, String).self) { group in
+            for index in 0..<32 {
+                group.addTask {
+                    try await withCheckedThrowingContinuation { continuation in
+                        let thread = Thread {
+                            let name = "xumi-name-\(index)"
+                            StoreSupport.nameCurrentThread(name)
+                            let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+                            continuation.resume(returning: (name, comm.trimmingCharacters(in: .newlines)))
+                        }
+                        thread.start()
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(names.count == 32)
+        for (wanted, read) in names { #expect(read == wanted) }
+    }
+
     static func walBytes(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? 0
     }

@@ -7,4 +7,8 @@
 /// connection opens); returns SQLite's result code (SQLITE_MISUSE when it is too late).
 int telemetry_sqlite_disable_memory_statistics(void);
 
+/// Names the calling thread (Linux keeps the first 15 bytes): the store's own threads, so that
+/// `top -H`, perf and `bench ingest` tell them apart. Returns 0 or an error number.
+int telemetry_name_current_thread(const char *name);
+
 #endif

@@ -55,7 +55,7 @@ final class Checkpointer: @unchecked Sendable {
         self.connection = connection
         condition.unlock()
         let thread = Thread { [self] in
-            Thread.current.name = "store-checkpt"
+            StoreSupport.nameCurrentThread("store-checkpt")
             loop(connection: withLock { self.connection! })
             sqlite3_close(withLock { self.connection! })
             finished.signal()

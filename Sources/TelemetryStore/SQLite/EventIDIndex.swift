@@ -271,7 +271,7 @@ final class EventIDIndex: Sendable {
     func startBuildingFilter(_ pool: DatabasePool, logger: Logger) {
         let build = self.build
         let thread = Thread { [self] in
-            Thread.current.name = "store-idfilter"
+            StoreSupport.nameCurrentThread("store-idfilter")
             do {
                 try pool.read { db in try self.buildFilter(db, cancelled: { build.isCancelled }) }
             } catch {

@@ -86,7 +86,7 @@ final class OperationPairer: @unchecked Sendable {
         running = true
         condition.unlock()
         let thread = Thread { [self] in
-            Thread.current.name = "store-pairing"
+            StoreSupport.nameCurrentThread("store-pairing")
             withLock {
                 pairingThread = pthread_self()
                 // A read may already wait (it could not boost a thread not started yet), or
