@@ -20,26 +20,35 @@ import TelemetryCatalog
 /// path re-reads nothing. Reads of operations wait until pairing has caught up with every event
 /// committed before they began (``waitUntilPaired(timeout:)``).
 final class OperationPairer: @unchecked Sendable {
-    /// The events of one committed transaction: sequences in `(after, through]`; the lifecycle
-    /// events among them in sequence order, or `nil` when they were left to be read back.
+    /// The events of one committed transaction: sequences in `(after, through]`; its events as
+    /// the writer had them, or `nil` when they were left to be read back.
     private struct Chunk {
         let after: Int64
         let through: Int64
-        let events: [(sequence: Int64, event: NormalizedEvent)]?
+        let events: Handed?
+    }
+
+    /// A transaction's events and the sequence each was stored under (`nil`: a duplicate). The
+    /// pairing thread picks out the lifecycle events and puts them in sequence order, so the
+    /// writer hands over two array references and copies nothing.
+    struct Handed: Sendable {
+        let events: [IncomingEvent]
+        let sequences: [Int64?]
     }
 
     private enum Work {
-        case memory([(sequence: Int64, event: NormalizedEvent)], through: Int64)
+        case memory([Handed], through: Int64)
         case table(after: Int64, through: Int64)
     }
 
-    /// The most lifecycle events held in memory waiting to be paired.
+    /// The most handed-over events (of every type; most are lifecycle events) held in memory
+    /// waiting to be paired.
     static let maxQueuedEvents = 50_000
-    /// Pairing waits up to this long, or until this many lifecycle events are queued, to pair
-    /// them in one transaction.
+    /// Pairing waits up to this long, or until this many events are queued, to pair them in one
+    /// transaction.
     static let gatherSeconds = 0.2
     static let gatherEvents = 10_000
-    /// The most events paired in one transaction.
+    /// The most handed-over events paired in one transaction.
     static let eventsPerTransaction = 20_000
 
     private let database: DatabaseQueue
@@ -152,12 +161,11 @@ final class OperationPairer: @unchecked Sendable {
     /// and role; used on the pairing thread only.
     private var prepared: [[PreparedRole]?] = []
 
-    /// A committed transaction of the events writer: its sequences are in `(after, through]`;
-    /// `events` are the lifecycle events among them, in sequence order.
+    /// A committed transaction of the events writer: its sequences are in `(after, through]`.
     struct Handover: Sendable {
         let after: Int64
         let through: Int64
-        let events: [(sequence: Int64, event: NormalizedEvent)]
+        let events: Handed
     }
 
     /// Called by the events writer after each transaction that stored events has committed.
@@ -167,10 +175,10 @@ final class OperationPairer: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard handover.through > paired else { return }
-        let events = handover.events
-        let keep = events.isEmpty || queuedEvents + events.count <= Self.maxQueuedEvents
-        let chunk = Chunk(after: handover.after, through: handover.through, events: keep ? events : nil)
-        if keep { queuedEvents += events.count }
+        let count = handover.events.events.count
+        let keep = queuedEvents + count <= Self.maxQueuedEvents
+        let chunk = Chunk(after: handover.after, through: handover.through, events: keep ? handover.events : nil)
+        if keep { queuedEvents += count }
         let position = chunks.lastIndex { $0.after <= chunk.after }.map { $0 + 1 } ?? 0
         chunks.insert(chunk, at: position)
         committed = max(committed, handover.through)
@@ -269,16 +277,18 @@ final class OperationPairer: @unchecked Sendable {
     private func nextWork() -> Work {
         while let first = chunks.first, first.through <= paired { dropFirstChunk() }
         if let first = chunks.first, first.after == paired, first.events != nil {
-            var events: [(sequence: Int64, event: NormalizedEvent)] = []
+            var parts: [Handed] = []
+            var count = 0
             var through = paired
             for chunk in chunks {
                 guard chunk.after == through, let more = chunk.events,
-                    events.isEmpty || events.count + more.count <= Self.eventsPerTransaction
+                    parts.isEmpty || count + more.events.count <= Self.eventsPerTransaction
                 else { break }
-                events += more
+                parts.append(more)
+                count += more.events.count
                 through = chunk.through
             }
-            return .memory(events, through: through)
+            return .memory(parts, through: through)
         }
         let upTo = chunks.first { $0.events != nil && $0.after > paired }?.after ?? committed
         return .table(after: paired, through: upTo)
@@ -286,7 +296,7 @@ final class OperationPairer: @unchecked Sendable {
 
     private func dropFirstChunk() {
         let chunk = chunks.removeFirst()
-        queuedEvents -= chunk.events?.count ?? 0
+        queuedEvents -= chunk.events?.events.count ?? 0
     }
 
     /// Called with the lock held.
@@ -334,8 +344,22 @@ final class OperationPairer: @unchecked Sendable {
                     // By index: iterating the pairs would copy each event (a retain of each of its
                     // buffers, and a release after).
                     switch work {
-                    case .memory(let events, let last):
-                        for i in events.indices where events[i].sequence > stored { try pair(events[i].event, events[i].sequence, db) }
+                    case .memory(let parts, let last):
+                        // The lifecycle events not yet paired, in sequence order (the writer
+                        // stores a transaction's events in event_id order).
+                        var order: [(sequence: Int64, part: Int32, index: Int32)] = []
+                        for (p, part) in parts.enumerated() {
+                            for (i, sequence) in part.sequences.enumerated() {
+                                guard let sequence, sequence > stored,
+                                    !layout.roles[part.events[i].event.compiled.index].isEmpty
+                                else { continue }
+                                order.append((sequence, Int32(p), Int32(i)))
+                            }
+                        }
+                        order.sort { $0.sequence < $1.sequence }
+                        for entry in order {
+                            try pair(parts[Int(entry.part)].events[Int(entry.index)].event, entry.sequence, db)
+                        }
                         through = last
                     case .table:
                         for i in readBack.indices where readBack[i].sequence > stored {

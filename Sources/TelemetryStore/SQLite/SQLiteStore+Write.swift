@@ -17,7 +17,6 @@ extension SQLiteStore {
         }
         let layout = self.layout
         let pairer = self.pairer
-        let operationLayout = self.operationLayout
         let idIndex = self.idIndex
         let storedForm = self.storedForm
         do {
@@ -88,7 +87,14 @@ extension SQLiteStore {
                         }
                     }
                     try idIndex.record(stored, db)
-                    if pairer != nil { handover = Self.handover(batch.events, sequences, after: after, layout: operationLayout) }
+                    if pairer != nil {
+                        // The pairing thread picks out the lifecycle events: here, only references.
+                        let through = sequences.reduce(after) { max($0, $1 ?? $0) }
+                        if through > after {
+                            handover = OperationPairer.Handover(
+                                after: after, through: through, events: .init(events: batch.events, sequences: sequences))
+                        }
+                    }
                 }
                 if !batch.rejected.isEmpty {
                     let statement = try db.cachedStatement(
@@ -121,24 +127,6 @@ extension SQLiteStore {
         }
     }
 
-
-    /// What the pairer needs of a transaction: its range of sequences and its lifecycle events in
-    /// sequence order.
-    private static func handover(
-        _ events: [IncomingEvent], _ sequences: [Int64?], after: Int64, layout: OperationLayout
-    ) -> OperationPairer.Handover? {
-        var through: Int64 = 0
-        var lifecycle: [(sequence: Int64, event: NormalizedEvent)] = []
-        for (index, sequence) in sequences.enumerated() {
-            guard let sequence else { continue }
-            through = max(through, sequence)
-            let event = events[index].event
-            if !layout.roles[event.compiled.index].isEmpty { lifecycle.append((sequence, event)) }
-        }
-        guard through > after else { return nil }
-        lifecycle.sort { $0.sequence < $1.sequence }
-        return OperationPairer.Handover(after: after, through: through, events: lifecycle)
-    }
 
     /// Binds the value of `event`'s field at `slot` to `parameter`. Text and objects are bound in place
     /// from `base` (the event's JSON), so the statement must be stepped and reset while it is valid.
