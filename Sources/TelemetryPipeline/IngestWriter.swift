@@ -56,7 +56,7 @@ public final class IngestWriter: Service, Sendable {
     public func submit(_ batch: consuming WriteBatch) async throws -> WriteOutcome {
         let count = batch.events.count
         // Moved into the job: the writer then holds the only reference to the events.
-        var handed: WriteBatch? = batch
+        var handed: WriteBatch? = .some(consume batch)
         return try await withCheckedThrowingContinuation { continuation in
             let accepted = state.withLock { state -> Bool in
                 guard !state.stopped else { return false }
@@ -150,7 +150,9 @@ extension Array {
             return
         }
         reserveCapacity(count + other.count)
-        other.reverse()
+        // Reversed through a buffer pointer, whose swaps move; Array's own reverse() copied each
+        // element (a retain and a release of every reference it holds).
+        other.withUnsafeMutableBufferPointer { $0.reverse() }
         while let element = other.popLast() { append(element) }
     }
 }

@@ -146,6 +146,13 @@ import Testing
         events.append(policy.apply(to: generation[0]))
         let rows = try await Self.roundTrip(events, path: path)
         #expect(rows.count == events.count)
+        // The columns hold the values with escapes resolved: filters find them as sent unescaped.
+        let store = try Self.open(path)
+        defer { try? store.close() }
+        let byModel = try await store.events(EventQuery(fields: [FieldFilter(field: "model", value: #"sdxl "1.0""#)]))
+        #expect(byModel.events.map { Self.eventID($0.json) } == [events[2].eventID.description])
+        let bySource = try await store.events(EventQuery(source: "xumi-worker", fields: [FieldFilter(field: "model", value: #"sdxl "1.0""#)]))
+        #expect(bySource.events.count == 1)
     }
 
     @Test func rowsKeptWholeReadBackAsTheyAre() async throws {

@@ -19,7 +19,7 @@ public struct UUIDValue: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 
     /// Parses RFC 9562 text from raw bytes.
-    init?(parsing bytes: UnsafeRawBufferPointer) {
+    package init?(parsing bytes: UnsafeRawBufferPointer) {
         guard bytes.count == 36, let p = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
         let dash = UInt8(ascii: "-")
         guard p[8] == dash, p[13] == dash, p[18] == dash, p[23] == dash else { return nil }

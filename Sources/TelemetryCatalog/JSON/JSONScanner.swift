@@ -338,7 +338,7 @@ extension JSONScanner {
         return out
     }
 
-    func decodeString(from start: Int, to end: Int, into out: inout [UInt8]) {
+    package func decodeString(from start: Int, to end: Int, into out: inout [UInt8]) {
         var i = start
         while i < end {
             let b = base[i]

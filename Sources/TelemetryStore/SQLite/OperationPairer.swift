@@ -452,7 +452,7 @@ final class OperationPairer: @unchecked Sendable {
         }
         try event.json.withUnsafeBufferPointer { json in
             for role in roles {
-                try Self.pair(event, sequence, role, json.baseAddress!, awaitingStart: &awaitingStart!, openStarts: &openStarts!)
+                try Self.pair(event, sequence, role, json, awaitingStart: &awaitingStart!, openStarts: &openStarts!)
             }
         }
     }
@@ -464,7 +464,7 @@ extension OperationPairer {
     /// second fills in its side. Halves never pair across tenants. Values are bound straight from
     /// the normalised event into prepared statements, like the event insert does.
     private static func pair(
-        _ event: NormalizedEvent, _ sequence: Int64, _ prepared: PreparedRole, _ base: UnsafePointer<UInt8>,
+        _ event: NormalizedEvent, _ sequence: Int64, _ prepared: PreparedRole, _ json: UnsafeBufferPointer<UInt8>,
         awaitingStart: inout [Int], openStarts: inout OpenStarts
     ) throws {
         let role = prepared.role
@@ -485,7 +485,7 @@ extension OperationPairer {
             if slot < 0 {
                 sqlite3_bind_null(stmt, parameter)
             } else {
-                SQLiteStore.bind(event.values[slot], of: event, slot: slot, to: stmt, parameter, base: base, asUUID: false)
+                SQLiteStore.bind(event.values[slot], to: stmt, parameter, json: json, asUUID: false)
             }
         }
         func step(_ stmt: SQLiteStatement) throws {
@@ -623,7 +623,7 @@ extension OperationPairer {
             if sqlite3_changes(sqlite3_db_handle(stmt)) == 0 {
                 // Completed or deleted since it was remembered: look for it in the table.
                 openStarts.forget(remembered)
-                try pair(event, sequence, prepared, base, awaitingStart: &awaitingStart, openStarts: &openStarts)
+                try pair(event, sequence, prepared, json, awaitingStart: &awaitingStart, openStarts: &openStarts)
             }
         }
     }

@@ -39,9 +39,11 @@ extension SQLiteStore {
                     // the writer ~2%).
                     var requestUUIDs: [(text: String, uuid: UUIDValue?)] = []
                     var requestOf = [Int](repeating: 0, count: batch.events.count)
-                    for (index, incoming) in batch.events.enumerated() {
-                        if requestUUIDs.last?.text != incoming.requestID {
-                            requestUUIDs.append((incoming.requestID, UUIDValue(incoming.requestID)))
+                    // By index: iterating the events copied each (six retains) to read one field.
+                    for index in batch.events.indices {
+                        let requestID = batch.events[index].requestID
+                        if requestUUIDs.last?.text != requestID {
+                            requestUUIDs.append((requestID, UUIDValue(requestID)))
                         }
                         requestOf[index] = requestUUIDs.count - 1
                     }
@@ -54,15 +56,17 @@ extension SQLiteStore {
                     var previous: UUIDValue? = nil
                     // The JSON each row keeps, written into one buffer reused for every event.
                     var compacted: [UInt8] = []
-                    // Through a buffer pointer, each event is borrowed where it lies; through the
-                    // captured array, every access copied it (six retains and releases an event).
+                    // Through a pointer, each event is read where it lies; through the captured
+                    // array (or a buffer's subscript), calls were given copies (six retains and
+                    // releases an event).
                     try batch.events.withUnsafeBufferPointer { events in
                         for index in order {
-                            let id = events[index].event.eventID
+                            let incoming = events.baseAddress! + index
+                            let id = incoming.pointee.event.eventID
                             defer { previous = id }
                             if id == previous { continue }
                             if try idIndex.isStored(id, probe) { continue }
-                            let type = events[index].event.compiled.index
+                            let type = incoming.pointee.event.compiled.index
                             let insert = layout.inserts[type]
                             let stmt: SQLiteStatement
                             if givenSequence != nil {
@@ -74,9 +78,9 @@ extension SQLiteStore {
                                 statements[type] = made
                                 stmt = made.sqliteStatement
                             }
-                            let isCompact = storedForm.compact(events[index].event, into: &compacted)
+                            let isCompact = storedForm.compact(incoming, into: &compacted)
                             if try Self.insert(
-                                events[index], requestUUIDs[requestOf[index]].uuid, stmt, insert,
+                                incoming, requestUUIDs[requestOf[index]].uuid, stmt, insert,
                                 stored: isCompact ? compacted : nil, sequence: givenSequence)
                             {
                                 let sequence = sqlite3_last_insert_rowid(connection)
@@ -128,13 +132,15 @@ extension SQLiteStore {
     }
 
 
-    /// Binds the value of `event`'s field at `slot` to `parameter`. Text and objects are bound in place
-    /// from `base` (the event's JSON), so the statement must be stepped and reset while it is valid.
-    /// With `asUUID`, a string that holds a UUID is bound as its 16 bytes, like every other UUID.
+    /// Binds `value` (a field of the event whose normalised JSON is `json`) to `parameter`. Text and
+    /// objects are bound in place from `json`, so the statement must be stepped and reset while it
+    /// is valid. With `asUUID`, a string that holds a UUID is bound as its 16 bytes, like every
+    /// other UUID. Takes the JSON, not the event: a call given an event loaded from memory was
+    /// given a copy of it.
     static func bind(
-        _ value: StoredValue, of event: NormalizedEvent, slot: Int, to stmt: SQLiteStatement, _ parameter: Int32,
-        base: UnsafePointer<UInt8>, asUUID: Bool
+        _ value: StoredValue, to stmt: SQLiteStatement, _ parameter: Int32, json: UnsafeBufferPointer<UInt8>, asUUID: Bool
     ) {
+        let base = json.baseAddress!
         switch value {
         case .absent, .null:
             sqlite3_bind_null(stmt, parameter)
@@ -152,11 +158,20 @@ extension SQLiteStore {
             sqlite3_bind_text(
                 stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self), end - start, nil)
         case .text(let start, let end, let escaped):
-            if asUUID, case .string(let text)? = event.value(at: slot), let uuid = UUIDValue(text) {
+            if escaped {
+                // Escapes resolved (rare: the member then stays whole in the row's JSON too).
+                var decoded: [UInt8] = []
+                JSONScanner(UnsafeRawBufferPointer(json), maxDepth: 0).decodeString(from: Int(start), to: Int(end), into: &decoded)
+                decoded.withUnsafeBytes { bytes in
+                    if asUUID, let uuid = UUIDValue(parsing: bytes) {
+                        uuid.withBytes { _ = sqlite3_bind_blob(stmt, parameter, $0.baseAddress, 16, transient) }
+                    } else {
+                        sqlite3_bind_text(
+                            stmt, parameter, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count), transient)
+                    }
+                }
+            } else if asUUID, let uuid = UUIDValue(parsing: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: json[Int(start)..<Int(end)]))) {
                 uuid.withBytes { _ = sqlite3_bind_blob(stmt, parameter, $0.baseAddress, 16, transient) }
-            } else if escaped {
-                guard case .string(let text)? = event.value(at: slot) else { return }
-                text.withCString { _ = sqlite3_bind_text(stmt, parameter, $0, -1, transient) }
             } else {
                 sqlite3_bind_text(
                     stmt, parameter, UnsafeRawPointer(base + Int(start)).assumingMemoryBound(to: CChar.self), end - start, nil)
@@ -169,36 +184,37 @@ extension SQLiteStore {
     /// Every parameter of the event type's insert is bound (absent fields as NULL), so no binding
     /// of an earlier event is left to clear.
     private static func insert(
-        _ incoming: borrowing IncomingEvent, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ insert: ColumnLayout.Insert,
+        _ incoming: UnsafePointer<IncomingEvent>, _ requestUUID: UUIDValue?, _ stmt: SQLiteStatement, _ insert: ColumnLayout.Insert,
         stored: [UInt8]?, sequence: Int64?
     ) throws -> Bool {
         sqlite3_reset(stmt)
         let parameters = insert.parameters
-        let rc: Int32 = incoming.event.json.withUnsafeBufferPointer { json -> Int32 in
+        let values = incoming.pointee.event.values
+        let rc: Int32 = incoming.pointee.event.json.withUnsafeBufferPointer { json -> Int32 in
             let base = json.baseAddress!
-            sqlite3_bind_int64(stmt, 1, incoming.receivedMicros)
+            sqlite3_bind_int64(stmt, 1, incoming.pointee.receivedMicros)
             if let requestID = requestUUID {
                 requestID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
             } else {
-                incoming.requestID.withCString { _ = sqlite3_bind_text(stmt, 2, $0, -1, transient) }
+                incoming.pointee.requestID.withCString { _ = sqlite3_bind_text(stmt, 2, $0, -1, transient) }
             }
             if let stored {
                 stored.withUnsafeBytes { _ = sqlite3_bind_blob(stmt, 3, $0.baseAddress, Int32($0.count), transient) }
             } else {
                 sqlite3_bind_text(stmt, 3, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(json.count), nil)
             }
-            if incoming.event.unknownFields.isEmpty {
+            if incoming.pointee.event.unknownFields.isEmpty {
                 sqlite3_bind_null(stmt, 4)
             } else {
-                let list = JSONValue.array(incoming.event.unknownFields.map { .string($0) }).render()
+                let list = JSONValue.array(incoming.pointee.event.unknownFields.map { .string($0) }).render()
                 list.withCString { _ = sqlite3_bind_text(stmt, 4, $0, -1, transient) }
             }
-            incoming.event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, 5, $0.baseAddress, 16, transient) }
+            incoming.pointee.event.eventID.withBytes { _ = sqlite3_bind_blob(stmt, 5, $0.baseAddress, 16, transient) }
             if let sequence { sqlite3_bind_int64(stmt, insert.sequenceParameter, sequence) }
-            for (slot, value) in incoming.event.values.enumerated() {
+            for slot in values.indices {
                 let parameter = parameters[slot]
                 guard parameter > 0 else { continue }
-                bind(value, of: incoming.event, slot: slot, to: stmt, parameter, base: base, asUUID: insert.isUUIDParameter[Int(parameter)])
+                bind(values[slot], to: stmt, parameter, json: json, asUUID: insert.isUUIDParameter[Int(parameter)])
             }
             return sqlite3_step(stmt)
         }

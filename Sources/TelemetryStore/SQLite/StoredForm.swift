@@ -109,12 +109,24 @@ struct StoredForm: Sendable {
     /// row; false, with `out` untouched, when no member can be left out (the JSON is then kept whole).
     /// Nothing is allocated once `out` has grown to an event's size.
     func compact(_ event: NormalizedEvent, into out: inout [UInt8]) -> Bool {
-        let slots = self.slots[event.compiled.index]
-        let values = event.values
+        withUnsafePointer(to: event) { compact($0, into: &out) }
+    }
+
+    /// ``compact(_:into:)`` of the event at `incoming`, read in place: the writer reads its events
+    /// through pointers, since a call given an event loaded from memory was given a copy (a retain
+    /// and a release of each of its five buffers).
+    func compact(_ incoming: UnsafePointer<IncomingEvent>, into out: inout [UInt8]) -> Bool {
+        let offset = MemoryLayout<IncomingEvent>.offset(of: \.event)!
+        return compact((UnsafeRawPointer(incoming) + offset).assumingMemoryBound(to: NormalizedEvent.self), into: &out)
+    }
+
+    private func compact(_ event: UnsafePointer<NormalizedEvent>, into out: inout [UInt8]) -> Bool {
+        let slots = self.slots[event.pointee.compiled.index]
+        let values = event.pointee.values
         return withUnsafeTemporaryAllocation(of: Hole.self, capacity: max(1, values.count)) { holes -> Bool in
-            event.json.withUnsafeBufferPointer { json -> Bool in
+            event.pointee.json.withUnsafeBufferPointer { json -> Bool in
                 var count = 0
-                event.memberStarts.withUnsafeBufferPointer { starts in
+                event.pointee.memberStarts.withUnsafeBufferPointer { starts in
                     for index in 0..<values.count {
                         let start = starts[index]
                         guard start >= 0, let slot = slots[index] else { continue }
