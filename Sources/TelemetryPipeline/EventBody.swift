@@ -1,3 +1,4 @@
+import Foundation
 import TelemetryCatalog
 
 /// Splits a request body into its events: one JSON object, a JSON array of events, or NDJSON.
@@ -79,9 +80,10 @@ public enum EventBody {
         var ranges: [Range<Int>] = []
         var start = 0
         let count = bytes.count
+        let base = bytes.baseAddress
         while start < count {
-            var end = start
-            while end < count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            // memchr: the C library's vectorised search (a byte at a time cost ~1% of ingest's CPU).
+            let end = memchr(base! + start, 0x0A, count - start).map { UnsafeRawPointer($0) - base! } ?? count
             var lineEnd = end
             if lineEnd > start && bytes[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
             var blank = true

@@ -82,6 +82,26 @@ import Testing
         }
     }
 
+    /// NDJSON lines: `\n` or `\r\n` ends a line, blank and whitespace-only lines are skipped, the
+    /// last line needs no newline, and the event count is bounded.
+    @Test func ndjsonLinesAreSplitWhereTheyEnd() throws {
+        func lines(_ text: String, maxEvents: Int = 100) throws -> [String] {
+            let bytes = Array(text.utf8)
+            let split = bytes.withUnsafeBytes { raw in
+                Result { () throws(EventBody.Failure) in try EventBody.split(raw, ndjson: true, maxEvents: maxEvents, maxDepth: 32) }
+            }
+            return try split.get().map { String(decoding: bytes[$0], as: UTF8.self) }
+        }
+        #expect(throws: EventBody.Failure.self) { try lines("") }  // empty: not JSON
+        #expect(throws: EventBody.Failure.self) { try lines("\n \r\n") }  // whitespace only: empty
+        #expect(try lines("{\"a\":1}") == [#"{"a":1}"#])
+        #expect(try lines("{\"a\":1}\n{\"b\":2}\n") == [#"{"a":1}"#, #"{"b":2}"#])
+        #expect(try lines("{\"a\":1}\r\n \t \r\n\n{\"b\":2}") == [#"{"a":1}"#, #"{"b":2}"#])
+        #expect(try lines("\r\n{\"a\":1}\r\n") == [#"{"a":1}"#])
+        #expect(try lines(String(repeating: "{}\n", count: 3), maxEvents: 3).count == 3)
+        #expect(throws: EventBody.Failure.self) { try lines(String(repeating: "{}\n", count: 4), maxEvents: 3) }
+    }
+
     /// How the validated parts of a request, and the batches of a group commit, are joined:
     /// order kept, the source left empty, and a source whose storage is shared left intact for
     /// its other holder.
