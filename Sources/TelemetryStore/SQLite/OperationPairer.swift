@@ -15,9 +15,9 @@ import TelemetryCatalog
 /// were written with pairing off, the pairer reads the events above the watermark back from the
 /// events table and pairs them, in sequence order, as it does live.
 ///
-/// Live, the writer hands over the lifecycle events of each committed transaction (in memory, up to
-/// ``maxQueuedEvents``; beyond that only the range, read back from the table later), so the usual
-/// path re-reads nothing. Reads of operations wait until pairing has caught up with every event
+/// Live, the writer hands over the events of each committed transaction with their sequences (in
+/// memory, up to ``maxQueuedEvents``; beyond that only the range, read back from the table later),
+/// and this thread picks out the lifecycle events, so the usual path re-reads nothing. Reads of operations wait until pairing has caught up with every event
 /// committed before they began (``waitUntilPaired(timeout:)``).
 final class OperationPairer: @unchecked Sendable {
     /// The events of one committed transaction: sequences in `(after, through]`; its events as
