@@ -114,6 +114,12 @@ public struct PrivacyPolicy: Sendable {
         guard !steps.isEmpty else { return event }
         var masks: [FieldMask] = []
         for step in steps where event.isMaskable(step.slot) {
+            if step.action == .hash, case .text(let start, let end, false) = event.values[step.slot] {
+                // Hashed from the event's bytes: no String of the value is made.
+                let hashed = event.json.withUnsafeBytes { hash(UnsafeRawBufferPointer(rebasing: $0[Int(start)..<Int(end)])) }
+                masks.append(FieldMask(slot: step.slot, replacement: hashed, action: "hash"))
+                continue
+            }
             guard case .string(let text)? = event.value(at: step.slot) else { continue }
             switch step.action {
             case .keep:
@@ -178,17 +184,32 @@ public struct PrivacyPolicy: Sendable {
 
     /// `hmac:` and the first 16 bytes of HMAC-SHA256(key, text), in hex.
     func hash(_ text: String) -> String {
-        var hmac = keyed
         var text = text
-        text.withUTF8 { hmac.update(data: $0) }
+        return text.withUTF8 { hash(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// ``hash(_:)`` of the UTF-8 bytes of a text; the result is its one allocation.
+    func hash(_ bytes: UnsafeRawBufferPointer) -> String {
+        var hmac = keyed
+        hmac.update(data: bytes)
         let mac = hmac.finalize()
-        let digits = Array("0123456789abcdef".utf8)
-        var out = Array("hmac:".utf8)
-        for byte in Array(mac).prefix(16) {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 15)])
+        let prefix: StaticString = "hmac:"
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: prefix.utf8CodeUnitCount + 32) { out in
+            var i = 0
+            for byte in UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount) {
+                out[i] = byte
+                i += 1
+            }
+            mac.withUnsafeBytes { mac in
+                for byte in mac.prefix(16) {
+                    out[i] = digits.utf8Start[Int(byte >> 4)]
+                    out[i + 1] = digits.utf8Start[Int(byte & 15)]
+                    i += 2
+                }
+            }
+            return i
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// The /24 (IPv4) or /48 (IPv6) network of an address, host bits zeroed; the text itself when

@@ -40,6 +40,13 @@ import Testing
         #expect(hashed == "hmac:aa45834f60301acc60fd2bfae558d1ea")
         #expect(again.value("prompt") == .string(hashed), "equal prompts still match")
         #expect(other.value("prompt") != .string(hashed))
+        // The same prompt sent with escapes hashes the same: the text is hashed, not its spelling.
+        let spelled = Self.sample("xumi.generation.start", seed: 4, ["prompt": .string(prompt)]).render()
+            .replacingOccurrences(of: #""prompt":"a portrait"#, with: #""prompt":"a portrait"#)
+        #expect(spelled.contains(#"p"#))
+        var validator = EventValidator()
+        guard case .valid(let escaped) = validator.validate(spelled) else { Issue.record("invalid: \(spelled)"); return }
+        #expect(policy.apply(to: escaped).value("prompt") == .string(hashed))
         #expect(!first.jsonString.contains("Jane"))
         #expect(try Self.object(first)["_masked"] as? [String: String] == ["prompt": "hash"])
         // Another key, another hash: without the key a list of guesses does not help.

@@ -128,6 +128,19 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
         out += "\""
     }
 
+    /// Appends `s` as a JSON string literal to `out`, as UTF-8.
+    public static func quote(_ s: String, into out: inout [UInt8]) {
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: s.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        var text = ""
+        quote(s, into: &text)
+        out.append(contentsOf: text.utf8)
+    }
+
     /// `s` as a JSON string literal.
     public static func quote(_ s: String) -> String {
         var out = ""

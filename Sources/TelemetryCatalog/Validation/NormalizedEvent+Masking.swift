@@ -32,15 +32,14 @@ extension NormalizedEvent {
     /// - Precondition: every mask's slot ``isMaskable(_:)``; at most one mask per slot.
     public func masking(_ masks: [FieldMask]) -> NormalizedEvent {
         guard !masks.isEmpty else { return self }
-        // The byte range each mask replaces, in order.
-        var edits: [(range: Range<Int>, bytes: [UInt8], mask: FieldMask)] = []
+        // The byte range each mask replaces, in order; replacements are written straight into
+        // the new JSON (a masked event is ~30% of traffic: its allocations count).
+        var edits: [(range: Range<Int>, mask: FieldMask)] = []
+        edits.reserveCapacity(masks.count)
         for mask in masks {
             guard case .text(let start, let end, _) = values[mask.slot] else { preconditionFailure("slot \(mask.slot) holds no string") }
             var range = (Int(start) - 1)..<(Int(end) + 1)  // the string with its quotes
-            var bytes: [UInt8] = []
-            if let replacement = mask.replacement {
-                bytes = Array(JSONValue.string(replacement).render().utf8)
-            } else {
+            if mask.replacement == nil {
                 // The whole member, `"name":"value"`, and one comma next to it.
                 var lower = range.lowerBound - (compiled.fieldNameBytes[mask.slot].count + 3)
                 var upper = range.upperBound
@@ -51,7 +50,7 @@ extension NormalizedEvent {
                 }
                 range = lower..<upper
             }
-            edits.append((range, bytes, mask))
+            edits.append((range, mask))
         }
         edits.sort { $0.range.lowerBound < $1.range.lowerBound }
 
@@ -62,31 +61,41 @@ extension NormalizedEvent {
         var newStarts = memberStarts
         // Where each edit ends in the old JSON, and the shift it leaves behind it.
         var shifts: [(end: Int, delta: Int)] = []
+        shifts.reserveCapacity(edits.count)
         var delta = 0
-        for edit in edits {
-            out.append(contentsOf: json[cursor..<edit.range.lowerBound])
-            let newStart = out.count
-            out.append(contentsOf: edit.bytes)
-            if edit.mask.replacement != nil {
-                let escaped = edit.bytes.contains(UInt8(ascii: "\\"))
-                newValues[edit.mask.slot] = .text(start: Int32(newStart + 1), end: Int32(out.count - 1), escaped: escaped)
-            } else {
-                newValues[edit.mask.slot] = .absent
-                newStarts[edit.mask.slot] = -1
+        json.withUnsafeBufferPointer { json in
+            for edit in edits {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: json[cursor..<edit.range.lowerBound]))
+                let newStart = out.count
+                if let replacement = edit.mask.replacement {
+                    JSONValue.quote(replacement, into: &out)
+                    let escaped = out[(newStart + 1)..<(out.count - 1)].contains(UInt8(ascii: "\\"))
+                    newValues[edit.mask.slot] = .text(start: Int32(newStart + 1), end: Int32(out.count - 1), escaped: escaped)
+                } else {
+                    newValues[edit.mask.slot] = .absent
+                    newStarts[edit.mask.slot] = -1
+                }
+                cursor = edit.range.upperBound
+                delta += (out.count - newStart) - edit.range.count
+                shifts.append((edit.range.upperBound, delta))
             }
-            cursor = edit.range.upperBound
-            delta += edit.bytes.count - edit.range.count
-            shifts.append((edit.range.upperBound, delta))
+            // Everything after the last edit, but the closing brace: the record of what was masked goes there.
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: json[cursor..<(json.count - 1)]))
         }
-        // Everything after the last edit, but the closing brace: the record of what was masked goes there.
-        out.append(contentsOf: json[cursor..<(json.count - 1)])
-        let note: JSONValue = .object(masks.map { (fields[$0.slot].name, JSONValue.string($0.action)) })
         if out.last != UInt8(ascii: "{") { out.append(UInt8(ascii: ",")) }
-        out.append(contentsOf: Array("\"\(Self.maskedMember)\":".utf8))
-        out.append(contentsOf: Array(note.render().utf8))
+        // "_masked":{"field":"action",...}
+        JSONValue.quote(Self.maskedMember, into: &out)
+        out.append(UInt8(ascii: ":"))
+        out.append(UInt8(ascii: "{"))
+        for (i, mask) in masks.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            JSONValue.quote(fields[mask.slot].name, into: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONValue.quote(mask.action, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
         out.append(UInt8(ascii: "}"))
 
-        let masked = Set(masks.map(\.slot))
         func shifted(_ offset: Int32) -> Int32 {
             var d = 0
             for shift in shifts where shift.end <= Int(offset) { d = shift.delta }
@@ -94,7 +103,7 @@ extension NormalizedEvent {
         }
         // A replaced value's member starts where it did (its edit begins after the name).
         for slot in newStarts.indices where newStarts[slot] >= 0 { newStarts[slot] = shifted(newStarts[slot]) }
-        for slot in newValues.indices where !masked.contains(slot) {
+        for slot in newValues.indices where !masks.contains(where: { $0.slot == slot }) {
             switch newValues[slot] {
             case .text(let start, let end, let escaped):
                 newValues[slot] = .text(start: shifted(start), end: shifted(end), escaped: escaped)
