@@ -37,6 +37,34 @@ import Testing
         #expect(event.unknownFields.isEmpty)
     }
 
+    /// Strings are scanned eight bytes at a time until a quote, a backslash, a control character
+    /// or a non-ASCII byte: each of those, at every offset within and across the words, and at the
+    /// end of the input, is found where it is.
+    @Test func stringsAreScannedRightAtEveryOffset() throws {
+        var template = validEvent("xumi.generation.start")
+        template["model"] = .string("MARKER")
+        let text = template.render()
+        let marker = try #require(text.range(of: #""MARKER""#))
+        func validate(_ content: [UInt8]) -> ValidationResult {
+            let bytes = Array(text[..<marker.lowerBound].utf8) + [0x22] + content + [0x22] + Array(text[marker.upperBound...].utf8)
+            var validator = EventValidator()
+            return validator.validate(bytes)
+        }
+        for n in 0..<20 {
+            let plain = [UInt8](repeating: UInt8(ascii: "a"), count: n)
+            #expect(validate(plain).event?.value("model") == .string(String(repeating: "a", count: n)))
+            let quoted = validate(plain + Array(#"\"b"#.utf8))
+            #expect(quoted.event?.value("model") == .string(String(repeating: "a", count: n) + "\"b"), "escape at \(n)")
+            let accented = validate(plain + [0xC3, 0xA9] + plain)
+            #expect(accented.event?.value("model") == .string(String(repeating: "a", count: n) + "é" + String(repeating: "a", count: n)))
+            #expect(validate(plain + [0x01] + plain).codes == ["malformed_json"], "control character at \(n)")
+            #expect(validate(plain + [0xFF] + plain).codes == ["malformed_json"], "invalid UTF-8 at \(n)")
+            // Unterminated at the very end of the input.
+            var validator = EventValidator()
+            #expect(validator.validate(Array(#"{"a":""#.utf8) + plain).codes == ["malformed_json"], "unterminated after \(n)")
+        }
+    }
+
     // MARK: every error code
 
     @Test func malformedJSON() {

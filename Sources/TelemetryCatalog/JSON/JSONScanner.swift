@@ -198,6 +198,20 @@ package struct JSONScanner {
         let start = position
         var escaped = false
         while true {
+            // Fastest path: eight bytes at a time while none is a quote, a backslash, a control
+            // character or non-ASCII (each test is exact for the word as a whole).
+            while position &+ 8 <= count {
+                let word = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
+                let ones: UInt64 = 0x0101_0101_0101_0101
+                let high: UInt64 = 0x8080_8080_8080_8080
+                let quote = word ^ (ones &* 0x22)
+                let backslash = word ^ (ones &* 0x5C)
+                let below20 = (word &- ones &* 0x20) & ~word
+                let isQuote = (quote &- ones) & ~quote
+                let isBackslash = (backslash &- ones) & ~backslash
+                if (word | below20 | isQuote | isBackslash) & high != 0 { break }
+                position &+= 8
+            }
             // Fast path: plain printable ASCII.
             while position < count {
                 let b = base[position]
