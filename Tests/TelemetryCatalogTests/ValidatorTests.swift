@@ -37,6 +37,27 @@ import Testing
         #expect(event.unknownFields.isEmpty)
     }
 
+    /// The table member names are looked up in: hashed eight bytes at a time, so every length
+    /// around a word's, and near misses (a prefix, one byte changed), are checked.
+    @Test func byteTableFindsEveryKeyAndNothingElse() {
+        var generator = SystemRandomNumberGenerator()
+        var keys: [[UInt8]] = []
+        for length in 0...40 {
+            for _ in 0..<3 { keys.append((0..<length).map { _ in UInt8.random(in: 0x21...0x7E, using: &generator) }) }
+        }
+        keys = Array(Set(keys))
+        let table = ByteTable(keys.enumerated().map { ($0.element, $0.offset) })
+        for (value, key) in keys.enumerated() {
+            #expect(key.withUnsafeBufferPointer { table.lookup($0.baseAddress, $0.count) } == value)
+            guard !key.isEmpty else { continue }
+            let prefix = Array(key.dropLast())
+            if !keys.contains(prefix) { #expect(table.lookup(prefix) == nil) }
+            var changed = key
+            changed[changed.count / 2] ^= 0x01
+            if !keys.contains(changed) { #expect(table.lookup(changed) == nil) }
+        }
+    }
+
     /// Strings are scanned eight bytes at a time until a quote, a backslash, a control character
     /// or a non-ASCII byte: each of those, at every offset within and across the words, and at the
     /// end of the input, is found where it is.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// An immutable open-addressing hash table from byte strings to small integers.
 ///
 /// The validator looks up every member name of every event; hashing the raw bytes here avoids
@@ -28,13 +30,29 @@ struct ByteTable: Sendable {
         }
     }
 
+    /// A hash of the `n` bytes at `p`, eight at a time (a byte-at-a-time FNV-1a, one multiply a
+    /// byte, was a quarter of the validator's own time: every member name of every event is
+    /// looked up).
     @inline(__always)
     static func hash(_ p: UnsafePointer<UInt8>?, _ n: Int) -> Int {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        let multiplier: UInt64 = 0xFF51_AFD7_ED55_8CCD
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: n)
         if let p {
-            for i in 0..<n {
-                h = (h ^ UInt64(p[i])) &* 0x0000_0100_0000_01B3
+            let raw = UnsafeRawPointer(p)
+            var i = 0
+            while i &+ 8 <= n {
+                h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* multiplier
+                h ^= h >> 32
+                i &+= 8
             }
+            var tail: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < n {
+                tail |= UInt64(p[i]) << shift
+                shift &+= 8
+                i &+= 1
+            }
+            h = (h ^ tail) &* multiplier
         }
         return Int(truncatingIfNeeded: h ^ (h >> 29))
     }
@@ -49,14 +67,7 @@ struct ByteTable: Sendable {
                 if index < 0 { return nil }
                 let start = offsets[index]
                 if offsets[index + 1] - start == n {
-                    var equal = true
-                    if let p {
-                        for i in 0..<n where blobBytes[start + i] != p[i] {
-                            equal = false
-                            break
-                        }
-                    }
-                    if equal { return Int(values[index]) }
+                    if n == 0 || memcmp(blobBytes.baseAddress! + start, p!, n) == 0 { return Int(values[index]) }
                 }
                 slot = (slot + 1) & mask
             }
