@@ -189,6 +189,9 @@ public struct EventValidator: Sendable {
             stamp = 1
         }
         var embedded: [UInt8] = []
+        // Held here once an event: read through the class for every member, each was retained.
+        let memberPrefixes = compiled.memberPrefixes
+        let prefixStarts = compiled.memberPrefixStarts
         for (index, member) in members.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             let slot = member.nameID >= 0 ? Int(compiled.slotByName[member.nameID]) : -1
@@ -236,10 +239,9 @@ public struct EventValidator: Sendable {
             }
             let field = compiled.checks[slot]
             let memberStart = Int32(out.count)
-            out.append(UInt8(ascii: "\""))
-            out.append(contentsOf: compiled.fieldNameBytes[slot])
-            out.append(UInt8(ascii: "\""))
-            out.append(UInt8(ascii: ":"))
+            memberPrefixes.withUnsafeBufferPointer { prefixes in
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: prefixes[prefixStarts[slot]..<prefixStarts[slot + 1]]))
+            }
             let valueStart = out.count
             let token = member.value
             let isString = token.kind == .string
