@@ -192,11 +192,10 @@ package final class CompiledEvent: Sendable {
     package let definition: EventDefinition?
     package let fields: [FieldDefinition]
     let checks: [FieldCheck]
-    /// Canonical field bytes by slot, written into the normalised event.
-    let fieldNameBytes: [[UInt8]]
-    /// `"name":` of every slot, one after another, as the normalised event writes it before each
-    /// member's value, and where each starts (one more entry than slots): one append a member
-    /// from one buffer, instead of four and a reference to each name's own array.
+    /// `"name":` (the canonical name) of every slot, one after another, as the normalised event
+    /// writes it before each member's value, and where each starts (one more entry than slots):
+    /// one append a member from one buffer, instead of four and a reference to each name's own
+    /// array.
     let memberPrefixes: [UInt8]
     let memberPrefixStarts: [Int]
     /// For each catalog name id, the slot of that field in `fields`, or -1 when the event lacks it.
@@ -214,11 +213,10 @@ package final class CompiledEvent: Sendable {
         let fields = Self.merge(envelope: envelope, fields: definition?.fields ?? [])
         self.fields = fields
         self.checks = fields.map { FieldCheck(kind: $0.type.kind, isRequired: $0.isRequired, minimum: $0.minimum) }
-        self.fieldNameBytes = fields.map { Array($0.name.utf8) }
         var prefixes: [UInt8] = []
         var prefixStarts = [0]
-        for name in fieldNameBytes {
-            prefixes += [UInt8(ascii: "\"")] + name + Array(#"":"#.utf8)
+        for field in fields {
+            prefixes += [UInt8(ascii: "\"")] + Array(field.name.utf8) + Array(#"":"#.utf8)
             prefixStarts.append(prefixes.count)
         }
         self.memberPrefixes = prefixes

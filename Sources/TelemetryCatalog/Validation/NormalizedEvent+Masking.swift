@@ -41,7 +41,7 @@ extension NormalizedEvent {
             var range = (Int(start) - 1)..<(Int(end) + 1)  // the string with its quotes
             if mask.replacement == nil {
                 // The whole member, `"name":"value"`, and one comma next to it.
-                var lower = range.lowerBound - (compiled.fieldNameBytes[mask.slot].count + 3)
+                var lower = range.lowerBound - (compiled.memberPrefixStarts[mask.slot + 1] - compiled.memberPrefixStarts[mask.slot])
                 var upper = range.upperBound
                 if json[lower - 1] == UInt8(ascii: ",") {
                     lower -= 1
