@@ -18,7 +18,10 @@ struct IngestBench: ParsableCommand {
                          dedupe, typed columns, durable commit, ack
 
             It prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, \
-            the CPU an event costs in each of its threads, how busy the machine's cores were while \
+            the CPU an event costs in each kind of its threads (by thread name: the events \
+            writer is GRDB's serial queue, which libdispatch sometimes runs on a thread of the \
+            pool that requests use, so part of the writer's time can show under requests; the \
+            total is exact), how busy the machine's cores were while \
             posting (idle cores mean the run waits rather than works), and the ratio \
             collector/baseline: \
             medians of --rounds alternating rounds. Completions carry the keys of earlier starts, \
