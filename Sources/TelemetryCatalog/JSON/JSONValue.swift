@@ -107,7 +107,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
     public static func quote(_ s: String, into out: inout String) {
         out += "\""
         // Most strings need no escaping: append them whole.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        if !needsEscaping(s) {
             out += s
             out += "\""
             return
@@ -128,9 +128,14 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
         out += "\""
     }
 
+    /// Whether `s` holds a byte a JSON string literal must escape.
+    private static func needsEscaping(_ s: String) -> Bool {
+        s.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+    }
+
     /// Appends `s` as a JSON string literal to `out`, as UTF-8.
     public static func quote(_ s: String, into out: inout [UInt8]) {
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        if !needsEscaping(s) {
             out.append(UInt8(ascii: "\""))
             out.append(contentsOf: s.utf8)
             out.append(UInt8(ascii: "\""))
