@@ -20,6 +20,10 @@ public struct TelemetryEmitterConfiguration: Sendable {
     public var queueCapacity = 100_000
     /// Events per request.
     public var batchSize = 1000
+    /// Requests on their way at once, each on a connection of its own. With two, the collector
+    /// validates the next batch while it stores the one before, and stores them in the order they
+    /// were sent (each request names the batch it follows: `Telemetry-After`).
+    public var maxRequestsInFlight = 2
     /// The longest an event waits before its batch is sent, when fewer than `batchSize` are queued.
     public var flushInterval: Duration = .milliseconds(250)
     /// Compress request bodies with gzip.
@@ -73,9 +77,11 @@ public struct EmitterCounts: Sendable, Hashable {
 /// blocking; ``run()`` (a swift-service-lifecycle `Service`) sends batches to the collector.
 ///
 /// Batches are NDJSON, gzipped, sent when `batchSize` events are queued or `flushInterval` has
-/// passed. A batch the collector cannot take yet (connection refused, 429, 503) goes to the spool
-/// and is retried with exponential backoff and jitter (honouring `Retry-After`); while the spool
-/// holds anything, new batches queue behind it, so each source's events arrive in order. The
+/// passed, up to `maxRequestsInFlight` at once; each names the one before it (`Telemetry-After`),
+/// and the collector stores a batch only after the one it follows. A batch the collector cannot
+/// take yet (connection refused, 429, 503, or 409 when the one it follows failed) goes to the
+/// spool and is retried with exponential backoff and jitter (honouring `Retry-After`); while the
+/// spool holds anything, new batches queue behind it, so each source's events arrive in order. The
 /// collector's dedupe on `event_id` makes every retry safe. On graceful shutdown the emitter sends
 /// what is queued within `shutdownTimeout` and spools the rest.
 public final class TelemetryEmitter: Service, Sendable {
@@ -85,15 +91,35 @@ public final class TelemetryEmitter: Service, Sendable {
     let spool: Spool
     private let ids = Mutex(UUIDv7Generator())
     private let retryState: Mutex<RetryState>
-    /// One keep-alive connection: only the sending loop (and then the final flush) uses it, one
-    /// request at a time.
-    private let connection: HTTPConnection
+    /// Keep-alive connections, one a request in flight: only the sending loop (and then the final
+    /// flush) uses them, one request at a time each. The spool is retried on the first.
+    private let connections: [HTTPConnection]
     private let metrics: EmitterMetrics
 
     /// The queue and the counters, under one lock: `emit` takes it once.
     struct Queue {
+        /// Waiting events are `events[head...]`: batches are taken from the front by moving
+        /// `head`, and the taken ones let go of now and then, so that taking a batch does not
+        /// move every waiting event under the lock that `emit` takes.
         var events: [any TelemetryEvent] = []
+        var head = 0
         var counts = EmitterCounts()
+
+        var count: Int { events.count - head }
+
+        /// The first `count` waiting events, taken out.
+        mutating func take(_ count: Int) -> [any TelemetryEvent] {
+            let taken = Array(events[head..<head + count])
+            head += count
+            if head == events.count {
+                events.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 4096, head * 2 >= events.count {
+                events.removeFirst(head)
+                head = 0
+            }
+            return taken
+        }
     }
 
     /// Creates an emitter; it sends nothing until ``run()`` runs.
@@ -106,7 +132,9 @@ public final class TelemetryEmitter: Service, Sendable {
         self.spool = try Spool(directory: configuration.spoolDirectory, maxBytes: configuration.spoolMaxBytes)
         self.metrics = EmitterMetrics()
         self.retryState = Mutex(RetryState(delay: configuration.initialBackoff))
-        self.connection = HTTPConnection(host: configuration.host, port: configuration.port, apiKey: configuration.apiKey)
+        self.connections = (0..<max(1, configuration.maxRequestsInFlight)).map { _ in
+            HTTPConnection(host: configuration.host, port: configuration.port, apiKey: configuration.apiKey)
+        }
         queue.withLock { $0.events.reserveCapacity(min(configuration.queueCapacity, 4096)) }
     }
 
@@ -128,7 +156,7 @@ public final class TelemetryEmitter: Service, Sendable {
         event.fillEnvironment(configuration.environment)
         let capacity = configuration.queueCapacity
         let queued = queue.withLock { queue -> Bool in
-            guard queue.events.count < capacity else {
+            guard queue.count < capacity else {
                 queue.counts.dropped += 1
                 return false
             }
@@ -148,7 +176,7 @@ public final class TelemetryEmitter: Service, Sendable {
     }
 
     /// Events waiting in memory.
-    public var queuedCount: Int { queue.withLock { $0.events.count } }
+    public var queuedCount: Int { queue.withLock { $0.count } }
 
     /// Sends until graceful shutdown, then flushes (see the type's description).
     public func run() async throws {
@@ -183,8 +211,7 @@ public final class TelemetryEmitter: Service, Sendable {
             if !spool.isEmpty { await retrySpool() }
         }
         let rest = queue.withLock { queue -> [any TelemetryEvent] in
-            defer { queue.events.removeAll() }
-            return queue.events
+            queue.take(queue.count)
         }
         if !rest.isEmpty { spoolEvents(rest) }
     }
@@ -200,35 +227,57 @@ public final class TelemetryEmitter: Service, Sendable {
     private func takeBatch() -> [any TelemetryEvent] {
         let size = configuration.batchSize
         return queue.withLock { queue in
-            let count = min(size, queue.events.count)
-            let batch = Array(queue.events.prefix(count))
-            queue.events.removeFirst(count)
-            return batch
+            queue.take(min(size, queue.count))
         }
     }
 
-    /// Sends queued batches while the collector takes them. Once one fails, it and every later
-    /// batch go to the spool, behind which order is kept.
+    /// A request on its way: its batch, the connection it uses, and its answer to come.
+    private struct Flight {
+        var body: [UInt8]
+        var count: Int
+        var name: String
+        var connection: Int
+        var answer: Task<PostResult, Never>
+    }
+
+    /// Sends queued batches while the collector takes them, up to `maxRequestsInFlight` at once,
+    /// each naming the one before it, so that the collector stores them in order. Once one fails,
+    /// it and every later batch go to the spool, behind which order is kept (a request already on
+    /// its way after a failed one fails too, or was stored after it: the collector sees to that).
     ///
-    /// The next batch is taken and encoded while the current one is on its way (one request in
-    /// flight, so batches still arrive in order): encoding and gzip cost about as much as the
-    /// collector's answer, and took turns with it before.
+    /// The next batch is taken and encoded while the requests before it are on their way:
+    /// encoding and gzip cost about as much as the collector's answer.
     private func sendQueued(deadline: ContinuousClock.Instant? = nil) async {
-        var current = takeEncodedBatch()
-        while let (body, count) = current {
-            if let deadline, ContinuousClock.now >= deadline {
-                // Taken from the queue already: kept in the spool, in order, not lost.
-                spoolBody(body, count: count)
-                return
+        var flights: [Flight] = []
+        var failed = false
+        var next = takeEncodedBatch()
+        while true {
+            while flights.count < connections.count, let batch = next, !failed, spool.isEmpty {
+                if let deadline, ContinuousClock.now >= deadline { break }
+                let name = UUID().uuidString.lowercased()
+                let after = flights.last?.name
+                let used = flights.map(\.connection)
+                let connection = connections.indices.first { !used.contains($0) }!
+                let answer = Task { [connections] in
+                    await self.post(batch.body, count: batch.count, on: connections[connection], name: name, after: after)
+                }
+                flights.append(Flight(body: batch.body, count: batch.count, name: name, connection: connection, answer: answer))
+                next = takeEncodedBatch()
             }
-            async let next = takeEncodedBatch()
-            if !spool.isEmpty {
-                spoolBody(body, count: count)
-            } else if case .later(let retryAfter) = await post(body, count: count) {
-                spoolBody(body, count: count)
-                backOff(retryAfter)
+            guard !flights.isEmpty else { break }
+            let flight = flights.removeFirst()
+            if case .later(let retryAfter) = await flight.answer.value {
+                spoolBody(flight.body, count: flight.count)
+                if !failed { backOff(retryAfter) }
+                failed = true
             }
-            current = await next
+        }
+        // Taken from the queue already: kept in the spool, in order, not lost.
+        if let batch = next { spoolBody(batch.body, count: batch.count) }
+        // Behind the spool, everything queued waits in it, in order (past a deadline, `flush`
+        // spools what is left).
+        if deadline == nil {
+            while !spool.isEmpty, let batch = takeEncodedBatch() { spoolBody(batch.body, count: batch.count) }
         }
     }
 
@@ -241,7 +290,7 @@ public final class TelemetryEmitter: Service, Sendable {
     /// Sends the spool's oldest batches until one fails (then backs off) or the spool is empty.
     private func retrySpool() async {
         while let head = spool.head() {
-            switch await post(head.body, count: head.count, isRetry: true) {
+            switch await post(head.body, count: head.count, on: connections[0], isRetry: true) {
             case .done:
                 spool.removeHead()
                 retryState.withLock { $0.delay = configuration.initialBackoff }
@@ -267,15 +316,20 @@ public final class TelemetryEmitter: Service, Sendable {
         case later(retryAfter: Duration?)
     }
 
-    /// One POST of a batch. `.done` when the collector answered for good (200, or a 4xx that will
-    /// not change on retry), `.later` when it should be retried.
-    private func post(_ body: [UInt8], count: Int, isRetry: Bool = false) async -> PostResult {
+    /// One POST of a batch, named `name` and following batch `after` when set. `.done` when the
+    /// collector answered for good (200, or a 4xx that will not change on retry), `.later` when it
+    /// should be retried.
+    private func post(
+        _ body: [UInt8], count: Int, on connection: HTTPConnection, name: String? = nil, after: String? = nil, isRetry: Bool = false
+    ) async -> PostResult {
         if isRetry {
             updateCounts { $0.retried += 1 }
             metrics.retried.increment()
         }
         var headers = [("Content-Type", "application/x-ndjson")]
         if body.count > 2, body[0] == 0x1f, body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
+        if let name { headers.append(("Telemetry-Batch", name)) }
+        if let after { headers.append(("Telemetry-After", after)) }
         let response: HTTPResponse
         do {
             response = try await connection.request("POST", "/v1/events", headers: headers, body: body, timeoutSeconds: 30)
@@ -292,6 +346,9 @@ public final class TelemetryEmitter: Service, Sendable {
             }
             metrics.sent.increment(by: Int64(count - rejected))
             return .done
+        case 409:
+            // The batch this one follows was not stored: it is retried from the spool, after it.
+            return .later(retryAfter: nil)
         case 429, 503, 500, 502, 504:
             let retryAfter = response.header("retry-after").flatMap(Int64.init).map { Duration.seconds($0) }
             return .later(retryAfter: retryAfter)

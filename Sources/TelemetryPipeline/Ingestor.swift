@@ -74,12 +74,18 @@ public struct Ingestor: Sendable {
     public let privacy: PrivacyPolicy?
     /// Bytes of the bodies being parsed and validated now.
     private let validating = ValidatingBytes()
+    /// The order of senders' batches that follow one another (``ingest(_:ndjson:requestID:receivedMicros:tenantID:after:)``).
+    public let order: BatchOrder
 
-    public init(catalog: Catalog = .builtin, limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: any EventSink) {
+    public init(
+        catalog: Catalog = .builtin, limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: any EventSink,
+        order: BatchOrder = BatchOrder()
+    ) {
         self.catalog = catalog
         self.limits = limits
         self.privacy = privacy
         self.sink = sink
+        self.order = order
     }
 
     /// Throws ``Overloaded`` when the sink's queue is at ``IngestLimits/maxQueuedEvents``.
@@ -104,9 +110,11 @@ public struct Ingestor: Sendable {
     ///   sent is over a limit); nothing is stored then but the refusal, in the rejected store.
     ///   ``StoreError`` when the store could not write (nothing is stored). ``Overloaded`` when
     ///   the sink's queue is full (checked before parsing and again after validation) or other
-    ///   requests' bodies being validated reach their bound (nothing is stored).
+    ///   requests' bodies being validated reach their bound (nothing is stored). ``OutOfOrder``
+    ///   when the batch named by `after` was not stored (nothing is stored).
     public func ingest(
-        _ body: [UInt8], ndjson: Bool, requestID: String, receivedMicros: Int64, tenantID: String? = nil
+        _ body: [UInt8], ndjson: Bool, requestID: String, receivedMicros: Int64, tenantID: String? = nil,
+        after: BatchOrder.Key? = nil
     ) async throws -> IngestResult {
         // Refused whole before any work when the queue is full or the cores are taken.
         try checkQueue()
@@ -185,6 +193,8 @@ public struct Ingestor: Sendable {
             }
             throw notJSON
         }
+        // Validated while the batch before it was being stored; handed over only once that one is.
+        if let after { try await order.waitUntilStored(after) }
         // Checked again now that the events are validated: requests validated side by side all
         // passed the check before parsing, and would queue past the bound together.
         try checkQueue()

@@ -1,5 +1,6 @@
 import CompressNIO
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
@@ -12,8 +13,55 @@ extension Collector {
 
     func postEvents(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
         let requestID = UUID().uuidString.lowercased()
-        let received = Self.nowMicros()
         let idHeader: HTTPFields = [.init("X-Request-ID")!: requestID]
+        // A sender with several requests in flight names its batches, and the one each follows.
+        let sender = context.access.keyID ?? ""
+        let batch: BatchOrder.Key?
+        let after: BatchOrder.Key?
+        do {
+            batch = try Self.batchName(request.headers, Self.batchHeader).map { BatchOrder.Key(sender: sender, batch: $0) }
+            after = try Self.batchName(request.headers, Self.afterHeader).map { BatchOrder.Key(sender: sender, batch: $0) }
+        } catch let bad as BadHeader {
+            return Self.error(.badRequest, "bad_header", bad.message, headers: idHeader)
+        }
+        if let batch, batch == after {
+            return Self.error(.badRequest, "bad_header", "Telemetry-After names this request's own batch", headers: idHeader)
+        }
+        guard let batch else {
+            return try await ingestBody(request, context, requestID: requestID, idHeader: idHeader, after: after)
+        }
+        ingestor.order.begin(batch)
+        do {
+            let response = try await ingestBody(request, context, requestID: requestID, idHeader: idHeader, after: after)
+            ingestor.order.finish(batch, failure: response.status == .ok ? nil : "it was answered \(response.status.code)")
+            return response
+        } catch {
+            ingestor.order.finish(batch, failure: "\(error)")
+            throw error
+        }
+    }
+
+    static let batchHeader = HTTPField.Name("Telemetry-Batch")!
+    static let afterHeader = HTTPField.Name("Telemetry-After")!
+
+    struct BadHeader: Error {
+        let message: String
+    }
+
+    /// A batch name from header `name`: 1-128 visible ASCII characters.
+    static func batchName(_ headers: HTTPFields, _ name: HTTPField.Name) throws -> String? {
+        guard let value = headers[name] else { return nil }
+        guard (1...128).contains(value.utf8.count), value.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
+            throw BadHeader(message: "\(name) must be 1-128 visible ASCII characters, got \(value.utf8.count) bytes")
+        }
+        return value
+    }
+
+    /// The body of `POST /v1/events`, read, validated and stored (after batch `after`, when set).
+    private func ingestBody(
+        _ request: Request, _ context: CollectorRequestContext, requestID: String, idHeader: HTTPFields, after: BatchOrder.Key?
+    ) async throws -> Response {
+        let received = Self.nowMicros()
         var buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
@@ -42,7 +90,8 @@ extension Collector {
         let ndjson = request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true
         do {
             let result = try await ingestor.ingest(
-                body, ndjson: ndjson, requestID: requestID, receivedMicros: received, tenantID: context.access.tenantScope)
+                body, ndjson: ndjson, requestID: requestID, receivedMicros: received, tenantID: context.access.tenantScope,
+                after: after)
             metrics.countIngest(result)
             return Self.json(.ok, Self.ingestResponse(result), headers: idHeader)
         } catch let overloaded as Overloaded {
@@ -58,6 +107,11 @@ extension Collector {
         } catch let failure as EventBody.Failure {
             let status: HTTPResponse.Status = failure.code == "not_json" ? .badRequest : .contentTooLarge
             return Self.error(status, failure.code, failure.message, headers: idHeader)
+        } catch let outOfOrder as OutOfOrder {
+            // Its sender sends the batch it follows first, then this one again.
+            metrics.countOutOfOrder()
+            return Self.error(
+                .conflict, "out_of_order", "\(outOfOrder.message); nothing of this request was stored", headers: idHeader)
         } catch let error as StoreError {
             logger.warning("ingest.unavailable", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
             var headers = idHeader

@@ -83,6 +83,11 @@ public final class CollectorMetrics: Sendable {
             namespace: "telemetry", metricName: "ingest_overloaded_requests_total",
             unitName: "", helpText: "POST /v1/events answered 429 overloaded: the events waiting for the store reached --max-queued-events, or the bodies being validated --max-validating-bytes.")
     }
+    static var outOfOrder: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "telemetry", metricName: "ingest_out_of_order_requests_total",
+            unitName: "", helpText: "POST /v1/events answered 409 out_of_order: the batch named by Telemetry-After was not stored.")
+    }
 
     static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
@@ -155,6 +160,10 @@ public final class CollectorMetrics: Sendable {
 
     func countOverloaded() {
         registry.makeCounter(descriptor: Self.overloaded).increment()
+    }
+
+    func countOutOfOrder() {
+        registry.makeCounter(descriptor: Self.outOfOrder).increment()
     }
 
     func setStuck(_ counts: [String: Int]) {

@@ -94,7 +94,17 @@ enum OpenAPIDocument {
                     "description": "A JSON object, a JSON array of objects, or NDJSON (application/x-ndjson), optionally gzip-encoded. Valid events are stored; invalid ones are rejected with every reason and kept in the rejected store. The 200 is sent only after the accepted events are durable.",
                     "operationId": "ingestEvents",
                     "parameters": [
-                        ["name": "Content-Encoding", "in": "header", "required": false, "schema": ["type": "string", "enum": ["gzip", "identity"]]]
+                        ["name": "Content-Encoding", "in": "header", "required": false, "schema": ["type": "string", "enum": ["gzip", "identity"]]],
+                        [
+                            "name": "Telemetry-Batch", "in": "header", "required": false,
+                            "description": "A name for this request's batch (unique among the sender's recent batches), for a later request to follow with Telemetry-After.",
+                            "schema": ["type": "string", "pattern": "^[!-~]{1,128}$"],
+                        ],
+                        [
+                            "name": "Telemetry-After", "in": "header", "required": false,
+                            "description": "The Telemetry-Batch of an earlier request of the same sender (the same API key) that must be stored first. This request is validated at once and stored only after that batch has been stored; if that batch was not stored (it failed or was refused, or did not arrive and finish within the collector's --order-wait, 10 s by default), this one is answered 409 and nothing of it is stored.",
+                            "schema": ["type": "string", "pattern": "^[!-~]{1,128}$"],
+                        ],
                     ],
                     "requestBody": [
                         "required": true,
@@ -105,7 +115,8 @@ enum OpenAPIDocument {
                     ],
                     "responses": [
                         "200": response("What became of each event.", ref("IngestResponse")),
-                        "400": errorResponse("The body is not JSON at all, or not valid gzip."),
+                        "400": errorResponse("The body is not JSON at all, or not valid gzip (not_json, bad_gzip), or a Telemetry-Batch or Telemetry-After header is malformed (bad_header)."),
+                        "409": errorResponse("The batch named by Telemetry-After was not stored (out_of_order); nothing of this request was stored. Send that batch first, then this one."),
                         "413": errorResponse("The body, or its number of events, is over the limit; or nothing in it could be read because of a limit (event size, string length, nesting depth)."),
                         "415": errorResponse("An unsupported Content-Encoding."),
                         "503": errorResponse("Nothing could be made durable; nothing was stored. Retry after Retry-After seconds."),

@@ -26,3 +26,20 @@ import Testing
         if numbers.count == 2 { #expect(numbers[0] > 0 && numbers[0] < numbers[1], "\(line)") }
     }
 }
+
+extension BenchCommandTests {
+    /// Two requests in flight (the SDK's default) deliver every event, none dropped with the
+    /// queue holding them all, and the collector's transactions are reported.
+    @Test func emitterBenchDeliversEveryEventAndReportsTheTransactions() async throws {
+        let result = try await CLI.runOffPool(["bench", "emitter", "--events", "4000", "--batch-size", "500", "--producers", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.first?.contains("2 in flight, gzip on, queue 4000") == true, "\(result.stdout)")
+        #expect(lines.contains("dropped (queue full): 0; rejected: 0; retried: 0"), "\(result.stdout)")
+        // 4,000 events in batches of 500 stored in whole batches: 500 or more a transaction.
+        let transactions = try #require(lines.first { $0.hasPrefix("collector: ") }, "\(result.stdout)")
+        let numbers = transactions.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        #expect(numbers.count == 3 && numbers[0] >= 1 && numbers[0] <= 8 && numbers[1] >= 500, "\(transactions)")
+        #expect(lines.contains { $0.hasPrefix("ratio: the emitter delivers at ") })
+    }
+}

@@ -56,7 +56,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: data) }
         let created = try await CLI.runOffPool(["keys", "create", "--data", data.path, "--scopes", "admin"])
         let key = try #require(created.stdout.split(separator: "\n").last.map(String.init))
-        let server = try await ServerProcess.start(data: data, extraArguments: ["--fsync", "normal", "--rate-limit", "0"])
+        let server = try await ServerProcess.start(data: data, extraArguments: ["--fsync", "normal", "--rate-limit", "0", "--order-wait", "1s"])
         defer { server.stop() }
         let checks = [
             "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",

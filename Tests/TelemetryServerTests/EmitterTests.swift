@@ -2,9 +2,11 @@ import Foundation
 import TelemetryClickHouse
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TelemetryCatalog
 import TelemetryClient
 import TelemetryEvents
+import TelemetryPipeline
 import TelemetryServer
 import TelemetryStore
 import Testing
@@ -311,5 +313,123 @@ import Testing
             #expect(byKind["pod_free"]?.first?.status == .succeeded)
             #expect(byKind["pod_lifetime"]?.first?.status == .succeeded)
         }
+    }
+}
+
+/// Two requests in flight: the collector validates the second while it stores the first, and
+/// stores them in the order they were sent.
+extension EmitterTests {
+    @Test func twoRequestsInFlightAreStoredInTheOrderTheyWereSent() async throws {
+        let order = BatchOrder()
+        try await TestCollector.run { collector in
+            let sink = GatedSink(store: collector.store)
+            try await TestCollector.serve(store: collector.store, sink: sink, order: order) { port in
+                defer { sink.open() }
+                var configuration = Self.configuration(port: port)
+                configuration.batchSize = 100
+                #expect(configuration.maxRequestsInFlight == 2)
+                let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+                try await Self.running(emitter) {
+                    let emitted = (0..<300).map { Self.emit(emitter, $0) }
+                    // The first batch is held in the store; the second is on its way meanwhile,
+                    // validated, and waits for it.
+                    try await Self.waitUntil(30) { sink.pendingEvents == 100 && order.waiting == 1 }
+                    #expect(sink.submitted == 100)
+                    sink.open()
+                    try await Self.waitUntil { emitter.counts.sent == 300 }
+                    #expect(try await Self.storedIDs(collector.store) == emitted)
+                    #expect(emitter.counts.retried == 0)
+                }
+            }
+        }
+    }
+
+    /// Batches are taken from the front of a long queue (past the point where the taken events
+    /// are let go of) without losing, repeating or reordering any.
+    @Test func aLongQueueIsSentWholeAndInOrder() async throws {
+        try await TestCollector.run { collector in
+            var configuration = Self.configuration(port: collector.port)
+            configuration.batchSize = 1000
+            let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+            // Queued before the emitter runs: 10 batches wait at once.
+            let emitted = (0..<10_000).map { Self.emit(emitter, $0) }
+            #expect(emitter.queuedCount == 10_000)
+            try await Self.running(emitter) {
+                try await Self.waitUntil { emitter.counts.sent == 10_000 }
+            }
+            #expect(emitter.queuedCount == 0)
+            #expect(try await Self.storedIDs(collector.store) == emitted)
+        }
+    }
+
+    /// The first of two requests in flight fails: the second, already on its way, is refused
+    /// (409) rather than stored before it, and both are sent again from the spool, in order.
+    @Test func aFailedBatchAndTheOneOnItsWayAfterItAreResentInOrder() async throws {
+        let order = BatchOrder()
+        try await TestCollector.run { collector in
+            let sink = FailFirstSink(store: collector.store)
+            try await TestCollector.serve(store: collector.store, sink: sink, order: order) { port in
+                defer { sink.release() }
+                var configuration = Self.configuration(port: port)
+                configuration.batchSize = 100
+                let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+                try await Self.running(emitter) {
+                    let emitted = (0..<300).map { Self.emit(emitter, $0) }
+                    try await Self.waitUntil(30) { sink.isHolding && order.waiting == 1 }
+                    sink.release()
+                    try await Self.waitUntil { emitter.counts.sent == 300 }
+                    #expect(try await Self.storedIDs(collector.store) == emitted)
+                    #expect(emitter.counts.retried >= 2, "the failed batch and the one refused after it")
+                    #expect(emitter.counts.dropped == 0)
+                }
+            }
+        }
+    }
+}
+
+/// A sink whose first batch waits until ``release()`` and then fails as a store error (503); the
+/// others are written to the store.
+final class FailFirstSink: EventSink {
+    private struct State {
+        var submits = 0
+        var holding = false
+        var released = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let store: any EventStore
+    private let state = Mutex(State())
+
+    init(store: any EventStore) {
+        self.store = store
+    }
+
+    var pendingEvents: Int { 0 }
+    var isHolding: Bool { state.withLock { $0.holding } }
+
+    func release() {
+        let waiter = state.withLock { state in
+            state.released = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func submit(_ batch: consuming WriteBatch) async throws -> WriteOutcome {
+        let first = state.withLock { state in
+            state.submits += 1
+            return state.submits == 1
+        }
+        guard first else { return try await store.write(batch) }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let released = state.withLock { state in
+                state.holding = true
+                if !state.released { state.waiter = continuation }
+                return state.released
+            }
+            if released { continuation.resume() }
+        }
+        throw StoreError(.unavailable, "the test's store refuses its first batch")
     }
 }

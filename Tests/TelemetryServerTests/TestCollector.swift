@@ -19,7 +19,8 @@ struct TestCollector {
     /// stops it.
     static func run<T: Sendable>(
         path: String? = nil, maxBytes: Int64? = nil, keys: KeyStore? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
-        limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: (any EventSink)? = nil, _ body: @Sendable (TestCollector) async throws -> T
+        limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: (any EventSink)? = nil, order: BatchOrder = BatchOrder(),
+        _ body: @Sendable (TestCollector) async throws -> T
     ) async throws -> T {
         let directory = TestScratch.path("collector-\(UUID().uuidString)")
         let ownsDirectory = path == nil
@@ -32,7 +33,7 @@ struct TestCollector {
         storeConfiguration.durability = .normal
         let store = try SQLiteStore(configuration: storeConfiguration, logger: logger)
         do {
-            let result = try await serve(store: store, keys: keys, configure: configure, limits: limits, privacy: privacy, sink: sink) { port in
+            let result = try await serve(store: store, keys: keys, configure: configure, limits: limits, privacy: privacy, sink: sink, order: order) { port in
                 try await body(TestCollector(store: store, port: port, path: path))
             }
             try store.close()
@@ -46,7 +47,7 @@ struct TestCollector {
     /// Starts a collector over `store` (any store), runs `body` with its port, then stops it.
     static func serve<T: Sendable>(
         store: any EventStore, keys: KeyStore? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
-        limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: (any EventSink)? = nil,
+        limits: IngestLimits = IngestLimits(), privacy: PrivacyPolicy? = nil, sink: (any EventSink)? = nil, order: BatchOrder = BatchOrder(),
         _ body: @Sendable (Int) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test.collector")
@@ -56,7 +57,7 @@ struct TestCollector {
         let writer = IngestWriter(
             store: store, logger: logger, onCommit: { broadcaster.publish($0) },
             onTransaction: { metrics.recordCommit(events: $0, nanoseconds: $1) })
-        let ingestor = Ingestor(limits: limits, privacy: privacy, sink: sink ?? writer)
+        let ingestor = Ingestor(limits: limits, privacy: privacy, sink: sink ?? writer, order: order)
         var configuration = CollectorConfiguration()
         configuration.port = 0
         configuration.streamHeartbeatSeconds = 1

@@ -17,7 +17,8 @@ struct EmitterBench: AsyncParsableCommand {
               baseline: the same events, pre-encoded as NDJSON batches, posted from
                 --connections connections (no SDK: the collector's own ceiling)
               emitter: --producers tasks calling `emit` as fast as they can on one
-                TelemetryEmitter (batches, gzip, one request in flight, as in a service)
+                TelemetryEmitter (batches, gzip, --in-flight requests at once, as in
+                a service)
 
             It prints the rate at which `emit` returned, the rate the collector acknowledged, \
             events dropped because the queue was full (the emitter never blocks its caller), how \
@@ -38,14 +39,20 @@ struct EmitterBench: AsyncParsableCommand {
     @Option(help: "The emitter's batch size.")
     var batchSize: Int = 2000
 
-    @Option(help: "The emitter's queue capacity.")
-    var queueCapacity: Int = 100_000
+    @Option(help: "The emitter's queue capacity (default: --events, so that none is dropped and the rate is that of delivering them all; the SDK's own default is 100000).")
+    var queueCapacity: Int?
+
+    @Option(help: "The emitter's requests in flight at once.")
+    var inFlight: Int = 2
+
+    @Flag(inversion: .prefixedNo, help: "Compress the emitter's request bodies with gzip (the SDK's default; the baseline's are not).")
+    var gzip = true
 
     @Option(help: "The collector's --fsync: full or normal.")
     var fsync: String = "full"
 
     func validate() throws {
-        guard events > 0, producers > 0, connections > 0, batchSize > 0, queueCapacity > 0 else {
+        guard events > 0, producers > 0, connections > 0, batchSize > 0, (queueCapacity ?? 1) > 0, inFlight > 0 else {
             throw ValidationError("counts must be positive")
         }
         guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
@@ -61,14 +68,17 @@ struct EmitterBench: AsyncParsableCommand {
                 model: ["sdxl-1.0", "flux-1-dev", "llama-3.1-8b-instruct"][i % 3], prompt: "a lighthouse on a rocky coast at dawn",
                 taskID: UUID())
         }
-        print("events: \(events); emitter: \(producers) producers, batches of \(batchSize), queue \(queueCapacity); fsync \(fsync)")
+        print(
+            "events: \(events); emitter: \(producers) producers, batches of \(batchSize), \(inFlight) in flight, gzip \(gzip ? "on" : "off"), queue \(queueCapacity ?? events); fsync \(fsync)")
 
         // The emitter, into a fresh collector.
         let collector = try CollectorChild(data: directory.appendingPathComponent("emitter"), fsync: fsync)
         defer { collector.stop() }
         var configuration = TelemetryEmitterConfiguration(port: collector.port, tenantID: tenant, source: "bench")
         configuration.batchSize = batchSize
-        configuration.queueCapacity = queueCapacity
+        configuration.queueCapacity = queueCapacity ?? events
+        configuration.maxRequestsInFlight = inFlight
+        configuration.gzip = gzip
         configuration.environment = EventEnvironment(nodeID: node)
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
@@ -83,7 +93,13 @@ struct EmitterBench: AsyncParsableCommand {
             await withTaskGroup(of: Void.self) { emitting in
                 for p in 0..<producers {
                     emitting.addTask {
-                        for i in stride(from: p, to: total, by: producers) { emitter.emit(event(i)) }
+                        // Yielding now and then, as a service's tasks do between emits: four loops
+                        // that never yield hold every thread of Swift's cooperative pool (one a
+                        // core), and the emitter's own sending tasks wait for them to end.
+                        for (n, i) in stride(from: p, to: total, by: producers).enumerated() {
+                            emitter.emit(event(i))
+                            if n % 100 == 99 { await Task.yield() }
+                        }
                     }
                 }
             }
@@ -93,6 +109,18 @@ struct EmitterBench: AsyncParsableCommand {
             }
             let delivered = Double(MonotonicClock.now() - started) / 1e9
             let busy = cpuBefore.flatMap { before in MachineCPU.now().map { $0.busy(since: before) } }
+            // How the collector's writer spent the run: a writer busy all the time is the limit.
+            let commits = try collector.metrics([
+                "telemetry_commit_duration_seconds_sum", "telemetry_commit_duration_seconds_count", "telemetry_commit_events_sum",
+            ])
+            if let seconds = commits["telemetry_commit_duration_seconds_sum"], let count = commits["telemetry_commit_duration_seconds_count"],
+                let stored = commits["telemetry_commit_events_sum"], count > 0
+            {
+                print(
+                    String(
+                        format: "collector: %.0f transactions of %.0f events on average, committing %.0f%% of the time", count, stored / count,
+                        100 * seconds / delivered))
+            }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
             return (emitted, delivered, busy)
@@ -125,7 +153,7 @@ struct EmitterBench: AsyncParsableCommand {
         print("emitter: acknowledged by the collector".padding(to: 52) + rate(counts.sent, deliverSeconds))
         print("dropped (queue full): \(counts.dropped); rejected: \(counts.rejected); retried: \(counts.retried)")
         if let busy {
-            // One request in flight: idle cores here are the emitter waiting for each answer.
+            // Idle cores here are the emitter waiting for answers.
             print(String(format: "cores busy while the emitter delivered: %.0f%% of %d (collector and emitter)",
                          100 * busy, ProcessInfo.processInfo.activeProcessorCount))
         }

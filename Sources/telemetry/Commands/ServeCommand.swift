@@ -111,6 +111,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Time a client has to send a request's body once its head is in, e.g. 60s.")
     var bodyTimeout: String = "60s"
 
+    @Option(help: "How long a request naming the batch it follows (Telemetry-After, sent by the SDK with two requests in flight) waits for that batch to be stored before it is answered 409, e.g. 10s.")
+    var orderWait: String = "10s"
+
     @Option(help: "Cap the store's files (events, and operations), bytes each; past it ingest answers 503 until room is made.")
     var maxStoreBytes: Int64?
 
@@ -145,7 +148,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError(KafkaSupport.missingMessage)
         }
         _ = try KafkaSupport.properties(kafkaOption)
-        for (name, text) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--kafka-timeout", kafkaTimeout)] {
+        for (name, text) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--kafka-timeout", kafkaTimeout), ("--order-wait", orderWait)] {
             guard let seconds = DurationText.seconds(text), seconds > 0 else {
                 throw ValidationError("\(name) takes a number and s, m or h, e.g. 30s; got \(text)")
             }
@@ -272,7 +275,7 @@ struct ServeCommand: AsyncParsableCommand {
                 CommandFailure.exit("\(error)")
             }
         }
-        let ingestor = Ingestor(limits: limits, privacy: policy, sink: sink)
+        let ingestor = Ingestor(limits: limits, privacy: policy, sink: sink, order: BatchOrder(wait: Self.parseDuration(orderWait)!))
         var configuration = CollectorConfiguration()
         configuration.host = host
         configuration.port = port

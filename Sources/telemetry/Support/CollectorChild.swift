@@ -96,6 +96,20 @@ final class CollectorChild {
         }
     }
 
+    /// The values of the collector's metrics named in `names` (series without labels), from
+    /// `/metrics`; names it does not have are left out.
+    func metrics(_ names: Set<String>) throws -> [String: Double] {
+        let response = try HTTPConnection(host: "127.0.0.1", port: port).request("GET", "/metrics", headers: [], body: [])
+        guard response.status == 200 else { throw CommandFailure("GET /metrics: HTTP \(response.status)") }
+        var values: [String: Double] = [:]
+        for line in response.text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, names.contains(String(parts[0])), let value = Double(parts[1]) else { continue }
+            values[String(parts[0])] = value
+        }
+        return values
+    }
+
     /// CPU seconds (user + system) the collector's threads have used so far, by thread name
     /// (`/proc`): the events writer is GRDB's queue (`…qos.overcommit`), requests run on the
     /// cooperative pool (`…default-qos`).
