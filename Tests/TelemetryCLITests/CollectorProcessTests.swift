@@ -166,6 +166,29 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(printed.allSatisfy { $0.contains(#""event_type":"pbac.agent."#) })
     }
 
+    /// `send` has two requests in flight, and the collector stores its batches in the file's
+    /// order (within a batch, a transaction, the store orders events by id).
+    @Test func sendStoresTheFilesBatchesInOrder() async throws {
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let server = try await ServerProcess.start(data: data)
+        defer { server.stop() }
+        var sampler = EventSampler(seed: 34)
+        let lines = (0..<2_000).map { _ in sampler.sample().render() }
+        let file = data.appendingPathComponent("events.ndjson")
+        try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        let sent = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--batch-size", "100"])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(sent.stdout.contains("2000 events: 2000 accepted, 0 duplicate, 0 rejected"), "\(sent.stdout)")
+        let query = try await CLI.runOffPool(["query", "--url", server.url, "--all", "--format", "json"])
+        let stored = query.stdout.split(separator: "\n").reversed().map { Self.id(String($0)) }
+        #expect(stored.count == 2_000)
+        for batch in 0..<20 {
+            let range = (batch * 100)..<(batch * 100 + 100)
+            #expect(Set(stored[range]) == Set(lines[range].map(Self.id)), "batch \(batch) in its place")
+        }
+    }
+
     /// The collector is down when `send` starts: it retries with backoff until the collector is up.
     @Test func sendRetriesUntilTheCollectorIsUp() async throws {
         let data = try CLI.temporaryDirectory()

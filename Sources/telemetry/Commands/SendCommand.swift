@@ -12,7 +12,8 @@ struct SendCommand: ParsableCommand {
         abstract: "Send a file of NDJSON events to a collector.",
         discussion: """
             Reads the file (or - for standard input) as NDJSON, posts it in batches, gzip-encoded (zlib's \
-            fastest level), one request in flight while the next batch is read and compressed, and \
+            fastest level), two requests in flight (the collector stores them in the order they were \
+            sent) while the next batch is read and compressed, and \
             retries a batch with exponential backoff and jitter when the collector is unreachable or \
             answers 429 or 503 (honouring Retry-After): the collector's dedupe makes a retried batch \
             safe. Ends with a summary of accepted, duplicate and rejected events, the rejections \
@@ -57,9 +58,9 @@ struct SendCommand: ParsableCommand {
         var reader = LineReader(fd: fd, maxLineBytes: 16 << 20)
         defer { reader.close() }
         var progress = ProgressBar(total: total, minimumTotal: 1 << 20)
-        // Batches are read and compressed here while the one before is on its way (one request
-        // in flight, so they arrive in order): gzip and the collector's answer used to take turns.
-        let sender = BatchSender(connection: url.connection(), maxAttempts: maxAttempts)
+        // Batches are read and compressed here while the ones before are on their way (two
+        // requests in flight, stored in order): gzip and the collector's answer used to take turns.
+        let sender = BatchSender(connections: [url.connection(), url.connection()], maxAttempts: maxAttempts)
         var tooLong: [Int] = []
         var batch: [UInt8] = []
         var lines: [Int] = []
@@ -98,24 +99,42 @@ struct SendCommand: ParsableCommand {
     }
 }
 
-/// Posts `send`'s batches on a thread of its own, one request in flight and in order, retrying
-/// each with backoff; the caller prepares the next meanwhile. At most two batches wait for it.
+/// Posts `send`'s batches, two requests in flight (a thread and a connection each), retrying each
+/// with backoff; the caller prepares the next meanwhile. At most two batches wait to be taken.
+///
+/// Each request names its batch (`Telemetry-Batch`) and, while the batch before it is on its way,
+/// that batch (`Telemetry-After`): the collector stores a batch only after the one it follows, so
+/// the file's batches are stored in order while the collector validates one during the commit of
+/// the other. A request refused because the batch before it was not stored (409) is sent again once
+/// that batch is.
 final class BatchSender: @unchecked Sendable {
-    // @unchecked: the state is guarded by `condition`; `connection` is used by the thread alone.
-    private let connection: HTTPConnection
+    // @unchecked: the state is guarded by `condition`; each connection is used by its thread alone.
+    private struct Batch {
+        var number: Int
+        var body: [UInt8]
+        var lines: [Int]
+    }
+
     private let maxAttempts: Int
     private let condition = NSCondition()
-    private var waiting: [(body: [UInt8], lines: [Int])] = []
+    private var waiting: [Batch] = []
+    private var submitted = 0
+    /// Batches taken by a thread and not finished yet.
+    private var unfinished: Set<Int> = []
     private var closed = false
-    private var done = false
+    private var running: Int
     private var summary = SendSummary()
     private var failure: String? = nil
+    /// Names this run's batches: `send-<uuid>-<number>`.
+    private let run = "send-\(UUID().uuidString.lowercased())"
     private static let capacity = 2
 
-    init(connection: HTTPConnection, maxAttempts: Int) {
-        self.connection = connection
+    init(connections: [HTTPConnection], maxAttempts: Int) {
         self.maxAttempts = maxAttempts
-        Thread { [self] in loop() }.start()
+        self.running = connections.count
+        for connection in connections {
+            Thread { [self] in loop(connection) }.start()
+        }
     }
 
     /// Whether a batch could not be delivered (nothing more is sent then).
@@ -132,7 +151,8 @@ final class BatchSender: @unchecked Sendable {
         defer { condition.unlock() }
         while waiting.count >= Self.capacity && failure == nil { condition.wait() }
         guard failure == nil else { return false }
-        waiting.append((body, lines))
+        waiting.append(Batch(number: submitted, body: body, lines: lines))
+        submitted += 1
         condition.broadcast()
         return true
     }
@@ -143,7 +163,7 @@ final class BatchSender: @unchecked Sendable {
         defer { condition.unlock() }
         closed = true
         condition.broadcast()
-        while !done { condition.wait() }
+        while running > 0 { condition.wait() }
         return (summary, failure)
     }
 
@@ -153,23 +173,30 @@ final class BatchSender: @unchecked Sendable {
         return body()
     }
 
-    private func loop() {
+    private func name(_ number: Int) -> String { "\(run)-\(number)" }
+
+    private func loop(_ connection: HTTPConnection) {
         while true {
             condition.lock()
-            while waiting.isEmpty && !closed { condition.wait() }
-            guard let (body, lines) = waiting.first, failure == nil else {
-                done = true
+            while waiting.isEmpty && !closed && failure == nil { condition.wait() }
+            guard !waiting.isEmpty, failure == nil else {
+                running -= 1
                 condition.broadcast()
                 condition.unlock()
                 return
             }
+            let batch = waiting.removeFirst()
+            unfinished.insert(batch.number)
+            // Taken in order, so the batch before this one is finished or on the other thread.
+            let after = unfinished.contains(batch.number - 1) ? name(batch.number - 1) : nil
+            condition.broadcast()
             condition.unlock()
-            let outcome = Result { try post(body, lines) }
+            let outcome = Result { try post(batch, after: after, on: connection) }
             condition.lock()
-            waiting.removeFirst()
+            unfinished.remove(batch.number)
             switch outcome {
             case .success(let answer): summary.merge(answer)
-            case .failure(let error): failure = "\(error)"
+            case .failure(let error): failure = failure ?? "\(error)"
             }
             condition.broadcast()
             condition.unlock()
@@ -177,22 +204,34 @@ final class BatchSender: @unchecked Sendable {
     }
 
     /// Posts one batch until the collector answers 200, retrying 429, 503 and connection errors
-    /// with exponential backoff and jitter (never sooner than Retry-After); its answer.
-    private func post(_ body: [UInt8], _ lines: [Int]) throws -> SendSummary {
-        var headers = [("Content-Type", "application/x-ndjson")]
-        if body.count > 2, body[0] == 0x1f, body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
+    /// with exponential backoff and jitter (never sooner than Retry-After), and a 409 (the batch
+    /// it follows was not stored) once that batch has been; its answer.
+    private func post(_ batch: Batch, after: String?, on connection: HTTPConnection) throws -> SendSummary {
+        let lines = batch.lines
+        var after = after
         var attempt = 0
         var delay = 0.1
         while true {
             attempt += 1
+            var headers = [("Content-Type", "application/x-ndjson"), ("Telemetry-Batch", name(batch.number))]
+            if batch.body.count > 2, batch.body[0] == 0x1f, batch.body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
+            if let after { headers.append(("Telemetry-After", after)) }
             var retryAfter: Double? = nil
             var reason: String
             do {
-                let response = try connection.request("POST", "/v1/events", headers: headers, body: body)
+                let response = try connection.request("POST", "/v1/events", headers: headers, body: batch.body)
                 if response.status == 200 {
                     var answer = SendSummary()
                     try answer.add(response.body, lines: lines)
                     return answer
+                }
+                if response.status == 409 {
+                    // Sent again, on its own, once the batch before it is stored; if that one
+                    // could not be, nothing more is sent anyway.
+                    try waitForPrevious(of: batch.number)
+                    after = nil
+                    attempt -= 1
+                    continue
                 }
                 reason = "HTTP \(response.status): \(response.text.prefix(300))"
                 guard response.status == 429 || response.status == 503 else {
@@ -212,6 +251,14 @@ final class BatchSender: @unchecked Sendable {
             usleep(UInt32(min(wait, 30) * 1_000_000))
             delay = min(delay * 2, 10)
         }
+    }
+
+    /// Waits until batch `number - 1` is finished; throws when a batch failed meanwhile.
+    private func waitForPrevious(of number: Int) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while unfinished.contains(number - 1) && failure == nil { condition.wait() }
+        if let failure { throw CommandFailure("stopped after an earlier batch failed: \(failure)") }
     }
 }
 
@@ -250,7 +297,8 @@ struct SendSummary {
     func report(limit: Int) -> String {
         var out = "\(sent + tooLong.count) events: \(accepted) accepted, \(duplicates) duplicate, \(rejected.count + tooLong.count) rejected"
         if retries > 0 { out += " (\(retries) retries)" }
-        for (line, errors) in rejected.prefix(limit) {
+        // Answers arrive from two requests in flight: listed by line.
+        for (line, errors) in rejected.sorted(by: { $0.line < $1.line }).prefix(limit) {
             for error in errors {
                 out += "\nline \(line): \(error.field.isEmpty ? "" : error.field + ": ")\(error.code): \(error.message)"
             }
