@@ -66,21 +66,34 @@ public final class KafkaStoreLoader: Service, Sendable {
             // the store waited for the poll). Offsets are still committed batch after batch, each
             // only after its own write.
             var next = prepareNext()
+            // The offsets of the batch before, committed while the store writes this one (the
+            // commit is a round trip to the group's coordinator, and the store waited for it).
+            // Each commit still follows its own batch's write, and the one before it, so the
+            // committed offsets only move forwards.
+            var committing: Task<Void, Never>? = nil
             while true {
                 let prepared = await next.value
                 let stopping = Task.isShuttingDownGracefully || Task.isCancelled
                 if !stopping { next = prepareNext() }
                 do {
                     // On the way out the batch in hand is still written and committed.
-                    if !prepared.messages.isEmpty { try await storeWithRetries(prepared) }
+                    if !prepared.messages.isEmpty, let outcome = try await storeWithRetries(prepared) {
+                        let previous = committing
+                        committing = Task {
+                            await previous?.value
+                            await self.commit(prepared, outcome)
+                        }
+                    }
                 } catch {
                     // The poll under way ends before the consumer is closed; what it took is
                     // not committed, so the group delivers it again.
                     if !stopping { _ = await next.value }
+                    await committing?.value
                     throw error
                 }
                 if stopping { break }
             }
+            await committing?.value
         } onGracefulShutdown: {}
         await blocking { [consumer] in consumer.close() }
     }
@@ -95,16 +108,15 @@ public final class KafkaStoreLoader: Service, Sendable {
 
     /// Writes a batch; a store that cannot write now (disk full, locked) is waited for, the same
     /// batch retried with backoff, and nothing is committed meanwhile. Stopping while waiting
-    /// leaves the batch uncommitted, for the next consumer.
-    private func storeWithRetries(_ prepared: Prepared) async throws {
+    /// leaves the batch unwritten and uncommitted (`nil`), for the next consumer.
+    private func storeWithRetries(_ prepared: Prepared) async throws -> WriteOutcome? {
         var delay = Duration.milliseconds(200)
         while true {
             do {
-                try await write(prepared)
-                return
+                return try await write(prepared)
             } catch let error as StoreError where error.isTransient {
                 logger.warning("kafka.consume.store_unavailable", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-                if Task.isShuttingDownGracefully { return }
+                if Task.isShuttingDownGracefully { return nil }
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(10))
             }
@@ -144,15 +156,18 @@ public final class KafkaStoreLoader: Service, Sendable {
         return prepared
     }
 
-    /// Writes a prepared batch into the store and, once that committed, its offsets.
-    private func write(_ prepared: Prepared) async throws {
-        let (messages, batch, unreadable) = (prepared.messages, prepared.batch, prepared.unreadable)
-        if unreadable > 0 {
-            logger.warning("kafka.consume.unreadable", metadata: ["messages": "\(unreadable)", "topic": "\(rejectedTopic)"])
+    /// Writes a prepared batch into the store. A failed write throws, and its offsets are never
+    /// committed, so the batch is redelivered.
+    private func write(_ prepared: Prepared) async throws -> WriteOutcome {
+        if prepared.unreadable > 0 {
+            logger.warning("kafka.consume.unreadable", metadata: ["messages": "\(prepared.unreadable)", "topic": "\(rejectedTopic)"])
         }
-        // The store first; the offsets only once it committed. A failed write throws before the
-        // commit, so the batch is redelivered.
-        let outcome = try await store.write(batch)
+        return try await store.write(prepared.batch)
+    }
+
+    /// Commits the offsets of a batch the store has written, and counts it.
+    private func commit(_ prepared: Prepared, _ outcome: WriteOutcome) async {
+        let (messages, batch, unreadable) = (prepared.messages, prepared.batch, prepared.unreadable)
         do {
             try await blocking { [consumer] in try consumer.commit(messages) }
         } catch {
