@@ -42,6 +42,8 @@ public final class BatchOrder: Sendable {
     private struct Waiter {
         var id: Int
         var continuation: CheckedContinuation<Void, any Error>
+        /// Refuses the waiter after ``BatchOrder/wait``; cancelled once it is answered.
+        var timer: Task<Void, Never>
     }
 
     private struct Entry {
@@ -109,6 +111,7 @@ public final class BatchOrder: Sendable {
             return waiters
         }
         for waiter in waiters {
+            waiter.timer.cancel()
             if let failure {
                 waiter.continuation.resume(throwing: OutOfOrder(message: "batch \(key.batch), which this one follows, was not stored: \(failure)"))
             } else {
@@ -122,31 +125,26 @@ public final class BatchOrder: Sendable {
     /// - Throws: ``OutOfOrder`` when it failed, or was not stored within ``wait``.
     public func waitUntilStored(_ key: Key) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let (id, answer) = table.withLock { table -> (Int, Result<Void, OutOfOrder>?) in
+            let wait = self.wait
+            let answer = table.withLock { table -> Result<Void, OutOfOrder>? in
                 let id = table.nextWaiter
                 table.nextWaiter += 1
                 switch table.entries[key]?.state {
                 case .stored:
-                    return (id, .success(()))
+                    return .success(())
                 case .failed(let why):
-                    return (id, .failure(OutOfOrder(message: "batch \(key.batch), which this one follows, was not stored: \(why)")))
-                case nil:
-                    table.entries[key] = Entry(state: .expected, waiters: [Waiter(id: id, continuation: continuation)])
-                    return (id, nil)
-                case .expected, .inProgress:
-                    table.entries[key]!.waiters.append(Waiter(id: id, continuation: continuation))
-                    return (id, nil)
+                    return .failure(OutOfOrder(message: "batch \(key.batch), which this one follows, was not stored: \(why)"))
+                case nil, .expected, .inProgress:
+                    let timer = Task {
+                        do { try await Task.sleep(for: wait) } catch { return }
+                        self.timeOut(key, waiter: id)
+                    }
+                    table.entries[key, default: Entry(state: .expected)].waiters.append(
+                        Waiter(id: id, continuation: continuation, timer: timer))
+                    return nil
                 }
             }
-            if let answer {
-                continuation.resume(with: answer.mapError { $0 as any Error })
-                return
-            }
-            let wait = self.wait
-            Task {
-                try? await Task.sleep(for: wait)
-                self.timeOut(key, waiter: id)
-            }
+            if let answer { continuation.resume(with: answer.mapError { $0 as any Error }) }
         }
     }
 
