@@ -23,7 +23,8 @@ public struct IngestLimits: Sendable {
     /// Bytes of request bodies being parsed and validated at once past which a request is refused
     /// with ``Overloaded`` (one request is always taken, whatever its size): past it the cores are
     /// short, and every request, the refusals among them, waits for CPU. 16 MiB is ~0.15 s of
-    /// validation on two cores. `nil` for no bound.
+    /// validation on two cores. The same bound applies, counted apart, to the bodies validated and
+    /// waiting for the batch they follow (``BatchOrder``). `nil` for no bound.
     public var maxValidatingBytes: Int? = 16 << 20
 
     public init(
@@ -74,6 +75,9 @@ public struct Ingestor: Sendable {
     public let privacy: PrivacyPolicy?
     /// Bytes of the bodies being parsed and validated now.
     private let validating = ValidatingBytes()
+    /// Bytes of the bodies validated and waiting for the batch they follow, bounded like those
+    /// being validated: a sender's followers otherwise hold memory for up to the order's wait.
+    private let following = ValidatingBytes()
     /// The order of senders' batches that follow one another (``ingest(_:ndjson:requestID:receivedMicros:tenantID:after:)``).
     public let order: BatchOrder
 
@@ -194,7 +198,16 @@ public struct Ingestor: Sendable {
             throw notJSON
         }
         // Validated while the batch before it was being stored; handed over only once that one is.
-        if let after { try await order.waitUntilStored(after) }
+        if let after {
+            try following.take(body.count, bound: limits.maxValidatingBytes, waiting: "wait for the batches they follow")
+            do {
+                try await order.waitUntilStored(after)
+            } catch {
+                following.release(body.count)
+                throw error
+            }
+            following.release(body.count)
+        }
         // Checked again now that the events are validated: requests validated side by side all
         // passed the check before parsing, and would queue past the bound together.
         try checkQueue()
@@ -300,11 +313,11 @@ package final class ValidatingBytes: Sendable {
 
     /// Takes `count` bytes in, unless others hold `bound` with them already (one request is
     /// always taken, so a body of any size can be validated).
-    package func take(_ count: Int, bound: Int?) throws(Overloaded) {
+    package func take(_ count: Int, bound: Int?, waiting: String = "are being validated") throws(Overloaded) {
         let before = bytes.add(count, ordering: .relaxed).oldValue
         if let bound, before > 0, before + count > bound {
             release(count)
-            throw Overloaded(message: "other requests with \(before) bytes are being validated (the bound is \(bound))")
+            throw Overloaded(message: "other requests with \(before) bytes \(waiting) (the bound is \(bound))")
         }
     }
 

@@ -99,6 +99,37 @@ import Testing
         }
     }
 
+    /// Followers hold their validated events while they wait: their bodies are bounded like the
+    /// bodies being validated (one is always taken).
+    @Test func followersWaitingAreBoundedInBytes() async throws {
+        try await TestCollector.run { collector in
+            let sink = GatedSink(store: collector.store)
+            defer { sink.open() }
+            let order = BatchOrder(wait: .seconds(30))
+            let ingestor = Ingestor(limits: IngestLimits(maxValidatingBytes: 10), sink: sink, order: order)
+            let lines = sampleLines(4, seed: 76)
+            let first = Task {
+                try await ingestor.ingest(
+                    Array(Self.body(lines[0..<2]).utf8), ndjson: true, requestID: "a", receivedMicros: 1,
+                    after: BatchOrder.Key(sender: "", batch: "x"))
+            }
+            try await EmitterTests.waitUntil(30) { order.waiting == 1 }
+            await #expect(throws: Overloaded.self, "a second follower is past the bound") {
+                try await ingestor.ingest(
+                    Array(Self.body(lines[2..<4]).utf8), ndjson: true, requestID: "b", receivedMicros: 1,
+                    after: BatchOrder.Key(sender: "", batch: "y"))
+            }
+            #expect(sink.submitted == 0)
+            // The first is let through once the batch it follows is stored.
+            let x = BatchOrder.Key(sender: "", batch: "x")
+            order.begin(x)
+            order.finish(x, failure: nil)
+            sink.open()
+            #expect(try await first.value.accepted == 2)
+            #expect(sink.submitted == 2)
+        }
+    }
+
     @Test func malformedBatchNamesAreRefused() async throws {
         try await TestCollector.run { collector in
             let connection = HTTPConnection(host: "127.0.0.1", port: collector.port)
