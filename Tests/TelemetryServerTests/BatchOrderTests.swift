@@ -45,22 +45,19 @@ import Testing
 
     @Test func aFollowerWaitsWhileTheBatchItFollowsIsBeingStored() async throws {
         let order = BatchOrder()
-        try await TestCollector.run { collector in
-            let sink = GatedSink(store: collector.store)
-            try await TestCollector.serve(store: collector.store, sink: sink, order: order) { port in
-                defer { sink.open() }
-                let lines = sampleLines(5, seed: 72)
-                let first = Task { try await Self.post(port, Self.body(lines[0..<2]), [("Telemetry-Batch", "a")]) }
-                try await EmitterTests.waitUntil(30) { sink.pendingEvents == 2 }
-                let second = Task { try await Self.post(port, Self.body(lines[2..<5]), [("Telemetry-Batch", "b"), ("Telemetry-After", "a")]) }
-                try await EmitterTests.waitUntil(30) { order.waiting == 1 }
-                #expect(sink.submitted == 2, "b is held back while a is being stored")
-                sink.open()
-                #expect(try await first.value.status == 200)
-                #expect(try await second.value.status == 200)
-                #expect(sink.submitted == 5)
-                #expect(try await Self.storedInOrder(collector.store, lines[0..<2], lines[2..<5]))
-            }
+        try await TestCollector.run(sink: { GatedSink(store: $0) }, order: order) { collector, port, sink in
+            defer { sink.open() }
+            let lines = sampleLines(5, seed: 72)
+            let first = Task { try await Self.post(port, Self.body(lines[0..<2]), [("Telemetry-Batch", "a")]) }
+            try await EmitterTests.waitUntil(30) { sink.pendingEvents == 2 }
+            let second = Task { try await Self.post(port, Self.body(lines[2..<5]), [("Telemetry-Batch", "b"), ("Telemetry-After", "a")]) }
+            try await EmitterTests.waitUntil(30) { order.waiting == 1 }
+            #expect(sink.submitted == 2, "b is held back while a is being stored")
+            sink.open()
+            #expect(try await first.value.status == 200)
+            #expect(try await second.value.status == 200)
+            #expect(sink.submitted == 5)
+            #expect(try await Self.storedInOrder(collector.store, lines[0..<2], lines[2..<5]))
         }
     }
 

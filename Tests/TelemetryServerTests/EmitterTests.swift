@@ -321,25 +321,22 @@ import Testing
 extension EmitterTests {
     @Test func twoRequestsInFlightAreStoredInTheOrderTheyWereSent() async throws {
         let order = BatchOrder()
-        try await TestCollector.run { collector in
-            let sink = GatedSink(store: collector.store)
-            try await TestCollector.serve(store: collector.store, sink: sink, order: order) { port in
-                defer { sink.open() }
-                var configuration = Self.configuration(port: port)
-                configuration.batchSize = 100
-                #expect(configuration.maxRequestsInFlight == 2)
-                let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
-                try await Self.running(emitter) {
-                    let emitted = (0..<300).map { Self.emit(emitter, $0) }
-                    // The first batch is held in the store; the second is on its way meanwhile,
-                    // validated, and waits for it.
-                    try await Self.waitUntil(30) { sink.pendingEvents == 100 && order.waiting == 1 }
-                    #expect(sink.submitted == 100)
-                    sink.open()
-                    try await Self.waitUntil { emitter.counts.sent == 300 }
-                    #expect(try await Self.storedIDs(collector.store) == emitted)
-                    #expect(emitter.counts.retried == 0)
-                }
+        try await TestCollector.run(sink: { GatedSink(store: $0) }, order: order) { collector, port, sink in
+            defer { sink.open() }
+            var configuration = Self.configuration(port: port)
+            configuration.batchSize = 100
+            #expect(configuration.maxRequestsInFlight == 2)
+            let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+            try await Self.running(emitter) {
+                let emitted = (0..<300).map { Self.emit(emitter, $0) }
+                // The first batch is held in the store; the second is on its way meanwhile,
+                // validated, and waits for it.
+                try await Self.waitUntil(30) { sink.pendingEvents == 100 && order.waiting == 1 }
+                #expect(sink.submitted == 100)
+                sink.open()
+                try await Self.waitUntil { emitter.counts.sent == 300 }
+                #expect(try await Self.storedIDs(collector.store) == emitted)
+                #expect(emitter.counts.retried == 0)
             }
         }
     }
@@ -366,22 +363,19 @@ extension EmitterTests {
     /// (409) rather than stored before it, and both are sent again from the spool, in order.
     @Test func aFailedBatchAndTheOneOnItsWayAfterItAreResentInOrder() async throws {
         let order = BatchOrder()
-        try await TestCollector.run { collector in
-            let sink = FailFirstSink(store: collector.store)
-            try await TestCollector.serve(store: collector.store, sink: sink, order: order) { port in
-                defer { sink.release() }
-                var configuration = Self.configuration(port: port)
-                configuration.batchSize = 100
-                let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
-                try await Self.running(emitter) {
-                    let emitted = (0..<300).map { Self.emit(emitter, $0) }
-                    try await Self.waitUntil(30) { sink.isHolding && order.waiting == 1 }
-                    sink.release()
-                    try await Self.waitUntil { emitter.counts.sent == 300 }
-                    #expect(try await Self.storedIDs(collector.store) == emitted)
-                    #expect(emitter.counts.retried >= 2, "the failed batch and the one refused after it")
-                    #expect(emitter.counts.dropped == 0)
-                }
+        try await TestCollector.run(sink: { FailFirstSink(store: $0) }, order: order) { collector, port, sink in
+            defer { sink.release() }
+            var configuration = Self.configuration(port: port)
+            configuration.batchSize = 100
+            let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+            try await Self.running(emitter) {
+                let emitted = (0..<300).map { Self.emit(emitter, $0) }
+                try await Self.waitUntil(30) { sink.isHolding && order.waiting == 1 }
+                sink.release()
+                try await Self.waitUntil { emitter.counts.sent == 300 }
+                #expect(try await Self.storedIDs(collector.store) == emitted)
+                #expect(emitter.counts.retried >= 2, "the failed batch and the one refused after it")
+                #expect(emitter.counts.dropped == 0)
             }
         }
     }

@@ -44,6 +44,19 @@ struct TestCollector {
         }
     }
 
+    /// A collector whose ingest goes through the sink `makeSink` builds over its store (a test's
+    /// gate or fault) and the given batch order; `body` gets the collector (for its store), the
+    /// port of the collector with that sink, and the sink.
+    static func run<S: EventSink, T: Sendable>(
+        sink makeSink: @Sendable (any EventStore) -> S, order: BatchOrder = BatchOrder(),
+        _ body: @Sendable (TestCollector, _ port: Int, S) async throws -> T
+    ) async throws -> T {
+        try await run { collector in
+            let sink = makeSink(collector.store)
+            return try await serve(store: collector.store, sink: sink, order: order) { port in try await body(collector, port, sink) }
+        }
+    }
+
     /// Starts a collector over `store` (any store), runs `body` with its port, then stops it.
     static func serve<T: Sendable>(
         store: any EventStore, keys: KeyStore? = nil, configure: (inout CollectorConfiguration) -> Void = { _ in },
