@@ -39,23 +39,31 @@ public final class KafkaEventSink: EventSink {
         // its header list, instead of ten.
         var byDefinition: [(topic: String, eventType: [UInt8], version: [UInt8])?] = []
         var request: (id: String, received: Int64, idBytes: [UInt8], receivedBytes: [UInt8])? = nil
-        for incoming in batch.events {
-            let event = incoming.event
-            let index = event.compiled.index
-            if index >= byDefinition.count { byDefinition += Array(repeating: nil, count: index + 1 - byDefinition.count) }
-            let definition = byDefinition[index] ?? (topicPrefix + event.topic.name, Array(event.eventType.utf8), Array(event.version.utf8))
-            byDefinition[index] = definition
-            if request?.id != incoming.requestID || request?.received != incoming.receivedMicros {
-                request = (incoming.requestID, incoming.receivedMicros, Array(incoming.requestID.utf8), Array(String(incoming.receivedMicros).utf8))
+        // Each event read where it lies: iterating the array copied each one (a retain and a
+        // release of each of its buffers), ~2% of the collector's CPU in `serve --kafka`.
+        batch.events.withUnsafeBufferPointer { events in
+            for incoming in UnsafePointer(events.baseAddress!)..<events.baseAddress! + events.count {
+                let compiled = incoming.pointee.event.compiled
+                let index = compiled.index
+                if index >= byDefinition.count { byDefinition += Array(repeating: nil, count: index + 1 - byDefinition.count) }
+                let definition =
+                    byDefinition[index]
+                    ?? (topicPrefix + compiled.definition!.topic.name, Array(compiled.definition!.eventType.utf8),
+                        Array(compiled.definition!.version.utf8))
+                byDefinition[index] = definition
+                if request?.id != incoming.pointee.requestID || request?.received != incoming.pointee.receivedMicros {
+                    let (id, received) = (incoming.pointee.requestID, incoming.pointee.receivedMicros)
+                    request = (id, received, Array(id.utf8), Array(String(received).utf8))
+                }
+                let tenant = incoming.pointee.event.tenantID.textBytes
+                messages.append(
+                    KafkaOutgoingMessage(
+                        topic: definition.topic, key: tenant, value: incoming.pointee.event.json,
+                        headers: [
+                            ("event_type", definition.eventType), ("tenant_id", tenant), ("version", definition.version),
+                            ("request_id", request!.idBytes), ("received_us", request!.receivedBytes),
+                        ]))
             }
-            let tenant = event.tenantID.textBytes
-            messages.append(
-                KafkaOutgoingMessage(
-                    topic: definition.topic, key: tenant, value: event.json,
-                    headers: [
-                        ("event_type", definition.eventType), ("tenant_id", tenant), ("version", definition.version),
-                        ("request_id", request!.idBytes), ("received_us", request!.receivedBytes),
-                    ]))
         }
         for rejected in batch.rejected {
             messages.append(
