@@ -54,4 +54,31 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(telemetry.emit(event))
         }
     }
+
+    // The sending loop's encoding of a batch: the emitter's writer against JSONEncoder (the
+    // baseline), per event. The emitter encodes off the caller's thread, but on the same cores.
+    var sample = GenerationStarted(model: "sdxl-1.0", prompt: "a lighthouse on a rocky coast at dawn", taskID: task)
+    sample.envelope = EventEnvelope(eventID: UUID(), timestamp: Date(), tenantID: UUID(), source: "benchmark")
+    sample.fillEnvironment(EventEnvironment(nodeID: UUID(), vmType: "g5.2xlarge", hostName: "gpu-1", storageType: "nvme"))
+    let event = sample
+
+    Benchmark("baseline: encode GenerationStarted with JSONEncoder") { benchmark in
+        let encoder = JSONEncoder()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(try! encoder.encode(event))
+        }
+    }
+
+    Benchmark("encode GenerationStarted with EventJSONWriter") { benchmark in
+        var writer = EventJSONWriter(reservingCapacity: 1 << 20)
+        benchmark.startMeasurement()
+        for n in benchmark.scaledIterations {
+            // A batch's buffer, reused as the emitter does.
+            if n % 1000 == 0 { writer.reset() }
+            event.writeJSON(to: &writer)
+            writer.newline()
+        }
+        blackHole(writer.bytes.count)
+    }
 }

@@ -85,11 +85,28 @@ import Testing
         explicit.fillEnvironment(EventEnvironment(vmType: "theirs"))
         #expect(explicit.vmType == "mine")
     }
+}
 
-    @Test func theWriterEscapesStrings() {
-        var event = PolicyCacheReset(description: "line\none \"quoted\" \\ tab\t \u{01} é 🚀", result: true)
-        event.envelope = EventEnvelope(eventID: UUID(), timestamp: Date(), tenantID: UUID(), source: "pbac")
-        let result = check(event.jsonString)
-        #expect(result.event?.value("description") == .string("line\none \"quoted\" \\ tab\t \u{01} é 🚀"))
+extension TypedEventTests {
+    /// The fast writer escapes what JSON requires wherever it falls in a string (first, last,
+    /// runs of it, between plain text and non-ASCII), and writes UUIDs as lowercase 8-4-4-4-12.
+    @Test func theWriterEscapesStringsAndWritesUUIDs() throws {
+        let specials = ["\"", "\\", "\n", "\r", "\t", "\u{0}", "\u{1}", "\u{1F}"]
+        var texts = ["", "plain", "é ☃ 🦆", "a lighthouse on a rocky coast at dawn"]
+        for special in specials {
+            texts += [special, "x\(special)", "\(special)x", "x\(special)y\(special)\(special)z", "é\(special)🦆"]
+        }
+        for text in texts {
+            let id = UUID()
+            var event = GenerationStarted(model: text, prompt: "\(text)|\(text)", taskID: id)
+            event.envelope = EventEnvelope(eventID: id, timestamp: Date(), tenantID: id, source: "s")
+            var writer = EventJSONWriter()
+            event.writeJSON(to: &writer)
+            let object = try #require(JSONSerialization.jsonObject(with: Data(writer.bytes)) as? [String: Any], "\(text.debugDescription)")
+            #expect(object["model"] as? String == text, "\(text.debugDescription)")
+            #expect(object["prompt"] as? String == "\(text)|\(text)")
+            #expect(object["task_id"] as? String == id.uuidString.lowercased())
+            #expect(object["event_id"] as? String == id.uuidString.lowercased())
+        }
     }
 }
