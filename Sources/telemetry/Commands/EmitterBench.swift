@@ -17,10 +17,12 @@ struct EmitterBench: AsyncParsableCommand {
               baseline: the same events, pre-encoded as NDJSON batches, posted from
                 --connections connections (no SDK: the collector's own ceiling)
               emitter: --producers tasks calling `emit` as fast as they can on one
-                TelemetryEmitter (batches, gzip, --in-flight requests at once, as in
-                a service)
+                TelemetryEmitter, yielding every 100 calls as a service's tasks do
+                (batches, gzip, --in-flight requests at once, as in a service)
 
-            It prints the rate at which `emit` returned, the rate the collector acknowledged, \
+            It prints the collector's transactions (how many, their size, and the share of the \
+            time it was committing), the rate at which `emit` returned, the rate the collector \
+            acknowledged, \
             events dropped because the queue was full (the emitter never blocks its caller), how \
             busy the cores were while it delivered, and this process's peak RSS (bounded by the \
             queue, whatever the load).
