@@ -51,8 +51,11 @@ extension Collector {
     /// A batch name from header `name`: 1-128 visible ASCII characters.
     static func batchName(_ headers: HTTPFields, _ name: HTTPField.Name) throws -> String? {
         guard let value = headers[name] else { return nil }
-        guard (1...128).contains(value.utf8.count), value.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
-            throw BadHeader(message: "\(name) must be 1-128 visible ASCII characters, got \(value.utf8.count) bytes")
+        guard (1...128).contains(value.utf8.count) else {
+            throw BadHeader(message: "\(name) must be 1-128 visible ASCII characters; it is \(value.utf8.count) bytes")
+        }
+        guard value.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
+            throw BadHeader(message: "\(name) must be 1-128 visible ASCII characters; it has a space, a control character or a non-ASCII byte")
         }
         return value
     }

@@ -131,14 +131,16 @@ import Testing
         try await TestCollector.run { collector in
             let connection = HTTPConnection(host: "127.0.0.1", port: collector.port)
             let body = Self.body(sampleLines(1, seed: 75)[...])
-            for headers in [
-                [("Telemetry-After", String(repeating: "x", count: 129))],
-                [("Telemetry-Batch", "two words")],
-                [("Telemetry-Batch", "a"), ("Telemetry-After", "a")],
+            for (headers, why) in [
+                ([("Telemetry-After", String(repeating: "x", count: 129))], "it is 129 bytes"),
+                ([("Telemetry-Batch", "two words")], "it has a space"),
+                ([("Telemetry-Batch", "a"), ("Telemetry-After", "a")], "names this request's own batch"),
             ] {
                 let answer = try await connection.post(body, headers: headers)
                 #expect(answer.status == 400, "\(headers)")
                 #expect(Self.errorCode(answer.json) == "bad_header", "\(headers)")
+                let message = (answer.json["error"] as? [String: Any])?["message"] as? String ?? ""
+                #expect(message.contains(why), "\(message)")
             }
             #expect(try await collector.store.counts().events == 0)
         }
