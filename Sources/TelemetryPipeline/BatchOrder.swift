@@ -5,6 +5,10 @@ import Synchronization
 /// request was taken; the sender sends the batch it follows first, then this one.
 public struct OutOfOrder: Error, Sendable {
     public let message: String
+
+    init(following key: BatchOrder.Key, _ why: String) {
+        message = "batch \(key.batch), which this one follows, was not stored: \(why)"
+    }
 }
 
 /// The order of a sender's batches when it has more than one request in flight.
@@ -113,7 +117,7 @@ public final class BatchOrder: Sendable {
         for waiter in waiters {
             waiter.timer.cancel()
             if let failure {
-                waiter.continuation.resume(throwing: OutOfOrder(message: "batch \(key.batch), which this one follows, was not stored: \(failure)"))
+                waiter.continuation.resume(throwing: OutOfOrder(following: key, failure))
             } else {
                 waiter.continuation.resume()
             }
@@ -133,7 +137,7 @@ public final class BatchOrder: Sendable {
                 case .stored:
                     return .success(())
                 case .failed(let why):
-                    return .failure(OutOfOrder(message: "batch \(key.batch), which this one follows, was not stored: \(why)"))
+                    return .failure(OutOfOrder(following: key, why))
                 case nil, .expected, .inProgress:
                     let timer = Task {
                         do { try await Task.sleep(for: wait) } catch { return }
@@ -166,7 +170,7 @@ public final class BatchOrder: Sendable {
             return (waiter, why)
         }
         if let (waiter, why) = refused {
-            waiter.continuation.resume(throwing: OutOfOrder(message: "batch \(key.batch), which this one follows, was not stored: \(why)"))
+            waiter.continuation.resume(throwing: OutOfOrder(following: key, why))
         }
     }
 
