@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TelemetryClient
 import TelemetryPipeline
 import TelemetryServer
@@ -165,4 +166,57 @@ import Testing
         try await order.waitUntilStored(BatchOrder.Key(sender: "key-1", batch: "n3"))
         await #expect(throws: OutOfOrder.self, "failed") { try await order.waitUntilStored(BatchOrder.Key(sender: "key-1", batch: "n4")) }
     }
+}
+
+extension BatchOrderTests {
+    /// `send`'s poster, two requests in flight: the first batch fails (503) while the second
+    /// waits for it; the second is refused (409), sent again once the first is stored, and the
+    /// file's batches are stored in order.
+    @Test func sendsBatchesAreStoredInOrderWhenTheFirstFails() async throws {
+        let order = BatchOrder()
+        try await TestCollector.run(sink: { FailFirstSink(store: $0) }, order: order) { collector, port, sink in
+            defer { sink.release() }
+            let lines = sampleLines(500, seed: 77)
+            let retries = RetryLog()
+            let sender = BatchSender(
+                connections: [HTTPConnection(host: "127.0.0.1", port: port), HTTPConnection(host: "127.0.0.1", port: port)],
+                maxAttempts: 4, onRetry: { retries.add($0) })
+            // `submit` and `finish` block: on a thread of their own, off the pool the collector runs on.
+            let sending = Task {
+                await withCheckedContinuation { (continuation: CheckedContinuation<(SendSummary, String?), Never>) in
+                    Thread {
+                        for batch in 0..<5 {
+                            let range = (batch * 100)..<(batch * 100 + 100)
+                            sender.submit(body: Array(Self.body(lines[range]).utf8), lines: Array(range.map { $0 + 1 }))
+                        }
+                        continuation.resume(returning: sender.finish())
+                    }.start()
+                }
+            }
+            try await EmitterTests.waitUntil(30) { sink.isHolding && order.waiting == 1 }
+            sink.release()
+            let (summary, failure) = await sending.value
+            #expect(failure == nil, "\(failure ?? "")")
+            #expect(summary.accepted == 500 && summary.rejected.isEmpty)
+            #expect(retries.lines.count == 1 && retries.lines[0].contains("HTTP 503"), "\(retries.lines)")
+            let metrics = try await HTTPConnection(host: "127.0.0.1", port: port).request("GET", "/metrics")
+            // The second batch was refused (409). So may a third be, when it names the second
+            // before the second's resend has begun: the order holds either way.
+            let refused = metrics.text.firstMatch(of: /telemetry_ingest_out_of_order_requests_total (\d+)/).flatMap { Int($0.1) }
+            #expect((refused ?? 0) >= 1, "\(String(describing: refused))")
+            let stored = try await EmitterTests.storedIDs(collector.store)
+            #expect(stored.count == 500)
+            for batch in 0..<5 {
+                let range = (batch * 100)..<(batch * 100 + 100)
+                #expect(Set(stored[range]) == Set(lines[range].map(eventID(of:))), "batch \(batch) in its place")
+            }
+        }
+    }
+}
+
+/// The retries a `BatchSender` reported.
+final class RetryLog: Sendable {
+    private let list = Mutex<[String]>([])
+    func add(_ line: String) { list.withLock { $0.append(line) } }
+    var lines: [String] { list.withLock { $0 } }
 }
