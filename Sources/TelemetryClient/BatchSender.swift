@@ -32,6 +32,9 @@ public final class BatchSender: @unchecked Sendable {
     private var submitted = 0
     /// Batches taken by a thread and not finished yet.
     private var unfinished: Set<Int> = []
+    /// Unfinished batches whose last attempt failed: the collector holds them as not stored until
+    /// their next attempt begins, so a batch named to follow one now would be refused (409).
+    private var retrying: Set<Int> = []
     private var closed = false
     private var running: Int
     private var summary = SendSummary()
@@ -101,12 +104,18 @@ public final class BatchSender: @unchecked Sendable {
             let batch = waiting.removeFirst()
             unfinished.insert(batch.number)
             // Taken in order, so the batch before this one is finished or on the other thread.
-            let after = unfinished.contains(batch.number - 1) ? name(batch.number - 1) : nil
+            // One being retried is waited for here instead of named.
+            let previousRetrying = retrying.contains(batch.number - 1)
+            let after = unfinished.contains(batch.number - 1) && !previousRetrying ? name(batch.number - 1) : nil
             condition.broadcast()
             condition.unlock()
-            let outcome = Result { try post(batch, after: after, on: connection) }
+            let outcome = Result {
+                if previousRetrying { try waitForPrevious(of: batch.number) }
+                return try post(batch, after: after, on: connection)
+            }
             condition.lock()
             unfinished.remove(batch.number)
+            retrying.remove(batch.number)
             switch outcome {
             case .success(let answer): summary.merge(answer)
             case .failure(let error): failure = failure ?? "\(error)"
@@ -141,6 +150,7 @@ public final class BatchSender: @unchecked Sendable {
                 if response.status == 409 {
                     // Sent again, on its own, once the batch before it is stored; if that one
                     // could not be, nothing more is sent anyway.
+                    withLock { _ = retrying.insert(batch.number) }
                     try waitForPrevious(of: batch.number)
                     after = nil
                     attempt -= 1
@@ -154,7 +164,10 @@ public final class BatchSender: @unchecked Sendable {
             } catch let error as HTTPClientError where error.isRetryable {
                 reason = error.message
             }
-            withLock { summary.retries += 1 }
+            withLock {
+                summary.retries += 1
+                retrying.insert(batch.number)
+            }
             guard attempt < maxAttempts else {
                 throw SendFailure("gave up on lines \(lines.first!)-\(lines.last!) after \(attempt) attempts: \(reason)")
             }
