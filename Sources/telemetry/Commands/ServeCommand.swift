@@ -259,7 +259,7 @@ struct ServeCommand: AsyncParsableCommand {
         let queueBound = (maxQueuedEvents ?? (kafka == nil ? 6_000 : 50_000)).nonZero
         let limits = IngestLimits(
             maxEventsPerRequest: maxEvents, maxDepth: maxDepth, maxEventBytes: maxEventBytes, maxStringBytes: maxStringBytes,
-            maxQueuedEvents: queueBound, maxValidatingBytes: maxValidatingBytes > 0 ? maxValidatingBytes : nil)
+            maxQueuedEvents: queueBound, maxValidatingBytes: maxValidatingBytes.nonZero)
         let policy: PrivacyPolicy
         do {
             let key = try PrivacyPolicy.loadOrCreateKey(at: privacyKey ?? (data as NSString).appendingPathComponent("privacy.key"))

@@ -6,6 +6,8 @@ import TelemetryProcess
 final class CollectorChild {
     let process: ChildProcess
     let port: Int
+    /// Kept open between scrapes (``waitUntilPaired()`` polls every 2 ms).
+    private lazy var metricsConnection = HTTPConnection(host: "127.0.0.1", port: port)
 
     /// Starts `telemetry serve` on `data` (with `--fsync` and `extra` arguments) and waits until it listens.
     init(data: URL, fsync: String, extra: [String] = []) throws {
@@ -83,15 +85,10 @@ final class CollectorChild {
     /// Waits until the collector has paired every stored event into operations (its
     /// `telemetry_operations_pairing_lag_events` gauge reads 0), polling `/metrics`.
     func waitUntilPaired() throws {
-        let connection = HTTPConnection(host: "127.0.0.1", port: port)
+        let name = "telemetry_operations_pairing_lag_events"
         while true {
-            let response = try connection.request("GET", "/metrics", headers: [], body: [])
-            guard response.status == 200 else { throw CommandFailure("GET /metrics: HTTP \(response.status)") }
-            let lag = response.text.split(separator: "\n").first { $0.hasPrefix("telemetry_operations_pairing_lag_events ") }
-            guard let lag, let value = Double(lag.split(separator: " ").last ?? "") else {
-                throw CommandFailure("/metrics has no telemetry_operations_pairing_lag_events")
-            }
-            if value == 0 { return }
+            guard let lag = try metrics([name])[name] else { throw CommandFailure("/metrics has no \(name)") }
+            if lag == 0 { return }
             usleep(2_000)
         }
     }
@@ -99,7 +96,7 @@ final class CollectorChild {
     /// The values of the collector's metrics named in `names` (series without labels), from
     /// `/metrics`; names it does not have are left out.
     func metrics(_ names: Set<String>) throws -> [String: Double] {
-        let response = try HTTPConnection(host: "127.0.0.1", port: port).request("GET", "/metrics", headers: [], body: [])
+        let response = try metricsConnection.request("GET", "/metrics", headers: [], body: [])
         guard response.status == 200 else { throw CommandFailure("GET /metrics: HTTP \(response.status)") }
         var values: [String: Double] = [:]
         for line in response.text.split(separator: "\n") where !line.hasPrefix("#") {
