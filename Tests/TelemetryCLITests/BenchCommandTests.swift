@@ -15,7 +15,7 @@ import Testing
         #expect(!result.stdout.contains("disk: "), "a preloaded store's size is not the measured events'")
     }
 
-    @Test func storeBenchReportsTheBytesAnEventOfBothFiles() async throws {
+    @Test func storeBenchReportsBothBaselinesAndTheBytesAnEventOfTheFiles() async throws {
         let result = try await CLI.runOffPool(["bench", "store", "--events", "4000", "--batch-size", "1000", "--rounds", "1"])
         #expect(result.status == 0, "\(result.stderr)")
         let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("disk: ") }, "\(result.stdout)")
@@ -24,6 +24,16 @@ import Testing
         // Each field is kept once (its column, the rest of the JSON beside it): smaller than the
         // NDJSON lines the baseline appends, indexes and all.
         if numbers.count == 2 { #expect(numbers[0] > 0 && numbers[0] < numbers[1], "\(line)") }
+        // Both baselines ran (each checks afterwards that its table holds every line, or the
+        // bench fails), and the ratio names both.
+        let lines = result.stdout.split(separator: "\n")
+        for prefix in ["baseline: SQLite append (rowid, blob)", "baseline: the same through GRDB, a row a call"] {
+            let baseline = try #require(lines.first { $0.hasPrefix(prefix) }, "\(result.stdout)")
+            let rate = baseline.dropFirst(prefix.count).split(separator: " ").first.flatMap { Int($0) }
+            #expect((rate ?? 0) > 0, "\(baseline)")
+        }
+        let ratio = try #require(lines.first { $0.hasPrefix("ratio: store at ") }, "\(result.stdout)")
+        #expect(ratio.contains("% of the baseline, ") && ratio.contains("% of the GRDB append"), "\(ratio)")
     }
 }
 

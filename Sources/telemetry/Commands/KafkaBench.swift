@@ -26,7 +26,8 @@ struct KafkaBench: AsyncParsableCommand {
                 its topic with key and headers, and the answer only after every
                 broker acknowledged
               consumer baseline: the same lines appended into a plain SQLite
-                table (as `bench ingest`)
+                table (as `bench ingest`: through SQLite's C API, and again
+                through GRDB a row a call, the collector issue's baseline)
               consumer: `consume`'s loader reading the topics into a store:
                 validation, typed columns, dedupe, pairing, commit, then the
                 offsets
@@ -128,8 +129,10 @@ struct KafkaBench: AsyncParsableCommand {
         print("on the brokers: \(held) messages (\(trimmed) trimmed by the mock brokers' retention)")
 
         // Consumer baseline and consumer.
-        let appendSeconds = try sqliteAppendBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path, fsync: fsync)
-        let consumeSeconds = try await Self.timeConsumer(
+        let appendSeconds = try sqliteAppendBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path, fsync: fsync).seconds
+        let grdbSeconds = try sqliteAppendBaseline(
+            batches, path: directory.appendingPathComponent("grdb.sqlite").path, fsync: fsync, through: .grdb).seconds
+        let (consumeSeconds, joinedRate) = try await Self.timeConsumer(
             bootstrap: cluster.bootstrap, path: directory.appendingPathComponent("consumed/telemetry.sqlite").path, fsync: fsync, events: events)
 
         func rate(_ seconds: Double) -> String { String(format: "%9.0f messages/s", Double(events) / seconds) }
@@ -144,8 +147,15 @@ struct KafkaBench: AsyncParsableCommand {
                          100 * busy, ProcessInfo.processInfo.activeProcessorCount))
         }
         print("consumer baseline: SQLite append             " + rate(appendSeconds))
+        print("consumer baseline: GRDB, a row a call        " + rate(grdbSeconds))
         print("consumer: consume into the store             " + rate(consumeSeconds))
-        print(String(format: "ratio: producer at %.0f%% of kcat, consumer at %.0f%% of the SQLite append", 100 * kcatSeconds / serveSeconds, 100 * appendSeconds / consumeSeconds))
+        print(String(format: "ratio: producer at %.0f%% of kcat, consumer at %.0f%% of the SQLite append (%.0f%% of the GRDB append)",
+                     100 * kcatSeconds / serveSeconds, 100 * appendSeconds / consumeSeconds, 100 * grdbSeconds / consumeSeconds))
+        if let joinedRate {
+            // The measure is a rate; the group's join is a fixed cost of a start.
+            print(String(format: "ratio: consumer after joining at %.0f%% of the SQLite append (%.0f%% of the GRDB append)",
+                         100 * joinedRate * appendSeconds / Double(events), 100 * joinedRate * grdbSeconds / Double(events)))
+        }
         #endif
     }
 
@@ -169,8 +179,12 @@ struct KafkaBench: AsyncParsableCommand {
         return Double(MonotonicClock.now() - started) / 1e9
     }
 
-    /// Seconds the loader takes to bring `events` events from the topics into a new store.
-    static func timeConsumer(bootstrap: String, path: String, fsync: String, events: Int) async throws -> Double {
+    /// Seconds the loader takes to bring `events` events from the topics into a new store, and
+    /// its rate once it has joined its group (from its first stored batch on; nil if there was
+    /// only one batch).
+    static func timeConsumer(bootstrap: String, path: String, fsync: String, events: Int) async throws
+        -> (seconds: Double, joinedRate: Double?)
+    {
         var logger = Logger(label: "bench.kafka")
         logger.logLevel = .error
         var configuration = SQLiteStoreConfiguration(path: path)
@@ -198,14 +212,16 @@ struct KafkaBench: AsyncParsableCommand {
             }
             let now = MonotonicClock.now()
             let seconds = Double(now - started) / 1e9
+            var joinedRate: Double? = nil
             if let firstBatch, now > firstBatch.at {
                 // Joining the group (the brokers' initial rebalance delay) is a fixed cost of a start.
+                joinedRate = Double(events - firstBatch.stored) / (Double(now - firstBatch.at) / 1e9)
                 print(String(format: "  consumer after its first batch (group joined): %.0f messages/s; joining took %.1f s",
-                             Double(events - firstBatch.stored) / (Double(now - firstBatch.at) / 1e9), Double(firstBatch.at - started) / 1e9))
+                             joinedRate!, Double(firstBatch.at - started) / 1e9))
             }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-            return seconds
+            return (seconds, joinedRate)
         }
     }
     #endif

@@ -12,7 +12,9 @@ struct StoreBench: AsyncParsableCommand {
             Generates and validates realistic events (random v4 ids, completions linked to earlier \
             starts), then measures, in alternating rounds on fresh files: \
             (a) the baseline, the same NDJSON lines appended into a plain SQLite table (rowid, blob) \
-            in WAL mode, --batch-size a transaction; (b) the store with its checkpoints on the \
+            in WAL mode, --batch-size a transaction, through SQLite's C API (and again through \
+            GRDB's execute(sql:arguments:) a row: how the collector issue measured its baseline; \
+            both ratios are printed); (b) the store with its checkpoints on the \
             writer's thread (SQLite's automatic checkpoint alone); (c) the store as `serve` runs it \
             (checkpoints on a thread of their own). (b) and (c) are write() of the validated events, \
             --batch-size a transaction (the group commit of `serve` gathers ~2,000 under `bench ingest`): \
@@ -82,6 +84,7 @@ struct StoreBench: AsyncParsableCommand {
             + (preload > 0 ? "; \(preload) events stored before" : ""))
 
         var baselines: [Double] = []
+        var grdbBaselines: [Double] = []
         var inline: [Double] = []
         var stores: [Double] = []
         // CPU seconds of the process (every thread) while each was timed: steadier than rates on a
@@ -97,10 +100,12 @@ struct StoreBench: AsyncParsableCommand {
         for round in 1...rounds {
             let folder = directory.appendingPathComponent("round-\(round)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let cpuBefore = processCPUSeconds()
-            baselines.append(try sqliteAppendBaseline(ndjsonBatches, path: folder.appendingPathComponent("baseline.sqlite").path, fsync: fsync))
-            baselineCPU.append(processCPUSeconds() - cpuBefore)
+            let append = try sqliteAppendBaseline(ndjsonBatches, path: folder.appendingPathComponent("baseline.sqlite").path, fsync: fsync)
+            baselines.append(append.seconds)
+            baselineCPU.append(append.cpuSeconds)
             baselineBytes = fileBytes(folder.appendingPathComponent("baseline.sqlite"))
+            grdbBaselines.append(
+                try sqliteAppendBaseline(ndjsonBatches, path: folder.appendingPathComponent("grdb.sqlite").path, fsync: fsync, through: .grdb).seconds)
             if preload == 0 {
                 inline.append(
                     try await measureStore(writeBatches, path: folder.appendingPathComponent("inline/telemetry.sqlite").path, background: false).seconds)
@@ -111,7 +116,7 @@ struct StoreBench: AsyncParsableCommand {
             storeCPU.append(cpu)
             storeBytes = fileBytes(folder.appendingPathComponent("store/telemetry.sqlite"))
             try? FileManager.default.removeItem(at: folder)
-            print(String(format: "round %d: baseline %.0f, ", round, Double(events) / baselines.last!)
+            print(String(format: "round %d: baseline %.0f (GRDB %.0f), ", round, Double(events) / baselines.last!, Double(events) / grdbBaselines.last!)
                 + (inline.last.map { String(format: "checkpoints inline %.0f, ", Double(events) / $0) } ?? "")
                 + String(format: "store %.0f events/s", Double(events) / stores.last!))
         }
@@ -119,6 +124,7 @@ struct StoreBench: AsyncParsableCommand {
         let baseline = median(baselines)
         let store = median(stores)
         print(String(format: "baseline: SQLite append (rowid, blob)       %8.0f events/s", Double(events) / baseline))
+        print(String(format: "baseline: the same through GRDB, a row a call %6.0f events/s", Double(events) / median(grdbBaselines)))
         if !inline.isEmpty {
             print(String(format: "store, checkpoints on the writer's thread   %8.0f events/s", Double(events) / median(inline)))
         }
@@ -131,6 +137,7 @@ struct StoreBench: AsyncParsableCommand {
             print(String(format: "disk: store %.0f bytes an event, baseline %.0f", Double(storeBytes) / Double(events), Double(baselineBytes) / Double(events)))
         }
         print(String(format: "ratio: store at %.0f%% of the baseline", 100 * baseline / store)
+            + String(format: ", %.0f%% of the GRDB append", 100 * median(grdbBaselines) / store)
             + (inline.isEmpty ? "" : String(format: "; checkpoints on their own thread: %+.0f%% events/s", 100 * (median(inline) / store - 1))))
     }
 
