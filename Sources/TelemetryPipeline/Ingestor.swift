@@ -78,6 +78,10 @@ public struct Ingestor: Sendable {
     /// Bytes of the bodies validated and waiting for the batch they follow, bounded like those
     /// being validated: a sender's followers otherwise hold memory for up to the order's wait.
     private let following = ValidatingBytes()
+    /// Bytes of the bodies being received (by their declared length), bounded like those being
+    /// validated and counted apart: without it, a burst of senders had every body read into
+    /// memory before any was refused (200 connections of 1,000 events: 347 MiB).
+    private let receiving = ValidatingBytes()
     /// The order of senders' batches that follow one another (``ingest(_:ndjson:requestID:receivedMicros:tenantID:after:)``).
     public let order: BatchOrder
 
@@ -90,6 +94,22 @@ public struct Ingestor: Sendable {
         self.privacy = privacy
         self.sink = sink
         self.order = order
+    }
+
+    /// Admits a request body of `contentLength` bytes (as its sender declared) before it is read:
+    /// throws ``Overloaded`` when the sink's queue is full, or when bodies being received already
+    /// hold ``IngestLimits/maxValidatingBytes`` (one body is always admitted). Once admitted, call
+    /// ``received(_:)`` with the same count when the body has been read (or could not be), before
+    /// ``ingest(_:ndjson:requestID:receivedMicros:tenantID:after:)``, which bounds it again among
+    /// the bodies being validated.
+    public func admit(contentLength: Int) throws(Overloaded) {
+        try checkQueue()
+        try receiving.take(contentLength, bound: limits.maxValidatingBytes, waiting: "are being received")
+    }
+
+    /// The body admitted by ``admit(contentLength:)`` was read.
+    public func received(_ contentLength: Int) {
+        receiving.release(contentLength)
     }
 
     /// Throws ``Overloaded`` when the sink's queue is at ``IngestLimits/maxQueuedEvents``.

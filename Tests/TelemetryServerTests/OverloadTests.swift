@@ -142,3 +142,61 @@ final class GatedSink: EventSink {
         return try await store.write(batch)
     }
 }
+
+extension OverloadTests {
+    /// Past the bound of bodies being received, a request is answered 429 on its headers, before
+    /// its body is read (a burst of senders otherwise had every body in memory at once), and the
+    /// connection stays usable: the server reads the refused body to its end, then takes the next
+    /// request.
+    @Test func aBodyPastTheReceivingBoundIsRefusedBeforeItIsRead() async throws {
+        try await TestCollector.run { collector in
+            try await TestCollector.serve(store: collector.store, limits: IngestLimits(maxValidatingBytes: 1_000)) { port in
+                let lines = sampleLines(6, seed: 63)
+                let first = Array(lines[0..<3].joined(separator: "\n").utf8)
+                let second = Array(lines[3..<6].joined(separator: "\n").utf8)
+                #expect(first.count > 1_000 && second.count > 1_000)
+                func head(_ body: [UInt8]) -> [UInt8] {
+                    Array(
+                        "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nContent-Length: \(body.count)\r\n\r\n"
+                            .utf8)
+                }
+                // The first request's body arrives in part and then stops: it holds the bound.
+                let slow = try RawSocket(port: port, timeoutSeconds: 10)
+                try slow.send(head(first) + first[..<100])
+                // The second declares its length and sends nothing more: it is answered at once.
+                // (Should it come before the first was admitted, it waits for its body: then it is
+                // sent whole, and the second tried again on a new connection.)
+                try await Task.sleep(for: .milliseconds(100))
+                var eager = try RawSocket(port: port, timeoutSeconds: 2)
+                var refused = ""
+                for _ in 0..<20 {
+                    try eager.send(head(second))
+                    do {
+                        refused = try eager.receive(until: "\r\n\r\n")
+                        break
+                    } catch {
+                        try eager.send(second)
+                        _ = try eager.receive(until: "}")
+                        eager = try RawSocket(port: port, timeoutSeconds: 2)
+                    }
+                }
+                #expect(refused.hasPrefix("HTTP/1.1 429"), "\(refused)")
+                #expect(refused.lowercased().contains("retry-after: 1"), "\(refused)")
+                let error = try eager.receive(until: "}}")
+                #expect(error.contains("\"code\":\"overloaded\"") && error.contains("being received"), "\(error)")
+                // The refused body is read and dropped; once the first body is whole (and stored),
+                // the same connection takes the request again.
+                try eager.send(second)
+                try slow.send(Array(first[100...]))
+                let answered = try slow.receive(until: "\r\n\r\n")
+                #expect(answered.hasPrefix("HTTP/1.1 200"), "\(answered)")
+                _ = try slow.receive(until: "}")
+                try eager.send(head(second) + second)
+                let retried = try eager.receive(until: "\r\n\r\n")
+                #expect(retried.hasPrefix("HTTP/1.1 200"), "\(retried)")
+                _ = try eager.receive(until: "}")
+                #expect(try await collector.store.counts().events == 6)
+            }
+        }
+    }
+}
