@@ -54,7 +54,7 @@ enum OpenAPIDocument {
                     responses["403"] = errorResponse("The key lacks the route's scope, or asks for another tenant's data.")
                     responses["429"] = errorResponse(
                         path == "/v1/events" && method == "post"
-                            ? "The key is over its rate limit (rate_limited), or the collector is past what it can take now: its queue of events waiting for the store is full, or too many bytes are being validated (overloaded); nothing of the request was taken; retry after Retry-After seconds."
+                            ? "The key is over its rate limit (rate_limited), or the collector is past what it can take now: its queue of events waiting for the store is full, or too many bytes of bodies are being received or validated (overloaded: answered on the request's head when it can be, before its body is read); nothing of the request was taken; retry after Retry-After seconds."
                             : "The key is over its rate limit; retry after Retry-After seconds.")
                     operation["responses"] = responses
                 } else {

@@ -102,8 +102,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Events waiting for the store (or, with --kafka, for the brokers' acknowledgements) past which POST /v1/events answers 429 with Retry-After (keeps latency bounded under any load); 0 for no bound. Default 6000, with --kafka 50000.")
     var maxQueuedEvents: Int?
 
-    @Option(help: "Bytes of request bodies parsed and validated at once past which POST /v1/events answers 429 with Retry-After (one request is always taken); the same bound, counted apart, holds for bodies validated and waiting for the batch they follow (Telemetry-After); 0 for no bound.")
-    var maxValidatingBytes: Int = 16 << 20
+    @Option(help: "Bytes of request bodies parsed and validated at once past which POST /v1/events answers 429 with Retry-After (one request is always taken); the same bound, counted apart, holds for bodies being received (by their Content-Length: refused before they are read) and for bodies validated and waiting for the batch they follow (Telemetry-After); 0 for no bound.")
+    var maxValidatingBytes: Int = 8 << 20
 
     @Option(help: "Time a client has to send a request's head (also how long an idle connection stays open), e.g. 30s.")
     var headerTimeout: String = "30s"

@@ -19,7 +19,8 @@ struct StoreBench: AsyncParsableCommand {
             (checkpoints on a thread of their own). (b) and (c) are write() of the validated events, \
             --batch-size a transaction (the group commit of `serve` gathers ~2,000 under `bench ingest`): \
             typed columns, the dedupe index, the other indexes, durable commit; pairing off. \
-            No HTTP and no validation in the timed part: this is the writer's share of `bench ingest`. \
+            No HTTP and no validation in the timed part: this is the writer's share of `bench ingest`.
+
             Medians of the rounds are reported: events/s; the CPU an event of (a) and (c), every \
             thread of the process counted (steadier than rates on a shared machine, since waiting \
             for a core does not count); and the bytes an event of (a)'s and (c)'s files once \
