@@ -27,7 +27,7 @@ import Testing
         // Both baselines ran (each checks afterwards that its table holds every line, or the
         // bench fails), and the ratio names both.
         let lines = result.stdout.split(separator: "\n")
-        for prefix in ["baseline: SQLite append (rowid, blob)", "baseline: the same through GRDB, a row a call"] {
+        for prefix in ["baseline: SQLite append (rowid, blob)", "baseline: GRDB append, a row a call"] {
             let baseline = try #require(lines.first { $0.hasPrefix(prefix) }, "\(result.stdout)")
             let rate = baseline.dropFirst(prefix.count).split(separator: " ").first.flatMap { Int($0) }
             #expect((rate ?? 0) > 0, "\(baseline)")

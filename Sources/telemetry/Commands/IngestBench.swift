@@ -115,7 +115,7 @@ struct IngestBench: ParsableCommand {
                 + String(format: "%9.0f events/s  %7.1f MiB/s", Double(events) / seconds, Double(payloadBytes) / seconds / 1_048_576)
         }
         print(describe("baseline: SQLite append (rowid, blob)", baseline))
-        print(describe("baseline: the same through GRDB, a row a call", grdbBaseline))
+        print(describe("baseline: GRDB append, a row a call", grdbBaseline))
         print(describe("collector without operations", unpaired.seconds))
         print(describe("collector: HTTP ingest, durable ack", collector.seconds))
         let latencies = collector.latencies.sorted()

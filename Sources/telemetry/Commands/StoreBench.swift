@@ -125,7 +125,7 @@ struct StoreBench: AsyncParsableCommand {
         let baseline = median(baselines)
         let store = median(stores)
         print(String(format: "baseline: SQLite append (rowid, blob)       %8.0f events/s", Double(events) / baseline))
-        print(String(format: "baseline: the same through GRDB, a row a call %6.0f events/s", Double(events) / median(grdbBaselines)))
+        print(String(format: "baseline: GRDB append, a row a call         %8.0f events/s", Double(events) / median(grdbBaselines)))
         if !inline.isEmpty {
             print(String(format: "store, checkpoints on the writer's thread   %8.0f events/s", Double(events) / median(inline)))
         }
