@@ -53,3 +53,21 @@ extension BenchCommandTests {
         #expect(lines.contains { $0.hasPrefix("ratio: the emitter delivers at ") })
     }
 }
+
+extension BenchCommandTests {
+    /// Both baselines, the collector's own timing of its answers, and both ratios.
+    @Test func ingestBenchReportsBothRatiosAndTheCollectorsOwnTiming() async throws {
+        let result = try await CLI.runOffPool(["bench", "ingest", "--events", "2000", "--batch-size", "500", "--connections", "2", "--rounds", "1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("baseline: SQLite append (rowid, blob)") }, "\(result.stdout)")
+        #expect(lines.contains { $0.hasPrefix("baseline: GRDB append, a row a call") }, "\(result.stdout)")
+        #expect(lines.contains { $0.hasPrefix("ratio: collector at ") && $0.hasSuffix("% of the baseline") }, "\(result.stdout)")
+        #expect(lines.contains { $0.hasPrefix("ratio: collector at ") && $0.contains("% of the GRDB append") }, "\(result.stdout)")
+        // From the collector's histogram of its four answers: a share of four (all of them, on an
+        // idle machine; a test run in parallel may delay one).
+        let timing = try #require(lines.first { $0.contains("the collector's own timing: ") }, "\(result.stdout)")
+        let share = timing.split(separator: ": ").last?.split(separator: "%").first.flatMap { Double($0) }
+        #expect(share.map { [0, 25, 50, 75, 100].contains($0) } == true, "\(timing)")
+    }
+}

@@ -22,14 +22,18 @@ struct IngestBench: ParsableCommand {
                          of 1000 events from N connections: HTTP, validation,
                          dedupe, typed columns, durable commit, ack
 
-            It prints events/s, MiB/s, request latency (p50, p99, max), the collector's peak RSS, \
+            It prints events/s, MiB/s, request latency (p50, p99, max; and the share of requests \
+            the collector itself answered within 250 ms, from its request-duration histogram, \
+            which leaves out the load generator's own waits for a core), the collector's peak RSS, \
             the CPU an event costs in each kind of its threads (by thread name: the events \
             writer is GRDB's serial queue, which libdispatch sometimes runs on a thread of the \
             pool that requests use, so part of the writer's time can show under requests; the \
             total is exact), how busy the machine's cores were while \
             posting (idle cores mean the run waits rather than works), and the ratios \
             collector/baseline, against each baseline: \
-            medians of --rounds alternating rounds. Completions carry the keys of earlier starts, \
+            medians of --rounds alternating rounds.
+
+            Completions carry the keys of earlier starts, \
             so events pair into operations as real traffic does; a run ends when every event is \
             acknowledged and paired. The collector is measured a second time with \
             --no-operations, to show what pairing costs. The load generator runs on the same \
@@ -121,6 +125,9 @@ struct IngestBench: ParsableCommand {
         let latencies = collector.latencies.sorted()
         func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000 }
         print(String(format: "request latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms", percentile(0.5), percentile(0.99), (latencies.last ?? 0) * 1000))
+        if let within = collector.answeredWithin250ms {
+            print(String(format: "  the collector's own timing: %.1f%% of the requests answered within 250 ms (from each request's head to its answer)", 100 * within))
+        }
         if collector.overloaded > 0 {
             print("answered 429 (queue full, sent again after Retry-After): \(collector.overloaded) of \(latencies.count) answers")
         }
@@ -167,7 +174,15 @@ struct IngestBench: ParsableCommand {
         var peakRSS: Int?
         var cpuByThread: [String: Double] = [:]
         var busy: Double?
+        /// The share of `POST /v1/events` the collector itself answered within 250 ms (its
+        /// request-duration histogram: from the request's head to its answer, without the load
+        /// generator's own waits for a core).
+        var answeredWithin250ms: Double?
     }
+
+    /// The collector's request-duration series of `POST /v1/events`: the 250 ms bucket and the count.
+    static let within250ms = #"telemetry_http_request_duration_seconds_bucket{route="/v1/events",method="POST",le="0.25"}"#
+    static let requestCount = #"telemetry_http_request_duration_seconds_count{route="/v1/events",method="POST"}"#
 
     private func measureCollector(_ batches: [[UInt8]], data: URL, extra: [String] = []) throws -> CollectorRun {
         let collector = try CollectorChild(data: data, fsync: fsync, extra: extra)
@@ -177,8 +192,10 @@ struct IngestBench: ParsableCommand {
         // Pairing runs beside the writer: the run ends when every event is paired too.
         try collector.waitUntilPaired()
         let seconds = Double(MonotonicClock.now() - started) / 1e9
+        let timing = try collector.metrics([Self.within250ms, Self.requestCount])
+        let within = timing[Self.requestCount].flatMap { count in count > 0 ? timing[Self.within250ms].map { $0 / count } : nil }
         return CollectorRun(seconds: seconds, latencies: posted.latencies, overloaded: posted.overloaded, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread,
-            busy: posted.busy)
+            busy: posted.busy, answeredWithin250ms: within)
     }
 }
 
