@@ -161,6 +161,7 @@ let package = Package(
         .executableTarget(
             name: "telemetry",
             dependencies: [
+                "CSQLiteTuning",
                 "TelemetryCatalog",
                 "TelemetryClient",
                 "TelemetryEvents",

@@ -11,4 +11,8 @@ int telemetry_sqlite_disable_memory_statistics(void);
 /// `top -H`, perf and `bench ingest` tell them apart. Returns 0 or an error number.
 int telemetry_name_current_thread(const char *name);
 
+/// Fixes glibc's mmap threshold at `bytes` (mallopt M_MMAP_THRESHOLD, which also stops glibc from
+/// raising it as mapped blocks are freed). Returns 1 on success, 0 on failure.
+int telemetry_fix_mmap_threshold(int bytes);
+
 #endif

@@ -74,6 +74,7 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         #if Kafka
+        MemoryTuning.fixMmapThreshold()
         var logger = Logger(label: "telemetry.consume")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var configuration = SQLiteStoreConfiguration(path: "")

@@ -218,6 +218,7 @@ struct ServeCommand: AsyncParsableCommand {
     func makeServices(
         logger: Logger, metrics: CollectorMetrics = CollectorMetrics(), onListening: @escaping @Sendable (Int, String) async -> Void
     ) async throws -> (services: [any Service], store: StoreLocation.Opened) {
+        MemoryTuning.fixMmapThreshold()
         var storeConfiguration = SQLiteStoreConfiguration(path: "")
         storeConfiguration.durability = Durability(name: fsync)!
         storeConfiguration.maxBytes = maxStoreBytes
