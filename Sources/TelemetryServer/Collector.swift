@@ -13,6 +13,10 @@ public struct CollectorConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     /// Port to listen on; 0 picks a free one.
     public var port: Int = 8080
+    /// Connections the kernel holds for the server to accept (the listen backlog; Linux caps it
+    /// at `net.core.somaxconn`, 4096 by default). Hummingbird's 256 dropped the connections of a
+    /// burst past it, and their clients sent again only after a second (TCP's SYN retry).
+    public var listenBacklog: Int = 4096
     /// Largest request body accepted, bytes, before and after gzip decompression.
     public var maxBodyBytes: Int = 16 << 20
     /// Seconds a stream waits without events before sending a keep-alive comment.
@@ -78,7 +82,9 @@ public struct Collector: Sendable {
                 configuration: .init(additionalChannelHandlers: [
                     RequestDeadlineHandler(headerTimeout: headerTimeout, bodyTimeout: bodyTimeout), ContinueHandler(),
                 ])),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "xumi-telemetry"),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "xumi-telemetry",
+                backlog: configuration.listenBacklog),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
