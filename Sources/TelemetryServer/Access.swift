@@ -49,10 +49,14 @@ public struct CollectorRequestContext: RequestContext {
     public var access: Access = .open
     /// The peer's address, for the audit log.
     public let remoteAddress: String?
+    /// The request's connection: `POST /v1/events` tells ``ContinueHandler`` through it when a
+    /// body is admitted.
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress?.description
+        channel = source.channel
     }
 }
 

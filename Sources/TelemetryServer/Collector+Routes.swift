@@ -74,6 +74,8 @@ extension Collector {
         } catch {
             return overloaded(error, headers: idHeader)
         }
+        // Admitted: a sender waiting for `100 Continue` sends its body now.
+        context.channel.triggerUserOutboundEvent(ContinueHandler.Continue(), promise: nil)
         var buffer: ByteBuffer
         do {
             defer { ingestor.received(declared) }

@@ -213,9 +213,9 @@ import Testing
                 + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n"
             let port = collector.port
             let (interim, final) = try await offThePool { () throws -> (String, String) in
-                // The 100 comes from the network thread; the final answer from the routes on the
-                // cooperative pool, which the whole suite shares: a full run starved it for over
-                // 10 s once. Waits allow 90 s, as elsewhere.
+                // The 100 and the final answer both come from the route, on the cooperative pool,
+                // which the whole suite shares: a full run starved it for over 10 s once. Waits
+                // allow 90 s, as elsewhere.
                 let socket = try RawSocket(port: port, timeoutSeconds: 90)
                 try socket.send(Array(head.utf8))
                 // Nothing of the body is sent until the collector answers (a client would wait).
