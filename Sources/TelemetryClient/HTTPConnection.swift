@@ -62,10 +62,14 @@ public final class HTTPConnection: @unchecked Sendable {
     private let worker = BlockingWorker(name: "telemetry.http")
 
     /// Creates a connection; it connects on first use.
-    public init(host: String, port: Int, apiKey: String? = nil) {
+    /// Send bodies of ``expectContinueBytes`` or more with `Expect: 100-continue` (see there).
+    public let expectsContinue: Bool
+
+    public init(host: String, port: Int, apiKey: String? = nil, expectsContinue: Bool = false) {
         self.host = host
         self.port = port
         self.apiKey = apiKey
+        self.expectsContinue = expectsContinue
     }
 
     deinit {
@@ -164,7 +168,7 @@ public final class HTTPConnection: @unchecked Sendable {
 
     private func exchange(
         _ method: String, _ path: String, headers: [(String, String)], body: [UInt8], timeoutSeconds: Int,
-        onHead: (Int) throws -> Void = { _ in }, onChunk: (([UInt8]) throws -> Bool)?
+        onHead: (Int) throws -> Void = { _ in }, onChunk: (([UInt8]) throws -> Bool)?, mayExpect: Bool = true
     ) throws -> HTTPResponse {
         if fd < 0 { try connect() }
         responseStarted = false
@@ -174,26 +178,45 @@ public final class HTTPConnection: @unchecked Sendable {
         if let apiKey { head += "Authorization: Bearer \(apiKey)\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !body.isEmpty || method == "POST" || method == "PUT" { head += "Content-Length: \(body.count)\r\n" }
+        let expecting = expectsContinue && mayExpect && body.count >= Self.expectContinueBytes
+        if expecting { head += "Expect: 100-continue\r\n" }
         head += "\r\n"
         try writeAll(Array(head.utf8))
-        if !body.isEmpty { try writeAll(body) }
 
-        // Status line and headers.
-        let headEnd = try readUntil([13, 10, 13, 10])
-        let headText = String(decoding: buffer[..<headEnd], as: UTF8.self)
-        buffer.removeSubrange(..<(headEnd + 4))
-        var lines = headText.split(separator: "\r\n", omittingEmptySubsequences: false)
-        let statusLine = lines.removeFirst().split(separator: " ")
-        guard statusLine.count >= 2, let status = Int(statusLine[1]) else {
-            throw HTTPClientError("bad_response", "not an HTTP response: \(headText.prefix(80))")
+        var response: HTTPResponse
+        if expecting {
+            // The body goes once the collector says it will read it (100), or after a second
+            // without an answer (a server or proxy that does not answer expectations). A final
+            // answer instead (429 when it is past what it can take) means the body is not sent.
+            var wait = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+            var interim: HTTPResponse? = nil
+            do {
+                interim = try readHead()
+            } catch let error as HTTPClientError where error.code == "timeout" {
+                interim = nil
+            }
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            if interim?.status == 417 {
+                // Something on the way does not take expectations: the request again, without.
+                close()
+                return try exchange(
+                    method, path, headers: headers, body: body, timeoutSeconds: timeoutSeconds, onHead: onHead, onChunk: onChunk,
+                    mayExpect: false)
+            }
+            if let interim, interim.status >= 200 {
+                // Answered without the body: the connection cannot carry another request.
+                response = interim
+                response.headers.append((name: "connection", value: "close"))
+            } else {
+                try writeAll(body)
+                response = try readFinalHead()
+            }
+        } else {
+            if !body.isEmpty { try writeAll(body) }
+            response = try readFinalHead()
         }
-        var responseHeaders: [(name: String, value: String)] = []
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            responseHeaders.append(
-                (line[..<colon].lowercased(), String(line[line.index(after: colon)...]).trimmingSpaces()))
-        }
-        var response = HTTPResponse(status: status, headers: responseHeaders, body: [])
+        let status = response.status
         try onHead(status)
         if method == "HEAD" || status == 204 || status == 304 { return response }
         if let length = response.header("content-length").flatMap(Int.init) {
@@ -235,6 +258,40 @@ public final class HTTPConnection: @unchecked Sendable {
         }
         if response.header("connection")?.lowercased() == "close" { close() }
         return response
+    }
+
+    /// With ``expectsContinue``, bodies this large or larger are sent with `Expect: 100-continue`:
+    /// the collector answers 100 once it admits the request, or refuses it on its head (429 when
+    /// it is past what it can take) and the body is never sent. Smaller bodies cost less to send
+    /// than the round trip. Off by default: it costs a round trip a request, and a server that
+    /// does not answer expectations a second (then the body goes anyway).
+    public static let expectContinueBytes = 64 << 10
+
+    /// The status line and headers of the next response (interim or final).
+    private func readHead() throws -> HTTPResponse {
+        let headEnd = try readUntil([13, 10, 13, 10])
+        let headText = String(decoding: buffer[..<headEnd], as: UTF8.self)
+        buffer.removeSubrange(..<(headEnd + 4))
+        var lines = headText.split(separator: "\r\n", omittingEmptySubsequences: false)
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else {
+            throw HTTPClientError("bad_response", "not an HTTP response: \(headText.prefix(80))")
+        }
+        var responseHeaders: [(name: String, value: String)] = []
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            responseHeaders.append(
+                (line[..<colon].lowercased(), String(line[line.index(after: colon)...]).trimmingSpaces()))
+        }
+        return HTTPResponse(status: status, headers: responseHeaders, body: [])
+    }
+
+    /// The head of the final response, past any interim (1xx) ones.
+    private func readFinalHead() throws -> HTTPResponse {
+        while true {
+            let head = try readHead()
+            if head.status >= 200 { return head }
+        }
     }
 
     private func writeAll(_ bytes: [UInt8]) throws {

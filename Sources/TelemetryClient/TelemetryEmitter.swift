@@ -133,7 +133,9 @@ public final class TelemetryEmitter: Service, Sendable {
         self.metrics = EmitterMetrics()
         self.retryState = Mutex(RetryState(delay: configuration.initialBackoff))
         self.connections = (0..<max(1, configuration.maxRequestsInFlight)).map { _ in
-            HTTPConnection(host: configuration.host, port: configuration.port, apiKey: configuration.apiKey)
+            // Large batches wait for the collector's 100 Continue: one it refuses (429, past what
+            // it can take) is never uploaded.
+            HTTPConnection(host: configuration.host, port: configuration.port, apiKey: configuration.apiKey, expectsContinue: true)
         }
         queue.withLock { $0.events.reserveCapacity(min(configuration.queueCapacity, 4096)) }
     }

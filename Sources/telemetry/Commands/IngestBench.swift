@@ -57,6 +57,9 @@ struct IngestBench: ParsableCommand {
     @Option(help: "The collector's --fsync setting (and the baseline's synchronous mode): full or normal.")
     var fsync: String = "full"
 
+    @Flag(help: "Send each batch with Expect: 100-continue, as curl does for large bodies: a batch the collector refuses on its head (429) is then never sent.")
+    var expectContinue = false
+
     @Option(help: "Rounds of the three measurements, alternating; medians are reported.")
     var rounds: Int = 3
 
@@ -188,7 +191,7 @@ struct IngestBench: ParsableCommand {
         let collector = try CollectorChild(data: data, fsync: fsync, extra: extra)
         defer { collector.stop() }
         let started = MonotonicClock.now()
-        let posted = try collector.post(batches, connections: connections)
+        let posted = try collector.post(batches, connections: connections, expectContinue: expectContinue)
         // Pairing runs beside the writer: the run ends when every event is paired too.
         try collector.waitUntilPaired()
         let seconds = Double(MonotonicClock.now() - started) / 1e9

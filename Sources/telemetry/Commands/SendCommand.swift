@@ -60,7 +60,8 @@ struct SendCommand: ParsableCommand {
         var progress = ProgressBar(total: total, minimumTotal: 1 << 20)
         // Batches are read and compressed here while the ones before are on their way (two
         // requests in flight, stored in order): gzip and the collector's answer used to take turns.
-        let sender = BatchSender(connections: [url.connection(), url.connection()], maxAttempts: maxAttempts) { retry in
+        let sender = BatchSender(
+            connections: [url.connection(expectsContinue: true), url.connection(expectsContinue: true)], maxAttempts: maxAttempts) { retry in
             writeStandardError("telemetry: \(retry)\n")
         }
         var tooLong: [Int] = []

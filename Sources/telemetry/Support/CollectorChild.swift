@@ -39,8 +39,9 @@ final class CollectorChild {
     }
 
     /// Posts every batch (NDJSON) over `connections` connections, each on its own thread, as a
-    /// well-behaved client does: a batch answered 429 waits its Retry-After and goes again.
-    func post(_ batches: [[UInt8]], connections: Int) throws -> Posted {
+    /// well-behaved client does: a batch answered 429 waits its Retry-After and goes again. With
+    /// `expectContinue`, batches of 64 KiB or more wait for `100 Continue` before their body.
+    func post(_ batches: [[UInt8]], connections: Int, expectContinue: Bool = false) throws -> Posted {
         let results = LatencyLog()
         let group = DispatchGroup()
         let started = MonotonicClock.now()
@@ -51,7 +52,7 @@ final class CollectorChild {
             let mine = stride(from: client, to: batches.count, by: connections).map { batches[$0] }
             Thread.detachNewThread {
                 defer { group.leave() }
-                let connection = HTTPConnection(host: "127.0.0.1", port: port)
+                let connection = HTTPConnection(host: "127.0.0.1", port: port, expectsContinue: expectContinue)
                 for body in mine {
                     while true {
                         let sent = MonotonicClock.now()

@@ -31,8 +31,11 @@ struct CollectorURL: ExpressibleByArgument {
 
     /// A connection to the collector, with the API key of `TELEMETRY_API_KEY` when it is set (a key
     /// is read from the environment rather than an option, so that it does not show in `ps`).
-    func connection() -> HTTPConnection {
-        HTTPConnection(host: host, port: port, apiKey: ProcessInfo.processInfo.environment["TELEMETRY_API_KEY"].flatMap { $0.isEmpty ? nil : $0 })
+    /// `expectsContinue` for posting batches (see ``HTTPConnection/expectContinueBytes``).
+    func connection(expectsContinue: Bool = false) -> HTTPConnection {
+        HTTPConnection(
+            host: host, port: port, apiKey: ProcessInfo.processInfo.environment["TELEMETRY_API_KEY"].flatMap { $0.isEmpty ? nil : $0 },
+            expectsContinue: expectsContinue)
     }
 }
 
