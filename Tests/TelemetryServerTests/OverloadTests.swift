@@ -151,6 +151,23 @@ private enum HeldBody {
                 + "Content-Length: \(body.count)\r\n" + (expect ? "Expect: 100-continue\r\n" : "") + "\r\n").utf8)
     }
 
+    /// Runs `body` against a collector whose bounds of bodies in flight are 1,000 bytes, with two
+    /// bodies of three distinct events each, both over the bound; all six are stored in the end.
+    static func withTwoBodies(
+        seed: UInt64, _ body: @escaping @Sendable (_ port: Int, _ first: [UInt8], _ second: [UInt8]) async throws -> Void
+    ) async throws {
+        try await TestCollector.run { collector in
+            try await TestCollector.serve(store: collector.store, limits: IngestLimits(maxValidatingBytes: 1_000)) { port in
+                let lines = sampleLines(6, seed: seed)
+                let first = Array(lines[0..<3].joined(separator: "\n").utf8)
+                let second = Array(lines[3..<6].joined(separator: "\n").utf8)
+                #expect(first.count > 1_000 && second.count > 1_000)
+                try await body(port, first, second)
+                #expect(try await collector.store.counts().events == 6)
+            }
+        }
+    }
+
     /// Sends the head of `first` and a part of its body on a new connection, and returns once the
     /// collector has admitted it: an expecting probe is then refused on its head. The probe
     /// declares an empty body, so that when it comes first it holds nothing of the bound (it gets
@@ -176,41 +193,34 @@ extension OverloadTests {
     /// connection stays usable: the server reads the refused body to its end, then takes the next
     /// request.
     @Test func aBodyPastTheReceivingBoundIsRefusedBeforeItIsRead() async throws {
-        try await TestCollector.run { collector in
-            try await TestCollector.serve(store: collector.store, limits: IngestLimits(maxValidatingBytes: 1_000)) { port in
-                let lines = sampleLines(6, seed: 63)
-                let first = Array(lines[0..<3].joined(separator: "\n").utf8)
-                let second = Array(lines[3..<6].joined(separator: "\n").utf8)
-                #expect(first.count > 1_000 && second.count > 1_000)
-                // On a thread of their own: the collector's routes (and so its answers) run on the
-                // cooperative pool, which a blocking read there would take from them.
-                let (refused, error, answered, retried) = try await offThePool { () throws -> (String, String, String, String) in
-                    // The first request's body arrives in part and then stops: it holds the bound.
-                    let slow = try HeldBody.admit(first, port: port)
-                    // The second declares its length and sends nothing more: it is answered at once.
-                    let eager = try RawSocket(port: port, timeoutSeconds: 30)
-                    try eager.send(HeldBody.head(second))
-                    let refused = try eager.receive(until: "\r\n\r\n")
-                    let error = try eager.receive(until: "}}")
-                    // The refused body is read and dropped; once the first body is whole (and
-                    // stored), the same connection takes the request again.
-                    try eager.send(second)
-                    try slow.send(Array(first[100...]))
-                    let answered = try slow.receive(until: "\r\n\r\n")
-                    _ = try slow.receive(until: "}")
-                    try eager.send(HeldBody.head(second) + second)
-                    let retried = try eager.receive(until: "\r\n\r\n")
-                    _ = try eager.receive(until: "}")
-                    return (refused, error, answered, retried)
-                }
-                #expect(refused.hasPrefix("HTTP/1.1 429"), "\(refused)")
-                #expect(refused.lowercased().contains("retry-after: 1"), "\(refused)")
-                #expect(!refused.lowercased().contains("connection: close"), "\(refused)")
-                #expect(error.contains("\"code\":\"overloaded\"") && error.contains("being received"), "\(error)")
-                #expect(answered.hasPrefix("HTTP/1.1 200"), "\(answered)")
-                #expect(retried.hasPrefix("HTTP/1.1 200"), "\(retried)")
-                #expect(try await collector.store.counts().events == 6)
+        try await HeldBody.withTwoBodies(seed: 63) { port, first, second in
+            // On a thread of their own: the collector's routes (and so its answers) run on the
+            // cooperative pool, which a blocking read there would take from them.
+            let (refused, error, answered, retried) = try await offThePool { () throws -> (String, String, String, String) in
+                // The first request's body arrives in part and then stops: it holds the bound.
+                let slow = try HeldBody.admit(first, port: port)
+                // The second declares its length and sends nothing more: it is answered at once.
+                let eager = try RawSocket(port: port, timeoutSeconds: 30)
+                try eager.send(HeldBody.head(second))
+                let refused = try eager.receive(until: "\r\n\r\n")
+                let error = try eager.receive(until: "}}")
+                // The refused body is read and dropped; once the first body is whole (and
+                // stored), the same connection takes the request again.
+                try eager.send(second)
+                try slow.send(Array(first[100...]))
+                let answered = try slow.receive(until: "\r\n\r\n")
+                _ = try slow.receive(until: "}")
+                try eager.send(HeldBody.head(second) + second)
+                let retried = try eager.receive(until: "\r\n\r\n")
+                _ = try eager.receive(until: "}")
+                return (refused, error, answered, retried)
             }
+            #expect(refused.hasPrefix("HTTP/1.1 429"), "\(refused)")
+            #expect(refused.lowercased().contains("retry-after: 1"), "\(refused)")
+            #expect(!refused.lowercased().contains("connection: close"), "\(refused)")
+            #expect(error.contains("\"code\":\"overloaded\"") && error.contains("being received"), "\(error)")
+            #expect(answered.hasPrefix("HTTP/1.1 200"), "\(answered)")
+            #expect(retried.hasPrefix("HTTP/1.1 200"), "\(retried)")
         }
     }
 }
@@ -220,35 +230,29 @@ extension OverloadTests {
     /// no 100 comes before the 429, which closes the connection (the body it announced may never
     /// come). Admitted, it gets the 100 and then the answer to its body.
     @Test func anExpectingSenderPastTheBoundIsRefusedWithoutSendingItsBody() async throws {
-        try await TestCollector.run { collector in
-            try await TestCollector.serve(store: collector.store, limits: IngestLimits(maxValidatingBytes: 1_000)) { port in
-                let lines = sampleLines(6, seed: 64)
-                let first = Array(lines[0..<3].joined(separator: "\n").utf8)
-                let second = Array(lines[3..<6].joined(separator: "\n").utf8)
-                let (refused, answered, interim, answer) = try await offThePool { () throws -> (String, String, String, String) in
-                    let slow = try HeldBody.admit(first, port: port)
-                    let waiting = try RawSocket(port: port, timeoutSeconds: 30)
-                    try waiting.send(HeldBody.head(second, expect: true))
-                    let refused = try waiting.receive(until: "\r\n\r\n")
-                    try slow.send(Array(first[100...]))
-                    let answered = try slow.receive(until: "\r\n\r\n")
-                    _ = try slow.receive(until: "}")
-                    // Admitted now: the 100 first, then the answer once the body is in.
-                    let admitted = try RawSocket(port: port, timeoutSeconds: 30)
-                    try admitted.send(HeldBody.head(second, expect: true))
-                    let interim = try admitted.receive(until: "\r\n\r\n")
-                    try admitted.send(second)
-                    let answer = try admitted.receive(until: "\r\n\r\n")
-                    return (refused, answered, interim, answer)
-                }
-                #expect(refused.hasPrefix("HTTP/1.1 429"), "no 100 before the refusal: \(refused)")
-                #expect(refused.lowercased().contains("connection: close"), "\(refused)")
-                #expect(answered.hasPrefix("HTTP/1.1 200"), "\(answered)")
-                #expect(interim.hasPrefix("HTTP/1.1 100 Continue"), "\(interim)")
-                #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
-                #expect(!answer.lowercased().contains("connection: close"), "\(answer)")
-                #expect(try await collector.store.counts().events == 6)
+        try await HeldBody.withTwoBodies(seed: 64) { port, first, second in
+            let (refused, answered, interim, answer) = try await offThePool { () throws -> (String, String, String, String) in
+                let slow = try HeldBody.admit(first, port: port)
+                let waiting = try RawSocket(port: port, timeoutSeconds: 30)
+                try waiting.send(HeldBody.head(second, expect: true))
+                let refused = try waiting.receive(until: "\r\n\r\n")
+                try slow.send(Array(first[100...]))
+                let answered = try slow.receive(until: "\r\n\r\n")
+                _ = try slow.receive(until: "}")
+                // Admitted now: the 100 first, then the answer once the body is in.
+                let admitted = try RawSocket(port: port, timeoutSeconds: 30)
+                try admitted.send(HeldBody.head(second, expect: true))
+                let interim = try admitted.receive(until: "\r\n\r\n")
+                try admitted.send(second)
+                let answer = try admitted.receive(until: "\r\n\r\n")
+                return (refused, answered, interim, answer)
             }
+            #expect(refused.hasPrefix("HTTP/1.1 429"), "no 100 before the refusal: \(refused)")
+            #expect(refused.lowercased().contains("connection: close"), "\(refused)")
+            #expect(answered.hasPrefix("HTTP/1.1 200"), "\(answered)")
+            #expect(interim.hasPrefix("HTTP/1.1 100 Continue"), "\(interim)")
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+            #expect(!answer.lowercased().contains("connection: close"), "\(answer)")
         }
     }
 }
