@@ -74,8 +74,11 @@ extension Collector {
         } catch {
             return overloaded(error, headers: idHeader)
         }
-        // Admitted: a sender waiting for `100 Continue` sends its body now.
-        context.channel.triggerUserOutboundEvent(ContinueHandler.Continue(), promise: nil)
+        // Admitted: a sender waiting for `100 Continue` sends its body now. (Only then: the event
+        // crosses to the connection's event loop, work the other requests need not do.)
+        if request.headers[.expect] != nil {
+            context.channel.triggerUserOutboundEvent(ContinueHandler.Continue(), promise: nil)
+        }
         var buffer: ByteBuffer
         do {
             defer { ingestor.received(declared) }
