@@ -48,6 +48,8 @@ public struct Collector: Sendable {
     public let keys: KeyStore?
     let limiter: RateLimiter?
     let logger: Logger
+    /// Arrays request bodies are read into, kept between requests.
+    let bodies = BodyBuffers()
 
     public init(
         configuration: CollectorConfiguration, store: any EventStore, ingestor: Ingestor, broadcaster: SequenceBroadcaster,

@@ -230,6 +230,53 @@ import Testing
         }
     }
 
+    /// A chunked body declares no length: it is read as it comes, and bounded by `--max-body` all
+    /// the same. The requests go over one connection, so the second reads into the array the
+    /// first was read into (the collector keeps a few between requests).
+    @Test func aChunkedBodyIsReadWholeAndBoundedByTheLimit() async throws {
+        try await TestCollector.run(configure: { $0.maxBodyBytes = 64 << 10 }) { collector in
+            @Sendable func chunked(_ body: [UInt8], pieces: Int) -> [UInt8] {
+                var out = Array("POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+                let size = (body.count + pieces - 1) / pieces
+                for start in stride(from: 0, to: body.count, by: size) {
+                    let piece = body[start..<min(body.count, start + size)]
+                    out += Array((String(piece.count, radix: 16) + "\r\n").utf8) + piece + Array("\r\n".utf8)
+                }
+                return out + Array("0\r\n\r\n".utf8)
+            }
+            let first = sampleLines(20, seed: 19)
+            let second = sampleLines(7, seed: 20)
+            let tooLarge = Array(String(repeating: " ", count: 70 << 10).utf8) + Array(first[0].utf8)
+            let port = collector.port
+            let answers = try await offThePool { () throws -> [String] in
+                let socket = try RawSocket(port: port, timeoutSeconds: 90)
+                var answers: [String] = []
+                for (body, pieces) in [(first, 5), (second, 3)] {
+                    try socket.send(chunked(Array(body.joined(separator: "\n").utf8), pieces: pieces))
+                    // The answer's last bytes, when no event is rejected: the next answer starts after.
+                    answers.append(try socket.receive(until: #""rejected":[]}"#))
+                }
+                try socket.send(chunked(tooLarge, pieces: 4))
+                answers.append(try socket.receive(until: #""too_large""#))
+                return answers
+            }
+            #expect(answers[0].hasPrefix("HTTP/1.1 200 OK\r\n") && answers[0].contains(#""accepted":20"#), "\(answers[0])")
+            #expect(answers[1].hasPrefix("HTTP/1.1 200 OK\r\n") && answers[1].contains(#""accepted":7"#), "\(answers[1])")
+            #expect(answers[2].hasPrefix("HTTP/1.1 413 "), "\(answers[2])")
+            // Every event of both bodies is stored as sent: none took bytes of the other body.
+            for line in first + second {
+                let sent = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                let id = try #require(UUIDValue(sent["event_id"] as? String ?? ""))
+                let stored = try #require(try await collector.store.event(id: id, tenant: nil), "event \(id)")
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(stored.json.utf8)) as? [String: Any])
+                for field in ["event_id", "event_type", "tenant_id", "timestamp"] {
+                    #expect(json[field] as? String == sent[field] as? String, "\(field) of \(id)")
+                }
+            }
+            #expect(try await collector.store.counts().events == 27)
+        }
+    }
+
     @Test func statusesOfTheContract() async throws {
         try await TestCollector.run(configure: { $0.maxBodyBytes = 64 << 10 }, limits: .init(maxEventsPerRequest: 5)) { collector in
             let http = collector.connection()
