@@ -159,6 +159,9 @@ struct IngestBench: ParsableCommand {
             ("pairing", { $0 == "store-pairing" }),
             ("checkpoints", { $0 == "store-checkpt" }),
             ("network", { $0.hasPrefix("NIO") }),
+            // serve --kafka: librdkafka's own threads, and the one that takes its delivery reports.
+            ("librdkafka", { $0.hasPrefix("rdk:") }),
+            ("delivery reports", { $0 == "kafka-reports" }),
         ]
         var byKind: [String: Double] = [:]
         for (name, value) in seconds {

@@ -34,8 +34,9 @@ struct KafkaBench: AsyncParsableCommand {
 
             The two producers alternate for --producer-rounds rounds, each round to topics of \
             its own, and their medians are reported (a round lasts about a second). It prints \
-            messages/s, the producer's request latency and how busy the cores were meanwhile \
-            (idle cores mean the collector waits rather than works), and the ratios. Needs kcat \
+            messages/s, the producer's request latency, how busy the cores were meanwhile \
+            (idle cores mean the collector waits rather than works), the CPU an event cost the \
+            collector's threads (steadier than a rate on a shared machine), and the ratios. Needs kcat \
             (Debian package) and a build with --traits Kafka.
             """
     )
@@ -91,7 +92,7 @@ struct KafkaBench: AsyncParsableCommand {
         let lines = directory.appendingPathComponent("events.ndjson")
         try Data(batches.joined()).write(to: lines)
         var kcatRuns: [Double] = []
-        var serveRuns: [CollectorChild.Posted] = []
+        var serveRuns: [(posted: CollectorChild.Posted, cpu: [String: Double])] = []
         for round in 1...producerRounds {
             let prefix = round == 1 ? "" : "r\(round)."
             if round > 1 {
@@ -103,15 +104,16 @@ struct KafkaBench: AsyncParsableCommand {
             let collector = try CollectorChild(
                 data: directory.appendingPathComponent("collector-\(round)"), fsync: fsync,
                 extra: ["--kafka", cluster.bootstrap] + (prefix.isEmpty ? [] : ["--topic-prefix", prefix]))
-            serveRuns.append(try collector.post(batches, connections: connections))
+            let posted = try collector.post(batches, connections: connections)
+            serveRuns.append((posted, collector.cpuSecondsByThread))
             collector.stop()
             if producerRounds > 1 {
                 print(String(format: "producer round %d: kcat %.0f, serve --kafka %.0f messages/s", round,
-                             Double(events) / kcatRuns.last!, Double(events) / serveRuns.last!.seconds))
+                             Double(events) / kcatRuns.last!, Double(events) / serveRuns.last!.posted.seconds))
             }
         }
         let kcatSeconds = kcatRuns.sorted()[kcatRuns.count / 2]
-        let posted = serveRuns.sorted { $0.seconds < $1.seconds }[serveRuns.count / 2]
+        let (posted, serveCPU) = serveRuns.sorted { $0.posted.seconds < $1.posted.seconds }[serveRuns.count / 2]
         let (serveSeconds, latencies) = (posted.seconds, posted.latencies)
         // What the first round's topics hold, which the consumer reads (the mock brokers trim
         // partitions past a few MiB).
@@ -146,6 +148,8 @@ struct KafkaBench: AsyncParsableCommand {
             print(String(format: "  cores busy meanwhile: %.0f%% of %d (collector, brokers, load generator)",
                          100 * busy, ProcessInfo.processInfo.activeProcessorCount))
         }
+        // Steadier than the rate on a shared machine: what an event cost the collector's threads.
+        print("  collector CPU per event, by thread: " + IngestBench.cpuPerEvent(serveCPU, events: events))
         print("consumer baseline: SQLite append             " + rate(appendSeconds))
         print("consumer baseline: GRDB, a row a call        " + rate(grdbSeconds))
         print("consumer: consume into the store             " + rate(consumeSeconds))
