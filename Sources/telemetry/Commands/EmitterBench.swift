@@ -65,10 +65,13 @@ struct EmitterBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(at: directory) }
         let tenant = UUID()
         let node = UUID()
-        func event(_ i: Int) -> GenerationStarted {
+        // Task ids from a generator of the producer's own: Foundation's `UUID()` opens, reads and
+        // closes /dev/urandom on each call here (Linux), which took a third of this process's CPU
+        // and left the collector that much less of the two cores.
+        func event(_ i: Int, _ taskIDs: inout RandomUUIDs) -> GenerationStarted {
             GenerationStarted(
                 model: ["sdxl-1.0", "flux-1-dev", "llama-3.1-8b-instruct"][i % 3], prompt: "a lighthouse on a rocky coast at dawn",
-                taskID: UUID())
+                taskID: taskIDs.next())
         }
         print(
             "events: \(events); emitter: \(producers) producers, batches of \(batchSize), \(inFlight) in flight, gzip \(gzip ? "on" : "off"), queue \(queueCapacity ?? events); fsync \(fsync)")
@@ -95,11 +98,12 @@ struct EmitterBench: AsyncParsableCommand {
             await withTaskGroup(of: Void.self) { emitting in
                 for p in 0..<producers {
                     emitting.addTask {
+                        var taskIDs = RandomUUIDs(seed: UInt64(p + 1))
                         // Yielding now and then, as a service's tasks do between emits: four loops
                         // that never yield hold every thread of Swift's cooperative pool (one a
                         // core), and the emitter's own sending tasks wait for them to end.
                         for (n, i) in stride(from: p, to: total, by: producers).enumerated() {
-                            emitter.emit(event(i))
+                            emitter.emit(event(i, &taskIDs))
                             if n % 100 == 99 { await Task.yield() }
                         }
                     }
@@ -134,10 +138,11 @@ struct EmitterBench: AsyncParsableCommand {
         var batches: [[UInt8]] = []
         var writer = EventJSONWriter()
         var ids = UUIDSequence()
+        var taskIDs = RandomUUIDs(seed: UInt64(producers + 1))
         for start in stride(from: 0, to: events, by: batchSize) {
             writer.reset()
             for i in start..<min(events, start + batchSize) {
-                var e = event(i)
+                var e = event(i, &taskIDs)
                 e.envelope = EventEnvelope(eventID: ids.next(), timestamp: Date(), tenantID: tenant, source: "bench")
                 e.nodeID = node
                 e.writeJSON(to: &writer)
@@ -177,3 +182,31 @@ struct UUIDSequence {
     }
 }
 
+
+/// Random version-4 UUIDs from xorshift64* (fast, not for secrets): a load generator's ids.
+struct RandomUUIDs {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        // Spread small seeds (splitmix64's constant), and never zero, which xorshift keeps.
+        state = (seed &* 0x9E37_79B9_7F4A_7C15) | 1
+    }
+
+    private mutating func next64() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
+    }
+
+    mutating func next() -> UUID {
+        let (high, low) = (next64(), next64())
+        func byte(_ word: UInt64, _ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: word >> (56 - 8 * index)) }
+        return UUID(
+            uuid: (
+                byte(high, 0), byte(high, 1), byte(high, 2), byte(high, 3), byte(high, 4), byte(high, 5),
+                0x40 | (byte(high, 6) & 0x0F), byte(high, 7), 0x80 | (byte(low, 0) & 0x3F), byte(low, 1), byte(low, 2),
+                byte(low, 3), byte(low, 4), byte(low, 5), byte(low, 6), byte(low, 7)
+            ))
+    }
+}
