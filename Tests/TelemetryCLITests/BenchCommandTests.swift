@@ -51,6 +51,8 @@ extension BenchCommandTests {
         let numbers = transactions.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
         #expect(numbers.count == 3 && numbers[0] >= 1 && numbers[0] <= 8 && numbers[1] >= 500, "\(transactions)")
         #expect(lines.contains { $0.hasPrefix("ratio: the emitter delivers at ") })
+        #expect(lines.contains { $0.hasPrefix("the collector's CPU per event, by thread: writer ") }, "\(result.stdout)")
+        #expect(lines.contains { $0.contains("; the collector's: ") && !$0.hasSuffix("unknown") }, "\(result.stdout)")
     }
 }
 

@@ -16,15 +16,21 @@ struct EmitterBench: AsyncParsableCommand {
 
               baseline: the same events, pre-encoded as NDJSON batches, posted from
                 --connections connections (no SDK: the collector's own ceiling)
-              emitter: --producers tasks calling `emit` as fast as they can on one
+              emitter: --producers tasks emitting as fast as they can on one
                 TelemetryEmitter, yielding every 100 calls as a service's tasks do
                 (batches, gzip, --in-flight requests at once, as in a service)
+
+            The events are generations started and completed through the SDK's operation \
+            handles: each producer starts one, then completes the one it started 500 starts \
+            before, so every completion pairs with its start and a few thousand operations are \
+            open at a time.
 
             It prints the collector's transactions (how many, their size, and the share of the \
             time it was committing), the rate at which `emit` returned, the rate the collector \
             acknowledged, \
             events dropped because the queue was full (the emitter never blocks its caller), how \
-            busy the cores were while it delivered, and this process's peak RSS (bounded by the \
+            busy the cores were while it delivered, the collector's CPU an event by thread, and \
+            this process's peak RSS (bounded by the \
             queue, whatever the load).
             """
     )
@@ -65,14 +71,20 @@ struct EmitterBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(at: directory) }
         let tenant = UUID()
         let node = UUID()
-        // Task ids from a generator of the producer's own: Foundation's `UUID()` opens, reads and
-        // closes /dev/urandom on each call here (Linux), which took a third of this process's CPU
-        // and left the collector that much less of the two cores.
-        func event(_ i: Int, _ taskIDs: inout RandomUUIDs) -> GenerationStarted {
+        // Generations started and completed, as a service emits them through the SDK's
+        // handles: each producer starts one, then completes the one it started `openWindow`
+        // starts ago, so a few thousand operations are open at any time and every completion
+        // pairs with its start. (Starts alone left every operation open: 300,000 of them,
+        // which costs the collector's pairing far more than real traffic does.) Task ids come
+        // from a generator of the producer's own: Foundation's `UUID()` opens, reads and closes
+        // /dev/urandom on each call here (Linux), which took a third of this process's CPU.
+        func generation(_ i: Int, _ taskIDs: inout RandomUUIDs) -> GenerationStarted {
             GenerationStarted(
                 model: ["sdxl-1.0", "flux-1-dev", "llama-3.1-8b-instruct"][i % 3], prompt: "a lighthouse on a rocky coast at dawn",
                 taskID: taskIDs.next())
         }
+        let openWindow = 500
+        let user = UUID()
         print(
             "events: \(events); emitter: \(producers) producers, batches of \(batchSize), \(inFlight) in flight, gzip \(gzip ? "on" : "off"), queue \(queueCapacity ?? events); fsync \(fsync)")
 
@@ -91,6 +103,8 @@ struct EmitterBench: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: [emitter], logger: logger))
         let total = events
         let producers = self.producers
+        var cpu: [String: Double] = [:]
+        var collectorPeak: Int? = nil
         let (emitSeconds, deliverSeconds, busy) = try await withThrowingTaskGroup(of: Void.self) { tasks -> (Double, Double, Double?) in
             tasks.addTask { try await group.run() }
             let started = MonotonicClock.now()
@@ -99,11 +113,22 @@ struct EmitterBench: AsyncParsableCommand {
                 for p in 0..<producers {
                     emitting.addTask {
                         var taskIDs = RandomUUIDs(seed: UInt64(p + 1))
+                        var open: [OperationHandle<GenerationStarted>] = []
+                        var oldest = 0
                         // Yielding now and then, as a service's tasks do between emits: four loops
                         // that never yield hold every thread of Swift's cooperative pool (one a
                         // core), and the emitter's own sending tasks wait for them to end.
                         for (n, i) in stride(from: p, to: total, by: producers).enumerated() {
-                            emitter.emit(event(i, &taskIDs))
+                            if n % 2 == 1 && open.count - oldest >= openWindow {
+                                open[oldest].complete(result: i % 50 != 0, userID: user)
+                                oldest += 1
+                                if oldest == openWindow {
+                                    open.removeFirst(oldest)
+                                    oldest = 0
+                                }
+                            } else {
+                                open.append(emitter.start(generation(i, &taskIDs)))
+                            }
                             if n % 100 == 99 { await Task.yield() }
                         }
                     }
@@ -127,6 +152,8 @@ struct EmitterBench: AsyncParsableCommand {
                         format: "collector: %.0f transactions of %.0f events on average, committing %.0f%% of the time", count, stored / count,
                         100 * seconds / delivered))
             }
+            cpu = collector.cpuSecondsByThread
+            collectorPeak = collector.peakRSS
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
             return (emitted, delivered, busy)
@@ -139,13 +166,31 @@ struct EmitterBench: AsyncParsableCommand {
         var writer = EventJSONWriter()
         var ids = UUIDSequence()
         var taskIDs = RandomUUIDs(seed: UInt64(producers + 1))
+        // The same traffic as one producer's: starts, and completions `openWindow` starts later.
+        var open: [GenerationStarted] = []
+        var oldest = 0
         for start in stride(from: 0, to: events, by: batchSize) {
             writer.reset()
             for i in start..<min(events, start + batchSize) {
-                var e = event(i, &taskIDs)
-                e.envelope = EventEnvelope(eventID: ids.next(), timestamp: Date(), tenantID: tenant, source: "bench")
-                e.nodeID = node
-                e.writeJSON(to: &writer)
+                let envelope = EventEnvelope(eventID: ids.next(), timestamp: Date(), tenantID: tenant, source: "bench")
+                if i % 2 == 1 && open.count - oldest >= openWindow {
+                    let begun = open[oldest]
+                    oldest += 1
+                    if oldest == openWindow {
+                        open.removeFirst(oldest)
+                        oldest = 0
+                    }
+                    GenerationCompleted(
+                        model: begun.model, prompt: begun.prompt, result: i % 50 != 0, taskID: begun.taskID, userID: user, nodeID: node,
+                        envelope: envelope
+                    ).writeJSON(to: &writer)
+                } else {
+                    var e = generation(i, &taskIDs)
+                    e.envelope = envelope
+                    e.nodeID = node
+                    open.append(e)
+                    e.writeJSON(to: &writer)
+                }
                 writer.newline()
             }
             batches.append(writer.bytes)
@@ -164,7 +209,8 @@ struct EmitterBench: AsyncParsableCommand {
             print(String(format: "cores busy while the emitter delivered: %.0f%% of %d (collector and emitter)",
                          100 * busy, ProcessInfo.processInfo.activeProcessorCount))
         }
-        print("this process's peak RSS while emitting: \(peak.map(formatBytes) ?? "unknown")")
+        print("the collector's CPU per event, by thread: " + IngestBench.cpuPerEvent(cpu, events: counts.sent))
+        print("this process's peak RSS while emitting: \(peak.map(formatBytes) ?? "unknown"); the collector's: \(collectorPeak.map(formatBytes) ?? "unknown")")
         print(String(format: "ratio: the emitter delivers at %.0f%% of the baseline", 100 * Double(counts.sent) / deliverSeconds / (Double(events) / baselineSeconds)))
     }
 }
