@@ -12,7 +12,7 @@ extension Collector {
     // MARK: POST /v1/events
 
     func postEvents(_ request: Request, _ context: CollectorRequestContext) async throws -> Response {
-        let requestID = UUID().uuidString.lowercased()
+        let requestID = Self.newRequestID()
         let idHeader: HTTPFields = [.init("X-Request-ID")!: requestID]
         // A sender with several requests in flight names its batches, and the one each follows.
         let sender = context.access.keyID ?? ""

@@ -246,13 +246,6 @@ struct RandomUUIDs {
     }
 
     mutating func next() -> UUID {
-        let (high, low) = (next64(), next64())
-        func byte(_ word: UInt64, _ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: word >> (56 - 8 * index)) }
-        return UUID(
-            uuid: (
-                byte(high, 0), byte(high, 1), byte(high, 2), byte(high, 3), byte(high, 4), byte(high, 5),
-                0x40 | (byte(high, 6) & 0x0F), byte(high, 7), 0x80 | (byte(low, 0) & 0x3F), byte(low, 1), byte(low, 2),
-                byte(low, 3), byte(low, 4), byte(low, 5), byte(low, 6), byte(low, 7)
-            ))
+        UUID(version4: next64(), next64())
     }
 }
