@@ -126,7 +126,7 @@ public final class BatchSender: @unchecked Sendable {
     }
 
     /// Posts one batch until the collector answers 200, retrying 429, 503 and connection errors
-    /// with exponential backoff and jitter (never sooner than Retry-After), and a 409 (the batch
+    /// with exponential backoff and jitter (never sooner than Retry-After, and spread past it), and a 409 (the batch
     /// it follows was not stored) once that batch has been; its answer.
     private func post(_ batch: Batch, after: String?, on connection: HTTPConnection) throws -> SendSummary {
         let lines = batch.lines
@@ -172,7 +172,7 @@ public final class BatchSender: @unchecked Sendable {
                 throw SendFailure("gave up on lines \(lines.first!)-\(lines.last!) after \(attempt) attempts: \(reason)")
             }
             let jitter = Double.random(in: 0.5...1.5)
-            let wait = max(retryAfter ?? 0, delay * jitter)
+            let wait = max(retryAfter.map(RetryAfter.spread) ?? 0, delay * jitter)
             onRetry("retrying in \(String(format: "%.1f", wait)) s: \(reason)")
             usleep(UInt32(min(wait, 30) * 1_000_000))
             delay = min(delay * 2, 10)

@@ -303,12 +303,14 @@ public final class TelemetryEmitter: Service, Sendable {
         }
     }
 
-    /// Schedules the next retry: exponential backoff with full jitter, never sooner than `Retry-After`.
+    /// Schedules the next retry: exponential backoff with full jitter, never sooner than `Retry-After`
+    /// (and spread past it: ``RetryAfter/spread(_:)``).
     private func backOff(_ retryAfter: Duration?) {
         let maximum = configuration.maxBackoff
+        let notBefore = retryAfter.map { Duration.seconds(RetryAfter.spread(Double($0.milliseconds) / 1000)) }
         retryState.withLock { state in
             let jittered = Duration.milliseconds(Int64.random(in: 0...max(1, state.delay.milliseconds)))
-            state.next = ContinuousClock.now + max(jittered, retryAfter ?? .zero)
+            state.next = ContinuousClock.now + max(jittered, notBefore ?? .zero)
             state.delay = min(state.delay * 2, maximum)
         }
     }

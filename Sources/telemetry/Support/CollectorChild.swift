@@ -70,7 +70,8 @@ final class CollectorChild {
                             return
                         }
                         results.countOverloaded()
-                        let wait = response.header("retry-after").flatMap(Double.init) ?? 1
+                        // Never sooner than Retry-After, and spread past it, as the SDK and `send` do.
+                        let wait = RetryAfter.spread(response.header("retry-after").flatMap(Double.init) ?? 1)
                         usleep(UInt32(wait * 1_000_000))
                     }
                 }
