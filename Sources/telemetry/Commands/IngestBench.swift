@@ -140,6 +140,10 @@ struct IngestBench: ParsableCommand {
                          100 * busy, ProcessInfo.processInfo.activeProcessorCount))
         }
         print("collector CPU per event, by thread: " + Self.cpuPerEvent(collector.cpuByThread, events: events))
+        if let commits = collector.commits {
+            print(String(format: "the store's transactions: %.0f of %.0f events on average, the writer in one %.0f%% of the run",
+                         commits.count, commits.events, 100 * commits.busy))
+        }
         print(String(format: "ratio: collector at %.0f%% of the baseline", 100 * baseline / collector.seconds))
         print(String(format: "ratio: collector at %.0f%% of the GRDB append (the collector issue's baseline)", 100 * grdbBaseline / collector.seconds))
         print(String(format: "pairing into operations: %+.0f%% time (%.0f vs %.0f events/s)",
@@ -184,6 +188,9 @@ struct IngestBench: ParsableCommand {
         /// request-duration histogram: from the request's head to its answer, without the load
         /// generator's own waits for a core).
         var answeredWithin250ms: Double?
+        /// The store's transactions: how many, their average size in events, and the share of the
+        /// run the writer spent in them (a writer busy all the time is the limit).
+        var commits: (count: Double, events: Double, busy: Double)?
     }
 
     /// The collector's request-duration series of `POST /v1/events`: the 250 ms bucket and the count.
@@ -198,10 +205,19 @@ struct IngestBench: ParsableCommand {
         // Pairing runs beside the writer: the run ends when every event is paired too.
         try collector.waitUntilPaired()
         let seconds = Double(MonotonicClock.now() - started) / 1e9
-        let timing = try collector.metrics([Self.within250ms, Self.requestCount])
+        let timing = try collector.metrics([
+            Self.within250ms, Self.requestCount, "telemetry_commit_duration_seconds_sum", "telemetry_commit_duration_seconds_count",
+            "telemetry_commit_events_sum",
+        ])
         let within = timing[Self.requestCount].flatMap { count in count > 0 ? timing[Self.within250ms].map { $0 / count } : nil }
+        var commits: (count: Double, events: Double, busy: Double)? = nil
+        if let committing = timing["telemetry_commit_duration_seconds_sum"], let count = timing["telemetry_commit_duration_seconds_count"],
+            let stored = timing["telemetry_commit_events_sum"], count > 0
+        {
+            commits = (count, stored / count, committing / seconds)
+        }
         return CollectorRun(seconds: seconds, latencies: posted.latencies, overloaded: posted.overloaded, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread,
-            busy: posted.busy, answeredWithin250ms: within)
+            busy: posted.busy, answeredWithin250ms: within, commits: commits)
     }
 }
 
