@@ -126,8 +126,8 @@ public final class BatchSender: @unchecked Sendable {
     }
 
     /// Posts one batch until the collector answers 200, retrying 429, 503 and connection errors
-    /// with exponential backoff and jitter (never sooner than Retry-After, and spread past it), and a 409 (the batch
-    /// it follows was not stored) once that batch has been; its answer.
+    /// with exponential backoff and jitter (never sooner than Retry-After, and spread past it), and
+    /// a 409 (the batch it follows was not stored) once that batch has been; its answer.
     private func post(_ batch: Batch, after: String?, on connection: HTTPConnection) throws -> SendSummary {
         let lines = batch.lines
         var after = after

@@ -59,8 +59,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     /// Produces `messages` and returns once all are acknowledged by the brokers.
     ///
     /// The payloads are not copied: librdkafka reads them from `messages`, which the caller holds
-    /// until this returns, and it returns only after the last delivery report (a copy of each
-    /// payload was ~8% of `serve --kafka`'s CPU).
+    /// until this returns, and it returns only after the last delivery report.
     ///
     /// - Throws: ``KafkaError`` for the first message that could not be delivered (queue full,
     ///   brokers unreachable beyond `message.timeout.ms`, a non-retriable broker error). Others of

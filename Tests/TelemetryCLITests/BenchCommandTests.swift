@@ -71,5 +71,10 @@ extension BenchCommandTests {
         let timing = try #require(lines.first { $0.contains("the collector's own timing: ") }, "\(result.stdout)")
         let share = timing.split(separator: ": ").last?.split(separator: "%").first.flatMap { Double($0) }
         #expect(share.map { [0, 25, 50, 75, 100].contains($0) } == true, "\(timing)")
+        // 2,000 events in requests of 500, stored in whole requests: 1 to 4 transactions of 500 to
+        // 2,000 events.
+        let transactions = try #require(lines.first { $0.hasPrefix("the store's transactions: ") }, "\(result.stdout)")
+        let numbers = transactions.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        #expect(numbers.count == 3 && (1...4).contains(numbers[0]) && (500...2000).contains(numbers[1]), "\(transactions)")
     }
 }

@@ -30,8 +30,8 @@ struct EmitterBench: AsyncParsableCommand {
             acknowledged, \
             events dropped because the queue was full (the emitter never blocks its caller), how \
             busy the cores were while it delivered, the collector's CPU an event by thread, and \
-            this process's peak RSS (bounded by the \
-            queue, whatever the load).
+            the peak RSS of this process (bounded by the queue, whatever the load) and of the \
+            collector.
             """
     )
 

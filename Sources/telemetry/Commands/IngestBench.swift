@@ -28,7 +28,8 @@ struct IngestBench: ParsableCommand {
             the CPU an event costs in each kind of its threads (by thread name: the events \
             writer is GRDB's serial queue, which libdispatch sometimes runs on a thread of the \
             pool that requests use, so part of the writer's time can show under requests; the \
-            total is exact), how busy the machine's cores were while \
+            total is exact), the store's transactions (how many, their size, and the share of \
+            the run the writer spent in one), how busy the machine's cores were while \
             posting (idle cores mean the run waits rather than works), and the ratios \
             collector/baseline, against each baseline: \
             medians of --rounds alternating rounds.
