@@ -117,8 +117,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Cap the store's files (events, and operations), bytes each; past it ingest answers 503 until room is made.")
     var maxStoreBytes: Int64?
 
-    @Option(help: "Writer page cache, MiB.")
-    var cacheMib: Int = 64
+    @Option(help: "The store writer's page cache, MiB (the pairer's gets half; each reader's is 8).")
+    var cacheMib: Int = SQLiteStoreConfiguration(path: "").cacheMiB
 
     @Option(help: "Most rows of one event type and time range read once into memory for the statistics asked of them together (the dashboard's charts; about 100 bytes a row); 0 reads the table for every query.")
     var statsScanRows: Int = 100_000
@@ -140,6 +140,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-body, --max-events, --max-depth, --max-event-bytes and --max-string-bytes must be positive")
         }
         guard statsScanRows >= 0 else { throw ValidationError("--stats-scan-rows must be 0 or more") }
+        guard cacheMib > 0 else { throw ValidationError("--cache-mib must be positive") }
         guard rateLimit >= 0, rateBurst > 0 else { throw ValidationError("--rate-limit must be 0 or more and --rate-burst positive") }
         guard (maxQueuedEvents ?? 0) >= 0, maxValidatingBytes >= 0 else {
             throw ValidationError("--max-queued-events and --max-validating-bytes must be 0 or more")

@@ -54,8 +54,12 @@ struct StoreBench: AsyncParsableCommand {
     @Option(help: "Events already stored when the measured writes start (see above); 0 for none.")
     var preload: Int = 0
 
+    @Option(help: "The writer's page cache, MiB (serve --cache-mib).")
+    var cacheMib: Int = SQLiteStoreConfiguration(path: "").cacheMiB
+
     func validate() throws {
         guard events > 0, batchSize > 0, rounds > 0 else { throw ValidationError("counts must be positive") }
+        guard cacheMib > 0 else { throw ValidationError("--cache-mib must be positive") }
         guard preload >= 0 else { throw ValidationError("--preload must be 0 or more") }
         guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
     }
@@ -149,6 +153,7 @@ struct StoreBench: AsyncParsableCommand {
         configuration.durability = Durability(name: fsync)!
         configuration.pairsOperations = false
         configuration.checkpointsInBackground = background
+        configuration.cacheMiB = cacheMib
         let store = try SQLiteStore(configuration: configuration, logger: Logger(label: "bench"))
         if preload > 0 && background { try await fill(store) }
         let started = MonotonicClock.now()
