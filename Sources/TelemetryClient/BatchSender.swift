@@ -126,7 +126,8 @@ public final class BatchSender: @unchecked Sendable {
     }
 
     /// Posts one batch until the collector answers 200, retrying 429, 503 and connection errors
-    /// with exponential backoff and jitter (never sooner than Retry-After, and spread past it), and
+    /// with exponential backoff and jitter (never sooner than Retry-After, and spread past it; the
+    /// collector's own turn when it sends Retry-After-Ms: ``RetryAfter/wait(_:backoff:)``), and
     /// a 409 (the batch it follows was not stored) once that batch has been; its answer.
     private func post(_ batch: Batch, after: String?, on connection: HTTPConnection) throws -> SendSummary {
         let lines = batch.lines
@@ -138,7 +139,7 @@ public final class BatchSender: @unchecked Sendable {
             var headers = [("Content-Type", "application/x-ndjson"), ("Telemetry-Batch", name(batch.number))]
             if batch.body.count > 2, batch.body[0] == 0x1f, batch.body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
             if let after { headers.append(("Telemetry-After", after)) }
-            var retryAfter: Double? = nil
+            var hint: RetryAfter.Hint? = nil
             var reason: String
             do {
                 let response = try connection.request("POST", "/v1/events", headers: headers, body: batch.body)
@@ -160,7 +161,7 @@ public final class BatchSender: @unchecked Sendable {
                 guard response.status == 429 || response.status == 503 else {
                     throw SendFailure("the collector refused a batch (lines \(lines.first!)-\(lines.last!)): \(reason)")
                 }
-                retryAfter = response.header("retry-after").flatMap(Double.init)
+                hint = RetryAfter.hint(retryAfter: response.header("retry-after"), milliseconds: response.header("retry-after-ms"))
             } catch let error as HTTPClientError where error.isRetryable {
                 reason = error.message
             }
@@ -172,8 +173,8 @@ public final class BatchSender: @unchecked Sendable {
                 throw SendFailure("gave up on lines \(lines.first!)-\(lines.last!) after \(attempt) attempts: \(reason)")
             }
             let jitter = Double.random(in: 0.5...1.5)
-            let wait = max(retryAfter.map(RetryAfter.spread) ?? 0, delay * jitter)
-            onRetry("retrying in \(String(format: "%.1f", wait)) s: \(reason)")
+            let wait = RetryAfter.wait(hint, backoff: delay * jitter)
+            onRetry("retrying in \(String(format: wait < 1 ? "%.2f" : "%.1f", wait)) s: \(reason)")
             usleep(UInt32(min(wait, 30) * 1_000_000))
             delay = min(delay * 2, 10)
         }

@@ -268,9 +268,9 @@ public final class TelemetryEmitter: Service, Sendable {
             }
             guard !flights.isEmpty else { break }
             let flight = flights.removeFirst()
-            if case .later(let retryAfter) = await flight.answer.value {
+            if case .later(let hint) = await flight.answer.value {
                 spoolBody(flight.body, count: flight.count)
-                if !failed { backOff(retryAfter) }
+                if !failed { backOff(hint) }
                 failed = true
             }
         }
@@ -296,28 +296,28 @@ public final class TelemetryEmitter: Service, Sendable {
             case .done:
                 spool.removeHead()
                 retryState.withLock { $0.delay = configuration.initialBackoff }
-            case .later(let retryAfter):
-                backOff(retryAfter)
+            case .later(let hint):
+                backOff(hint)
                 return
             }
         }
     }
 
     /// Schedules the next retry: exponential backoff with full jitter, never sooner than `Retry-After`
-    /// (and spread past it: ``RetryAfter/spread(_:)``).
-    private func backOff(_ retryAfter: Duration?) {
+    /// (and spread past it), or the collector's own turn when it sent `Retry-After-Ms`
+    /// (``RetryAfter/wait(_:backoff:)``).
+    private func backOff(_ hint: RetryAfter.Hint?) {
         let maximum = configuration.maxBackoff
-        let notBefore = retryAfter.map { Duration.seconds(RetryAfter.spread(Double($0.milliseconds) / 1000)) }
         retryState.withLock { state in
-            let jittered = Duration.milliseconds(Int64.random(in: 0...max(1, state.delay.milliseconds)))
-            state.next = ContinuousClock.now + max(jittered, notBefore ?? .zero)
+            let jittered = Double(Int64.random(in: 0...max(1, state.delay.milliseconds))) / 1000
+            state.next = ContinuousClock.now + .seconds(RetryAfter.wait(hint, backoff: jittered))
             state.delay = min(state.delay * 2, maximum)
         }
     }
 
     enum PostResult {
         case done
-        case later(retryAfter: Duration?)
+        case later(RetryAfter.Hint?)
     }
 
     /// One POST of a batch, named `name` and following batch `after` when set. `.done` when the
@@ -339,7 +339,7 @@ public final class TelemetryEmitter: Service, Sendable {
             response = try await connection.request("POST", "/v1/events", headers: headers, body: body, timeoutSeconds: 30)
         } catch {
             logger.debug("telemetry.emitter.unreachable", metadata: ["error": "\(error)"])
-            return .later(retryAfter: nil)
+            return .later(nil)
         }
         switch response.status {
         case 200:
@@ -352,17 +352,16 @@ public final class TelemetryEmitter: Service, Sendable {
             return .done
         case 409:
             // The batch this one follows was not stored: it is retried from the spool, after it.
-            return .later(retryAfter: nil)
+            return .later(nil)
         case 429, 503, 500, 502, 504:
-            let retryAfter = response.header("retry-after").flatMap(Int64.init).map { Duration.seconds($0) }
-            return .later(retryAfter: retryAfter)
+            return .later(RetryAfter.hint(retryAfter: response.header("retry-after"), milliseconds: response.header("retry-after-ms")))
         case 401, 403:
             // A missing, revoked or under-scoped key: the batch waits in the spool (a restart with the
             // right key replays it) rather than being dropped.
             logger.error(
                 "telemetry.emitter.unauthorized",
                 metadata: ["http.status": "\(response.status)", "answer": "\(response.text.prefix(300))"])
-            return .later(retryAfter: nil)
+            return .later(nil)
         default:
             // 400/413/415: the same bytes would fail again. Logged, counted, not retried.
             logger.error(

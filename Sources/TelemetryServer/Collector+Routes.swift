@@ -72,8 +72,28 @@ extension Collector {
         do {
             try ingestor.admit(contentLength: declared)
         } catch {
-            return overloaded(error, headers: idHeader)
+            return overloaded(error, bytes: declared, headers: idHeader)
         }
+        // Admitted: its bytes count in flight until it is answered, and towards the rate the
+        // pacer measures once it is stored.
+        pacer.began(declared)
+        do {
+            let response = try await ingestAdmitted(
+                request, context, requestID: requestID, idHeader: idHeader, after: after, declared: declared, received: received)
+            pacer.ended(declared, stored: response.status == .ok)
+            return response
+        } catch {
+            pacer.ended(declared, stored: false)
+            throw error
+        }
+    }
+
+    /// The rest of ``ingestBody(_:_:requestID:idHeader:after:)``, once the request is admitted
+    /// with `declared` bytes.
+    private func ingestAdmitted(
+        _ request: Request, _ context: CollectorRequestContext, requestID: String, idHeader: HTTPFields, after: BatchOrder.Key?,
+        declared: Int, received: Int64
+    ) async throws -> Response {
         // Admitted: a sender waiting for `100 Continue` sends its body now. (Only then: the event
         // crosses to the connection's event loop, work the other requests need not do.)
         if request.headers[.expect] != nil {
@@ -116,7 +136,7 @@ extension Collector {
             metrics.countIngest(result)
             return Self.json(.ok, Self.ingestResponse(result), headers: idHeader)
         } catch let error as Overloaded {
-            return overloaded(error, headers: idHeader)
+            return overloaded(error, bytes: declared, headers: idHeader)
         } catch let failure as EventBody.Failure {
             let status: HTTPResponse.Status = failure.code == "not_json" ? .badRequest : .contentTooLarge
             return Self.error(status, failure.code, failure.message, headers: idHeader)
@@ -151,16 +171,25 @@ extension Collector {
 
     struct BodyTooLarge: Error {}
 
-    /// 429: refused whole, nothing acknowledged; the client retries (the SDK and `send` honour
-    /// Retry-After).
-    private func overloaded(_ overloaded: Overloaded, headers idHeader: HTTPFields) -> Response {
+    /// 429: refused whole, nothing acknowledged; the client retries when the pacer says, a
+    /// request of `bytes` (its `Content-Length`) taking its turn after those refused before it:
+    /// `Retry-After-Ms` in milliseconds (the SDK, `send` and the benchmarks wait that), and
+    /// `Retry-After` in whole seconds, rounded up, for every other client.
+    private func overloaded(_ overloaded: Overloaded, bytes: Int, headers idHeader: HTTPFields) -> Response {
         metrics.countOverloaded()
+        let wait = pacer.refused(bytes)
+        let milliseconds = Int((wait * 1000).rounded(.up))
         var headers = idHeader
-        headers[.retryAfter] = "1"
+        headers[.retryAfter] = String(max(1, Int(wait.rounded(.up))))
+        headers[Self.retryAfterMilliseconds] = String(milliseconds)
         return Self.error(
-            .tooManyRequests, "overloaded", "\(overloaded.message); nothing of this request was taken, retry after 1 s",
+            .tooManyRequests, "overloaded", "\(overloaded.message); nothing of this request was taken, retry after \(milliseconds) ms",
             headers: headers)
     }
+
+    /// The wait of a refusal in milliseconds, finer than `Retry-After`'s whole seconds (the name
+    /// some other HTTP APIs use for the same).
+    static let retryAfterMilliseconds = HTTPField.Name("Retry-After-Ms")!
 
     static func ingestResponse(_ result: IngestResult) -> String {
         let rejected: [JSONValue] = result.rejected.map { event in

@@ -50,6 +50,8 @@ public struct Collector: Sendable {
     let logger: Logger
     /// Arrays request bodies are read into, kept between requests.
     let bodies = BodyBuffers()
+    /// When each sender refused as overloaded should come back (`Retry-After-Ms`).
+    let pacer = RetryPacer()
 
     public init(
         configuration: CollectorConfiguration, store: any EventStore, ingestor: Ingestor, broadcaster: SequenceBroadcaster,

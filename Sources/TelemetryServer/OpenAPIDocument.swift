@@ -52,10 +52,25 @@ enum OpenAPIDocument {
                     var responses = operation["responses"] ?? [:]
                     responses["401"] = errorResponse("No API key, or an unknown or revoked one (once any key exists, every /v1 route needs one).")
                     responses["403"] = errorResponse("The key lacks the route's scope, or asks for another tenant's data.")
-                    responses["429"] = errorResponse(
-                        path == "/v1/events" && method == "post"
-                            ? "The key is over its rate limit (rate_limited), or the collector is past what it can take now: its queue of events waiting for the store is full, or too many bytes of bodies are being received or validated (overloaded: answered on the request's head when it can be, before its body is read); nothing of the request was taken; retry after Retry-After seconds."
+                    let ingest = path == "/v1/events" && method == "post"
+                    var tooMany = errorResponse(
+                        ingest
+                            ? "The key is over its rate limit (rate_limited), or the collector is past what it can take now: its queue of events waiting for the store is full, or too many bytes of bodies are being received or validated (overloaded: answered on the request's head when it can be, before its body is read); nothing of the request was taken; retry after Retry-After-Ms milliseconds (overloaded), else Retry-After seconds."
                             : "The key is over its rate limit; retry after Retry-After seconds.")
+                    var headers: JSONValue = [
+                        "Retry-After": [
+                            "description": "Seconds to wait before sending the request again (whole seconds, rounded up).",
+                            "schema": ["type": "integer", "minimum": 1],
+                        ]
+                    ]
+                    if ingest {
+                        headers["Retry-After-Ms"] = [
+                            "description": "With overloaded: this sender's turn, in milliseconds. The collector gives the senders it refuses successive turns, at the rate it has been taking requests, so that they do not all come back at once; a sender that can wait milliseconds should wait this rather than Retry-After.",
+                            "schema": ["type": "integer", "minimum": 0],
+                        ]
+                    }
+                    tooMany["headers"] = headers
+                    responses["429"] = tooMany
                     operation["responses"] = responses
                 } else {
                     operation["security"] = []

@@ -30,6 +30,10 @@ import Testing
                 let refused = try await connection.request("POST", "/v1/events", body: Array(second.utf8), timeoutSeconds: 10)
                 #expect(refused.status == 429)
                 #expect(refused.header("retry-after") == "1")
+                // The pacer's turn: at least its shortest wait, for what is in flight (the first
+                // request's bytes) at the rate it assumes before any is measured.
+                let milliseconds = refused.header("retry-after-ms").flatMap(Int.init)
+                #expect(milliseconds == Int((RetryPacer.shortest * 1000).rounded(.up)), "\(refused.headers)")
                 let answer = try JSONSerialization.jsonObject(with: Data(refused.body)) as? [String: Any]
                 #expect((answer?["error"] as? [String: Any])?["code"] as? String == "overloaded", "\(refused.text)")
                 #expect(sink.submitted == 3, "nothing of the refused request reached the store's queue")

@@ -15,7 +15,7 @@ struct SendCommand: ParsableCommand {
             fastest level), two requests in flight (the collector stores them in the order they were \
             sent) while the next batch is read and compressed, and \
             retries a batch with exponential backoff and jitter when the collector is unreachable or \
-            answers 429 or 503 (honouring Retry-After): the collector's dedupe makes a retried batch \
+            answers 429 or 503 (honouring Retry-After, or the turn Retry-After-Ms gives): the collector's dedupe makes a retried batch \
             safe. Ends with a summary of accepted, duplicate and rejected events, the rejections \
             with their line numbers and reasons.
 

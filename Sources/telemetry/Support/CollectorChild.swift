@@ -70,8 +70,10 @@ final class CollectorChild {
                             return
                         }
                         results.countOverloaded()
-                        // Never sooner than Retry-After, and spread past it, as the SDK and `send` do.
-                        let wait = RetryAfter.spread(response.header("retry-after").flatMap(Double.init) ?? 1)
+                        // The collector's turn (Retry-After-Ms), or never sooner than Retry-After and
+                        // spread past it, as the SDK and `send` do.
+                        let hint = RetryAfter.hint(retryAfter: response.header("retry-after"), milliseconds: response.header("retry-after-ms"))
+                        let wait = RetryAfter.wait(hint ?? .seconds(1), backoff: 0)
                         usleep(UInt32(wait * 1_000_000))
                     }
                 }
