@@ -110,3 +110,24 @@ public enum ValidationResult: Sendable {
         return false
     }
 }
+
+extension NormalizedEvent {
+    /// An event put back together from stored values, for code that reads only ``values`` by
+    /// slot: `bytes` holds just what the text values point into, not the event's JSON, and no
+    /// member has a place in it (``memberStarts`` all -1, no ``unknownFields``). The SQLite
+    /// store's pairing reads lifecycle events back from their typed columns this way, rather than
+    /// rebuilding each event's JSON and validating it again.
+    package init(
+        compiled: CompiledEvent, storedValues values: [StoredValue], bytes: [UInt8], eventID: UUIDValue, tenantID: UUIDValue,
+        timestampMicros: Int64
+    ) {
+        self.compiled = compiled
+        self.eventID = eventID
+        self.tenantID = tenantID
+        self.timestampMicros = timestampMicros
+        self.json = bytes
+        self.unknownFields = []
+        self.values = values
+        self.memberStarts = Array(repeating: -1, count: values.count)
+    }
+}

@@ -60,6 +60,8 @@ final class OperationPairer: @unchecked Sendable {
     private let catalog: Catalog
     /// How the events table keeps `_json` (read back with ``StoredForm/json(_:column:)``).
     private let storedForm: StoredForm
+    /// Reads lifecycle events back from their typed columns, where it can.
+    private let lifecycleEvents: StoredLifecycleEvents
     private let lifecycleTypes: String
     private let logger: Logger
     private let condition = NSCondition()
@@ -77,6 +79,7 @@ final class OperationPairer: @unchecked Sendable {
         database: DatabaseQueue, layout: OperationLayout, catalog: Catalog, storedForm: StoredForm, committed: Int64, logger: Logger
     ) throws {
         self.storedForm = storedForm
+        self.lifecycleEvents = StoredLifecycleEvents(catalog: catalog, layout: layout, storedForm: storedForm)
         self.database = database
         self.layout = layout
         self.catalog = catalog
@@ -400,8 +403,9 @@ final class OperationPairer: @unchecked Sendable {
         awaitingStart = counts
     }
 
-    /// Reads back the stored lifecycle events in `(after, through]` (their normalised JSON,
-    /// validated again), at most ``eventsPerTransaction``; returns them and how far they reach.
+    /// Reads back the stored lifecycle events in `(after, through]` (from their typed columns,
+    /// ``StoredLifecycleEvents``, or else their normalised JSON, validated again), at most
+    /// ``eventsPerTransaction``; returns them and how far they reach.
     private func readStored(after: Int64, through: Int64, _ db: Database) throws
         -> ([(sequence: Int64, event: NormalizedEvent)], Int64)
     {
@@ -428,6 +432,10 @@ final class OperationPairer: @unchecked Sendable {
             }
             rows += 1
             last = sqlite3_column_int64(statement, storedForm.sequenceColumn)
+            if let event = lifecycleEvents.event(statement) {
+                events.append((last, event))
+                continue
+            }
             let json = StoredForm.json(statement, column: storedForm.jsonColumn)
             switch json.withUnsafeBytes({ validator.validate($0) }) {
             case .valid(let event):
