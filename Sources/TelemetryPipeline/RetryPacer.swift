@@ -64,12 +64,14 @@ package final class RetryPacer: Sendable {
     /// The request admitted with `bytes` was answered; `stored` tells whether it was taken (200):
     /// only those count towards the rate.
     package func ended(_ bytes: Int, stored: Bool) {
-        let now = clock()
         state.withLock { state in
+            // Read under the lock: a time read before it could be older than what another
+            // thread stored meanwhile.
+            let now = clock()
             state.inFlight -= bytes
             if state.windowStart == 0 { state.windowStart = now }
             if stored { state.windowBytes += bytes }
-            let elapsed = now - state.windowStart
+            let elapsed = now &- min(now, state.windowStart)
             if elapsed >= Self.window {
                 if !state.idled, elapsed <= Self.longestWindow {
                     let measured = Double(state.windowBytes) / (Double(elapsed) / 1e9)
@@ -92,11 +94,11 @@ package final class RetryPacer: Sendable {
     /// ``shortest`` to ``longest``. Its bytes are then owed: the next refused sender waits for
     /// them too.
     package func refused(_ bytes: Int) -> Double {
-        let now = clock()
         return state.withLock { state in
+            let now = clock()
             let rate = state.rate ?? Self.assumedRate
             if state.owedAt != 0 {
-                state.owed = max(0, state.owed - rate * Double(now - state.owedAt) / 1e9)
+                state.owed = max(0, state.owed - rate * Double(now &- min(now, state.owedAt)) / 1e9)
             }
             state.owedAt = now
             let wait = (Double(max(0, state.inFlight)) + state.owed) / rate

@@ -95,3 +95,26 @@ import Testing
         #expect(pacer.rate == RetryPacer.assumedRate)
     }
 }
+
+/// Requests end on many threads at once, each reading the time: a time read before another
+/// thread's later one must not be taken for a negative interval (it trapped the collector).
+@Suite struct RetryPacerConcurrencyTests {
+    @Test func requestsEndingOnManyThreadsAtOnce() async {
+        let pacer = RetryPacer()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    for _ in 0..<20_000 {
+                        pacer.began(1000)
+                        pacer.ended(1000, stored: true)
+                        _ = pacer.refused(1000)
+                    }
+                }
+            }
+        }
+        #expect(pacer.rate > 0)
+        // Nothing is in flight any more: the wait is for what was refused, and within its bounds.
+        let wait = pacer.refused(1)
+        #expect(wait >= RetryPacer.shortest && wait <= RetryPacer.longest)
+    }
+}
