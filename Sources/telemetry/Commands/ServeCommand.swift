@@ -103,7 +103,7 @@ struct ServeCommand: AsyncParsableCommand {
     var maxQueuedEvents: Int?
 
     @Option(help: "Bytes of request bodies parsed and validated at once past which POST /v1/events answers 429 with Retry-After (one request is always taken); the same bound, counted apart, holds for bodies being received (by their Content-Length: refused before they are read) and for bodies validated and waiting for the batch they follow (Telemetry-After); 0 for no bound.")
-    var maxValidatingBytes: Int = 8 << 20
+    var maxValidatingBytes: Int = IngestLimits().maxValidatingBytes ?? 0
 
     @Option(help: "Time a client has to send a request's head (also how long an idle connection stays open), e.g. 30s.")
     var headerTimeout: String = "30s"
