@@ -79,3 +79,44 @@ import Testing
         #expect(reader.readableTypes == lifecycleTypes, "read the full way: \(lifecycleTypes.subtracting(reader.readableTypes).sorted())")
     }
 }
+
+/// A start asks the table for a completion that came first only by a key under which one may
+/// wait (`WaitingCompletions`): a completion whose start never comes must not make every later
+/// start ask, and two completions waiting under one key must both be found.
+@Suite struct WaitingCompletionsTests {
+    typealias Ops = OperationTests
+
+    static func waitUntilPaired(_ store: SQLiteStore) async throws {
+        while store.pairingLag > 0 { try await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    @Test(arguments: [false, true]) func startsAskOnlyByKeysUnderWhichACompletionWaits(_ reopen: Bool) async throws {
+        let path = PairingTests.newPath()
+        var store = try PairingTests.open(path)
+        // A completion whose start never comes, and two that come first under one task.
+        try await Ops.write(store, [Ops.generationComplete(1, task: 900, at: 1)])
+        try await Ops.write(store, [Ops.generationComplete(2, task: 5, at: 10), Ops.generationComplete(3, task: 5, at: 20)])
+        try await Self.waitUntilPaired(store)
+        if reopen {
+            // The memory is read from the table.
+            try store.close()
+            store = try PairingTests.open(path)
+        }
+        defer { try? store.close() }
+        // Fifty starts of other tasks: none has a completion waiting, none asks the table.
+        try await Ops.write(store, (0..<50).map { Ops.generationStart(100 + $0, task: 1000 + $0, at: 2) })
+        try await Self.waitUntilPaired(store)
+        #expect(store.pairingStartQueries == 0)
+        // The two starts of task 5: each asks, and each finds one of the waiting completions.
+        try await Ops.write(store, [Ops.generationStart(4, task: 5, at: 0)])
+        try await Ops.write(store, [Ops.generationStart(5, task: 5, at: 5)])
+        try await Self.waitUntilPaired(store)
+        #expect(store.pairingStartQueries == 2)
+        let paired = try await Ops.operations(store, kind: "generation").filter { $0.startEventID != nil && $0.completeEventID != nil }
+        #expect(paired.count == 2, "both completions of task 5 found their start")
+        #expect(Set(paired.compactMap { $0.completeEventID?.description }) == [OperationTests.id(2), OperationTests.id(3)])
+        // The orphan still waits; every other start stands open.
+        let all = try await Ops.operations(store, kind: "generation")
+        #expect(all.count == 2 + 1 + 50)
+    }
+}

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import GRDBSQLite
 import Logging
+import Synchronization
 import TelemetryCatalog
 
 /// Pairs stored events into operations, in a file of their own, on a thread of its own, after the
@@ -164,6 +165,12 @@ final class OperationPairer: @unchecked Sendable {
     /// `nil` until read from the table. Used on the pairing thread only.
     private var openStarts: OpenStarts?
     private var openStartsRead = Date.distantPast
+    /// Operations whose completion came first, by each of their UUID keys (see
+    /// ``WaitingCompletions``); `nil` until read, with ``openStarts``. Pairing thread only.
+    private var waiting: WaitingCompletions?
+    /// Queries starts made for a completion that came first (what ``WaitingCompletions`` saves).
+    private let startQueries = Atomic<Int>(0)
+    var startQueriesMade: Int { startQueries.load(ordering: .relaxed) }
     /// Each role's statements, prepared once on the pairing connection, by compiled event index
     /// and role; used on the pairing thread only.
     private var prepared: [[PreparedRole]?] = []
@@ -336,16 +343,20 @@ final class OperationPairer: @unchecked Sendable {
                     try db.execute(sql: "UPDATE pairing_state SET through = through")
                     // Another store open on the same files may have paired further.
                     let stored = try Int64.fetchOne(db, sql: "SELECT through FROM pairing_state") ?? 0
-                    if stored != written || awaitingStart == nil || openStarts == nil || openStarts?.wantsRead == true {
+                    if stored != written || awaitingStart == nil || openStarts == nil || openStarts?.wantsRead == true
+                        || waiting?.wantsRead == true
+                    {
                         try countAwaitingStart(db)
-                        // Read at most every 10 s (two stores pairing by turns would read it for
-                        // every transaction); meanwhile completions ask the table.
+                        // Read at most every 10 s (two stores pairing by turns would read them for
+                        // every transaction); meanwhile completions and starts ask the table.
                         let now = Date()
                         if now.timeIntervalSince(openStartsRead) >= 10 {
                             openStarts = try OpenStarts(layout: layout, db)
+                            waiting = try WaitingCompletions(layout: layout, db)
                             openStartsRead = now
                         } else {
                             openStarts = OpenStarts(off: layout)
+                            waiting = WaitingCompletions(off: layout)
                         }
                     }
                     // By index: iterating the pairs would copy each event (a retain of each of its
@@ -382,6 +393,7 @@ final class OperationPairer: @unchecked Sendable {
                 // Read again from the table: this transaction's changes are gone.
                 awaitingStart = nil
                 openStarts = nil
+                waiting = nil
                 throw error
             }
             written = through
@@ -462,9 +474,12 @@ final class OperationPairer: @unchecked Sendable {
             roles = try layout.roles[index].map { try PreparedRole($0, db) }
             prepared[index] = roles
         }
+        let asked = waiting!.startQueries
+        defer { if waiting!.startQueries > asked { startQueries.add(waiting!.startQueries - asked, ordering: .relaxed) } }
         try event.json.withUnsafeBufferPointer { json in
             for role in roles {
-                try Self.pair(event, sequence, role, json, awaitingStart: &awaitingStart!, openStarts: &openStarts!)
+                try Self.pair(
+                    event, sequence, role, json, awaitingStart: &awaitingStart!, openStarts: &openStarts!, waiting: &waiting!)
             }
         }
     }
@@ -477,7 +492,7 @@ extension OperationPairer {
     /// the normalised event into prepared statements, like the event insert does.
     private static func pair(
         _ event: NormalizedEvent, _ sequence: Int64, _ prepared: PreparedRole, _ json: UnsafeBufferPointer<UInt8>,
-        awaitingStart: inout [Int], openStarts: inout OpenStarts
+        awaitingStart: inout [Int], openStarts: inout OpenStarts, waiting: inout WaitingCompletions
     ) throws {
         let role = prepared.role
         if let condition = role.conditionSlot {
@@ -530,7 +545,12 @@ extension OperationPairer {
                 break
             }
         }
+        // A start asks only by the keys under which a completion may wait.
+        var matchedKey: Int? = nil
         for (i, slot) in role.keySlots.enumerated() where looks && present(slot) {
+            if !role.isCompletion, !waiting.mayWait(role.lifecycle, keyIndex: i, tenant: event.tenantID, event.values[slot]) { continue }
+            matchedKey = i
+            if !role.isCompletion { waiting.startQueries += 1 }
             let stmt = prepared.match[i]
             bindKind(stmt, 1)
             event.tenantID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
@@ -585,7 +605,12 @@ extension OperationPairer {
 
         guard let operation else {
             // The first half to arrive: a new operation.
-            if role.isCompletion { awaitingStart[role.lifecycle] += 1 }
+            if role.isCompletion {
+                awaitingStart[role.lifecycle] += 1
+                for (i, slot) in role.keySlots.enumerated() where present(slot) {
+                    waiting.add(role.lifecycle, keyIndex: i, tenant: event.tenantID, event.values[slot])
+                }
+            }
             let stmt = prepared.insert
             bindKind(stmt, 1)
             event.tenantID.withBytes { _ = sqlite3_bind_blob(stmt, 2, $0.baseAddress, 16, transient) }
@@ -607,7 +632,12 @@ extension OperationPairer {
             }
             return
         }
-        if !role.isCompletion { awaitingStart[role.lifecycle] -= 1 }
+        if !role.isCompletion {
+            awaitingStart[role.lifecycle] -= 1
+            if let matchedKey {
+                waiting.remove(role.lifecycle, keyIndex: matchedKey, tenant: event.tenantID, event.values[role.keySlots[matchedKey]])
+            }
+        }
         let stmt = prepared.update
         var p: Int32 = 1
         if role.isCompletion {
@@ -635,7 +665,7 @@ extension OperationPairer {
             if sqlite3_changes(sqlite3_db_handle(stmt)) == 0 {
                 // Completed or deleted since it was remembered: look for it in the table.
                 openStarts.forget(remembered)
-                try pair(event, sequence, prepared, json, awaitingStart: &awaitingStart, openStarts: &openStarts)
+                try pair(event, sequence, prepared, json, awaitingStart: &awaitingStart, openStarts: &openStarts, waiting: &waiting)
             }
         }
     }
@@ -842,5 +872,99 @@ struct OpenStarts {
     /// The operation remembered under `key` is gone from the table: the table is asked.
     mutating func forget(_ key: Key) {
         entries[key] = .several
+    }
+}
+
+/// The pairer's memory of operations whose completion came first and waits for its start, by each
+/// of their UUID keys, so that a start asks the table only by a key under which a completion may
+/// wait. Counting such operations by lifecycle was not enough: a completion whose start never
+/// comes (lost, or emitted by a service without telemetry) waits for good, and from then on every
+/// start of its lifecycle asked the table (`bench ingest`: 51,938 of 51,941 starts did).
+///
+/// The memory may hold keys of operations that are no longer waiting (a completion paired by
+/// another of its keys, or deleted by retention): a start then asks the table for nothing, as
+/// before. It never lacks one of the pairer's own: it is read from the table with ``OpenStarts``
+/// (when pairing starts, after another store paired, after a failed transaction), and kept up
+/// as completions come first. A lifecycle with a waiting completion keyed by a value that is not
+/// a UUID, or more than ``maxKeys`` keys in all, is not remembered: its starts ask the table.
+struct WaitingCompletions {
+    struct Key: Hashable {
+        let lifecycle: Int
+        let keyIndex: Int
+        let tenant: UUIDValue
+        let key: UUIDValue
+    }
+
+    /// The most keys remembered (about 100 bytes each); beyond, every lifecycle asks the table
+    /// until the memory is read again.
+    static let maxKeys = 200_000
+    /// How many waiting operations have each key (two completions may come first under one).
+    private var keys: [Key: Int] = [:]
+    /// By lifecycle: not remembered, starts ask the table.
+    private var off: [Bool]
+    /// The memory went off at its most: read the table again (the pairer does, at most every 10 s).
+    private(set) var wantsRead = false
+    /// Queries made by starts so far (counted by the pairer, for ``OperationPairer/startQueries``).
+    var startQueries = 0
+
+    /// Memory of nothing: every start asks the table.
+    init(off layout: OperationLayout) {
+        off = Array(repeating: true, count: layout.lifecycles.count)
+    }
+
+    /// Reads the keys of the operations whose completion came first from the table.
+    init(layout: OperationLayout, _ db: Database) throws {
+        off = Array(repeating: false, count: layout.lifecycles.count)
+        for (lifecycle, definition) in layout.lifecycles.enumerated() {
+            for keyIndex in definition.keys.indices {
+                // Through the (kind, tenant_id, keyN) index of operations waiting for their start.
+                let rows = try Row.fetchCursor(
+                    db, sql: "SELECT tenant_id, key\(keyIndex + 1) FROM operations WHERE kind = ? AND start_seq IS NULL AND key\(keyIndex + 1) IS NOT NULL",
+                    arguments: [definition.kind])
+                while let row = try rows.next(), !off[lifecycle] {
+                    guard let tenant = (row[0] as Data?).flatMap({ UUIDValue(bytes: $0) }),
+                        let key = Data.fromDatabaseValue(row[1] as DatabaseValue).flatMap({ UUIDValue(bytes: $0) })
+                    else {
+                        off[lifecycle] = true
+                        break
+                    }
+                    keys[Key(lifecycle: lifecycle, keyIndex: keyIndex, tenant: tenant, key: key), default: 0] += 1
+                }
+            }
+            if off[lifecycle] { keys = keys.filter { $0.key.lifecycle != lifecycle } }
+        }
+        if keys.count > Self.maxKeys { turnOff() }
+    }
+
+    private mutating func turnOff() {
+        off = off.map { _ in true }
+        keys = [:]
+        wantsRead = true
+    }
+
+    /// Whether a completion of `lifecycle` may wait under `value` as its key number `keyIndex`.
+    func mayWait(_ lifecycle: Int, keyIndex: Int, tenant: UUIDValue, _ value: StoredValue) -> Bool {
+        if off[lifecycle] { return true }
+        guard case .uuid(let key) = value else { return false }
+        return keys[Key(lifecycle: lifecycle, keyIndex: keyIndex, tenant: tenant, key: key)] != nil
+    }
+
+    /// A completion came first and waits under `value` as its key number `keyIndex`.
+    mutating func add(_ lifecycle: Int, keyIndex: Int, tenant: UUIDValue, _ value: StoredValue) {
+        if off[lifecycle] { return }
+        guard case .uuid(let key) = value else {
+            off[lifecycle] = true
+            keys = keys.filter { $0.key.lifecycle != lifecycle }
+            return
+        }
+        keys[Key(lifecycle: lifecycle, keyIndex: keyIndex, tenant: tenant, key: key), default: 0] += 1
+        if keys.count > Self.maxKeys { turnOff() }
+    }
+
+    /// A start found the completion waiting under `value`.
+    mutating func remove(_ lifecycle: Int, keyIndex: Int, tenant: UUIDValue, _ value: StoredValue) {
+        guard !off[lifecycle], case .uuid(let key) = value else { return }
+        let entry = Key(lifecycle: lifecycle, keyIndex: keyIndex, tenant: tenant, key: key)
+        if let count = keys[entry] { keys[entry] = count > 1 ? count - 1 : nil }
     }
 }

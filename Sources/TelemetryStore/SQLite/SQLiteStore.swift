@@ -261,6 +261,9 @@ public final class SQLiteStore: EventStore {
     /// Events stored but not yet paired into operations (by sequence); 0 with pairing off.
     public var pairingLag: Int64 { pairer?.lag ?? 0 }
 
+    /// Queries the pairer's starts made for a completion that came first (see ``WaitingCompletions``).
+    var pairingStartQueries: Int { pairer?.startQueriesMade ?? 0 }
+
     /// Caps the events file, and the operations file, each at about `bytes` (SQLite's
     /// `max_page_count`); writes beyond it fail with ``StoreError/Code/full`` and store nothing.
     public func setMaxBytes(_ bytes: Int64) throws {
