@@ -712,6 +712,15 @@ final class PreparedRole {
     }
 }
 
+/// One of an operation's pairing keys, as the pairer's memories hold it: the lifecycle, which of
+/// its keys, the tenant (halves never pair across tenants) and the key's UUID.
+struct OperationKey: Hashable {
+    let lifecycle: Int
+    let keyIndex: Int
+    let tenant: UUIDValue
+    let key: UUIDValue
+}
+
 /// The pairer's memory of open operations whose start came first, by each of their UUID keys: a
 /// completion finds its start here instead of querying the table (a third of pairing's statements).
 /// Read from the table when pairing starts, after another store paired, or after a failed
@@ -721,12 +730,7 @@ final class PreparedRole {
 /// of a lifecycle (stuck operations pile up) it is off for that lifecycle, whose completions ask
 /// the table.
 struct OpenStarts {
-    struct Key: Hashable {
-        let lifecycle: Int
-        let keyIndex: Int
-        let tenant: UUIDValue
-        let key: UUIDValue
-    }
+    typealias Key = OperationKey
 
     /// The start's instants a span may need: `started_us`, then the start role's own instants.
     typealias Instants = (Int64?, Int64?, Int64?)
@@ -888,12 +892,7 @@ struct OpenStarts {
 /// as completions come first. A lifecycle with a waiting completion keyed by a value that is not
 /// a UUID, or more than ``maxKeys`` keys in all, is not remembered: its starts ask the table.
 struct WaitingCompletions {
-    struct Key: Hashable {
-        let lifecycle: Int
-        let keyIndex: Int
-        let tenant: UUIDValue
-        let key: UUIDValue
-    }
+    typealias Key = OperationKey
 
     /// The most keys remembered (about 100 bytes each); beyond, every lifecycle asks the table
     /// until the memory is read again.
