@@ -77,4 +77,22 @@ extension BenchCommandTests {
         let numbers = transactions.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
         #expect(numbers.count == 3 && (1...4).contains(numbers[0]) && (500...2000).contains(numbers[1]), "\(transactions)")
     }
+
+    /// `--serve-option` reaches the collector: one it refuses stops the run with its reason, one it
+    /// takes runs as usual.
+    @Test func ingestBenchPassesServeOptionsToTheCollector() async throws {
+        let refused = try await CLI.runOffPool([
+            "bench", "ingest", "--events", "1000", "--batch-size", "500", "--connections", "1", "--rounds", "1",
+            "--serve-option=--max-queued-events=-1",
+        ])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--max-queued-events and --max-validating-bytes must be 0 or more"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("the collector did not start"), "\(refused.stderr)")
+        let taken = try await CLI.runOffPool([
+            "bench", "ingest", "--events", "1000", "--batch-size", "500", "--connections", "1", "--rounds", "1",
+            "--serve-option=--max-queued-events=0", "--serve-option=--max-validating-bytes=0",
+        ])
+        #expect(taken.status == 0, "\(taken.stderr)")
+        #expect(taken.stdout.contains("collector: HTTP ingest, durable ack"), "\(taken.stdout)")
+    }
 }

@@ -67,6 +67,11 @@ struct IngestBench: ParsableCommand {
     @Option(help: "Seed of the generated events.")
     var seed: UInt64 = 1
 
+    @Option(
+        name: .customLong("serve-option"),
+        help: "An option for the collector (`telemetry serve`), given with = and repeatable, to compare its settings: --serve-option=--max-queued-events=4000.")
+    var serveOptions: [String] = []
+
     func validate() throws {
         guard events > 0, batchSize > 0, connections > 0, rounds > 0 else { throw ValidationError("counts must be positive") }
         guard fsync == "full" || fsync == "normal" else { throw ValidationError("--fsync is full or normal") }
@@ -103,8 +108,8 @@ struct IngestBench: ParsableCommand {
             baselines.append(try sqliteAppendBaseline(batches, path: folder.appendingPathComponent("baseline.sqlite").path, fsync: fsync).seconds)
             grdbBaselines.append(
                 try sqliteAppendBaseline(batches, path: folder.appendingPathComponent("grdb.sqlite").path, fsync: fsync, through: .grdb).seconds)
-            unpairedRuns.append(try measureCollector(batches, data: folder.appendingPathComponent("unpaired"), extra: ["--no-operations"]))
-            collectorRuns.append(try measureCollector(batches, data: folder.appendingPathComponent("collector")))
+            unpairedRuns.append(try measureCollector(batches, data: folder.appendingPathComponent("unpaired"), extra: ["--no-operations"] + serveOptions))
+            collectorRuns.append(try measureCollector(batches, data: folder.appendingPathComponent("collector"), extra: serveOptions))
             try? FileManager.default.removeItem(at: folder)
             if rounds > 1 {
                 print(String(format: "round %d: baseline %.0f (GRDB %.0f), without operations %.0f, collector %.0f events/s", round,
