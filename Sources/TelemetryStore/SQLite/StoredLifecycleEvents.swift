@@ -111,9 +111,10 @@ struct StoredLifecycleEvents: Sendable {
                 values[read.slot] = .bool(sqlite3_column_int64(statement, column) != 0)
             case .uuid:
                 guard storage == SQLITE_BLOB, sqlite3_column_bytes(statement, column) == 16,
-                    let blob = sqlite3_column_blob(statement, column)
+                    let blob = sqlite3_column_blob(statement, column),
+                    let uuid = UUIDValue(bytes: UnsafeRawBufferPointer(start: blob, count: 16))
                 else { return nil }
-                values[read.slot] = UUIDValue(bytes: UnsafeRawBufferPointer(start: blob, count: 16)).map { .uuid($0) } ?? .absent
+                values[read.slot] = .uuid(uuid)
             case .timestamp:
                 guard storage == SQLITE_INTEGER else { return nil }
                 values[read.slot] = .timestamp(micros: sqlite3_column_int64(statement, column), start: 0, end: 0, escaped: false)
