@@ -78,6 +78,33 @@ extension BenchCommandTests {
         #expect(numbers.count == 3 && (1...4).contains(numbers[0]) && (500...2000).contains(numbers[1]), "\(transactions)")
     }
 
+    /// Past capacity the latencies of stored and refused answers are printed apart, and each batch's
+    /// delivery (first try to acknowledgement): a queue bound of one event refuses nearly every
+    /// request that comes while another's events wait for the writer.
+    @Test func ingestBenchSplitsLatenciesByAnswerWhenRequestsAreRefused() async throws {
+        let result = try await CLI.runOffPool([
+            "bench", "ingest", "--events", "4000", "--batch-size", "500", "--connections", "8", "--rounds", "1",
+            "--serve-option=--max-queued-events=1",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("answered 429 (queue full") }, "\(result.stdout)")
+        func summary(_ prefix: String) -> [Double]? {
+            guard let line = lines.first(where: { $0.hasPrefix(prefix) }) else { return nil }
+            return line.dropFirst(prefix.count).split(separator: ",").compactMap {
+                Double($0.split(separator: " ").dropFirst().first ?? "")
+            }
+        }
+        let stored = try #require(summary("  answered 200 (stored): "), "\(result.stdout)")
+        let refused = try #require(summary("  answered 429 (refused): "), "\(result.stdout)")
+        let delivered = try #require(summary("  a batch from its first try to its 200, turns waited included: "), "\(result.stdout)")
+        for values in [stored, refused, delivered] {
+            #expect(values.count == 3 && values[0] <= values[1] && values[1] <= values[2], "\(result.stdout)")
+        }
+        // A batch's delivery takes at least its last answer: its worst is no shorter than the worst 200.
+        #expect(delivered[2] >= stored[2], "\(result.stdout)")
+    }
+
     /// `--serve-option` reaches the collector: one it refuses stops the run with its reason, one it
     /// takes runs as usual.
     @Test func ingestBenchPassesServeOptionsToTheCollector() async throws {

@@ -42,7 +42,9 @@ struct IngestBench: ParsableCommand {
 
             A batch answered 429 (the collector's queue is full: serve --max-queued-events) waits \
             its Retry-After and goes again, as the SDK and `send` do; the latency counts every \
-            answer, and the 429s are printed.
+            answer, and the 429s are printed. When there were any, the latencies of the 200s \
+            (stored) and of the 429s (refused) are also printed apart, and each batch's delivery: \
+            from its first try to its 200, the waits for its turns included.
             """
     )
 
@@ -131,14 +133,19 @@ struct IngestBench: ParsableCommand {
         print(describe("baseline: GRDB append, a row a call", grdbBaseline))
         print(describe("collector without operations", unpaired.seconds))
         print(describe("collector: HTTP ingest, durable ack", collector.seconds))
-        let latencies = collector.latencies.sorted()
-        func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000 }
-        print(String(format: "request latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms", percentile(0.5), percentile(0.99), (latencies.last ?? 0) * 1000))
+        print("request latency: " + latencySummary(collector.posted.latencies))
+        if collector.overloaded > 0 {
+            // Past capacity the two kinds of answer differ: a 429 without Expect waits for its body
+            // to be read and dropped; a batch's delivery adds the waits for its turns.
+            print("  answered 200 (stored): " + latencySummary(collector.posted.stored))
+            print("  answered 429 (refused): " + latencySummary(collector.posted.refused))
+            print("  a batch from its first try to its 200, turns waited included: " + latencySummary(collector.posted.deliveries))
+        }
         if let within = collector.answeredWithin250ms {
             print(String(format: "  the collector's own timing: %.1f%% of the requests answered within 250 ms (from each request's head to its answer)", 100 * within))
         }
         if collector.overloaded > 0 {
-            print("answered 429 (queue full, sent again after Retry-After): \(collector.overloaded) of \(latencies.count) answers")
+            print("answered 429 (queue full, sent again after Retry-After): \(collector.overloaded) of \(collector.posted.latencies.count) answers")
         }
         print("collector peak RSS: \(collector.peakRSS.map(formatBytes) ?? "unknown")")
         if let busy = collector.busy {
@@ -185,7 +192,8 @@ struct IngestBench: ParsableCommand {
 
     private struct CollectorRun {
         var seconds: Double
-        var latencies: [Double]
+        /// What the load generator measured (latencies by answer, batches' deliveries).
+        var posted: CollectorChild.Posted
         var overloaded: Int
         var peakRSS: Int?
         var cpuByThread: [String: Double] = [:]
@@ -222,7 +230,7 @@ struct IngestBench: ParsableCommand {
         {
             commits = (count, stored / count, committing / seconds)
         }
-        return CollectorRun(seconds: seconds, latencies: posted.latencies, overloaded: posted.overloaded, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread,
+        return CollectorRun(seconds: seconds, posted: posted, overloaded: posted.overloaded, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread,
             busy: posted.busy, answeredWithin250ms: within, commits: commits)
     }
 }

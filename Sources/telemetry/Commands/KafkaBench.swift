@@ -140,8 +140,7 @@ struct KafkaBench: AsyncParsableCommand {
         func rate(_ seconds: Double) -> String { String(format: "%9.0f messages/s", Double(events) / seconds) }
         print("producer baseline: kcat -P (one topic)      " + rate(kcatSeconds))
         print("producer: serve --kafka (HTTP, 7 topics)     " + rate(serveSeconds))
-        let sorted = latencies.sorted()
-        print(String(format: "  request latency p50 %.1f ms, p99 %.1f ms", sorted[sorted.count / 2] * 1000, sorted[min(sorted.count - 1, sorted.count * 99 / 100)] * 1000))
+        print("  request latency " + latencySummary(latencies))
         if posted.overloaded > 0 { print("  answered 429 (queue full, sent again after Retry-After): \(posted.overloaded)") }
         if let busy = posted.busy {
             // Idle cores while posting mean the collector waits (on the brokers, on a timer), not works.

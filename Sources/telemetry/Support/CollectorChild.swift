@@ -32,6 +32,11 @@ final class CollectorChild {
     struct Posted {
         var seconds: Double
         var latencies: [Double]
+        /// The latencies of the answers 200 (stored) and 429 (refused) apart, and each batch's
+        /// delivery: from its first try to its 200, the waits for its turns included.
+        var stored: [Double]
+        var refused: [Double]
+        var deliveries: [Double]
         var overloaded: Int
         /// The share of the machine's cores that were busy meanwhile (everything on it: the
         /// collector, this load generator, the brokers), 0-1; `nil` without `/proc/stat`.
@@ -54,6 +59,7 @@ final class CollectorChild {
                 defer { group.leave() }
                 let connection = HTTPConnection(host: "127.0.0.1", port: port, expectsContinue: expectContinue)
                 for body in mine {
+                    let firstTry = MonotonicClock.now()
                     while true {
                         let sent = MonotonicClock.now()
                         let response: HTTPResponse
@@ -63,8 +69,12 @@ final class CollectorChild {
                             results.fail("\(error)")
                             return
                         }
-                        results.record(Double(MonotonicClock.now() - sent) / 1e9)
-                        if response.status == 200 { break }
+                        let answered = MonotonicClock.now()
+                        results.record(Double(answered - sent) / 1e9, status: response.status)
+                        if response.status == 200 {
+                            results.delivered(Double(answered - firstTry) / 1e9)
+                            break
+                        }
                         guard response.status == 429 else {
                             results.fail("HTTP \(response.status): \(response.text.prefix(200))")
                             return
@@ -83,7 +93,9 @@ final class CollectorChild {
         let seconds = Double(MonotonicClock.now() - started) / 1e9
         let busy = cpuBefore.flatMap { before in MachineCPU.now().map { $0.busy(since: before) } }
         if let failure = results.failure { throw CommandFailure("a request failed: \(failure)") }
-        return Posted(seconds: seconds, latencies: results.latencies, overloaded: results.overloaded, busy: busy)
+        return Posted(
+            seconds: seconds, latencies: results.latencies, stored: results.latencies(status: 200), refused: results.latencies(status: 429),
+            deliveries: results.deliveries, overloaded: results.overloaded, busy: busy)
     }
 
     /// Waits until the collector has paired every stored event into operations (its
@@ -149,16 +161,28 @@ final class CollectorChild {
     deinit { stop() }
 }
 
+/// Percentiles of latencies in seconds, printed in milliseconds: `p50 …, p99 …, max …`.
+func latencySummary(_ seconds: [Double]) -> String {
+    let sorted = seconds.sorted()
+    guard let last = sorted.last else { return "none" }
+    func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000 }
+    return String(format: "p50 %.1f ms, p99 %.1f ms, max %.1f ms", percentile(0.5), percentile(0.99), last * 1000)
+}
+
 /// Request latencies recorded from several threads.
 final class LatencyLog: @unchecked Sendable {
     private let lock = NSLock()
-    private var values: [Double] = []
+    private var values: [(seconds: Double, status: Int)] = []
+    private var deliveryValues: [Double] = []
     private var firstFailure: String?
     private var overloadedCount = 0
 
-    func record(_ seconds: Double) { lock.withLock { values.append(seconds) } }
+    func record(_ seconds: Double, status: Int) { lock.withLock { values.append((seconds, status)) } }
+    func delivered(_ seconds: Double) { lock.withLock { deliveryValues.append(seconds) } }
     func fail(_ message: String) { lock.withLock { if firstFailure == nil { firstFailure = message } } }
-    var latencies: [Double] { lock.withLock { values } }
+    var latencies: [Double] { lock.withLock { values.map(\.seconds) } }
+    func latencies(status: Int) -> [Double] { lock.withLock { values.filter { $0.status == status }.map(\.seconds) } }
+    var deliveries: [Double] { lock.withLock { deliveryValues } }
     var failure: String? { lock.withLock { firstFailure } }
     func countOverloaded() { lock.withLock { overloadedCount += 1 } }
     var overloaded: Int { lock.withLock { overloadedCount } }
