@@ -85,7 +85,15 @@ public final class KafkaProducer: Service, @unchecked Sendable {
                     }
                     let headers = rd_kafka_headers_new(message.pointee.headers.count)!
                     for header in message.pointee.headers {
-                        _ = header.value.withUnsafeBytes { rd_kafka_header_add(headers, header.name, -1, $0.baseAddress, $0.count) }
+                        // The name's bytes in place, with their length: passed as a C string, each
+                        // (short) name was copied into a new NUL-terminated array, a malloc and a
+                        // free a header.
+                        var name = header.name
+                        name.withUTF8 { name in
+                            _ = header.value.withUnsafeBytes {
+                                rd_kafka_header_add(headers, name.baseAddress, name.count, $0.baseAddress, $0.count)
+                            }
+                        }
                     }
                     let error = message.pointee.key.withUnsafeBytes { key in
                         message.pointee.value.withUnsafeBytes { value in
