@@ -134,7 +134,7 @@ struct IngestBench: ParsableCommand {
         print(describe("collector without operations", unpaired.seconds))
         print(describe("collector: HTTP ingest, durable ack", collector.seconds))
         print("request latency: " + latencySummary(collector.posted.latencies))
-        if collector.overloaded > 0 {
+        if collector.posted.overloaded > 0 {
             // Past capacity the two kinds of answer differ: a 429 without Expect waits for its body
             // to be read and dropped; a batch's delivery adds the waits for its turns.
             print("  answered 200 (stored): " + latencySummary(collector.posted.stored))
@@ -144,8 +144,8 @@ struct IngestBench: ParsableCommand {
         if let within = collector.answeredWithin250ms {
             print(String(format: "  the collector's own timing: %.1f%% of the requests answered within 250 ms (from each request's head to its answer)", 100 * within))
         }
-        if collector.overloaded > 0 {
-            print("answered 429 (queue full, sent again after Retry-After): \(collector.overloaded) of \(collector.posted.latencies.count) answers")
+        if collector.posted.overloaded > 0 {
+            print("answered 429 (queue full, sent again after Retry-After): \(collector.posted.overloaded) of \(collector.posted.answers.count) answers")
         }
         print("collector peak RSS: \(collector.peakRSS.map(formatBytes) ?? "unknown")")
         if let busy = collector.busy {
@@ -194,7 +194,6 @@ struct IngestBench: ParsableCommand {
         var seconds: Double
         /// What the load generator measured (latencies by answer, batches' deliveries).
         var posted: CollectorChild.Posted
-        var overloaded: Int
         var peakRSS: Int?
         var cpuByThread: [String: Double] = [:]
         var busy: Double?
@@ -230,7 +229,7 @@ struct IngestBench: ParsableCommand {
         {
             commits = (count, stored / count, committing / seconds)
         }
-        return CollectorRun(seconds: seconds, posted: posted, overloaded: posted.overloaded, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread,
+        return CollectorRun(seconds: seconds, posted: posted, peakRSS: collector.peakRSS, cpuByThread: collector.cpuSecondsByThread,
             busy: posted.busy, answeredWithin250ms: within, commits: commits)
     }
 }

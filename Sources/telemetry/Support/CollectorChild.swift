@@ -26,21 +26,24 @@ final class CollectorChild {
         self.port = port!
     }
 
-    /// What ``post(_:connections:)`` measured: the seconds it took, the latency of every answer
-    /// (200s and 429s alike), and the batches answered 429 (`overloaded`: the collector's queue
-    /// was full), each sent again after its Retry-After.
+    /// What ``post(_:connections:)`` measured: the seconds it took, every answer's latency and
+    /// status (200s and 429s alike; a batch answered 429, the collector's queue being full, was
+    /// sent again after its Retry-After), and each batch's delivery: from its first try to its 200,
+    /// the waits for its turns included.
     struct Posted {
         var seconds: Double
-        var latencies: [Double]
-        /// The latencies of the answers 200 (stored) and 429 (refused) apart, and each batch's
-        /// delivery: from its first try to its 200, the waits for its turns included.
-        var stored: [Double]
-        var refused: [Double]
+        var answers: [(seconds: Double, status: Int)]
         var deliveries: [Double]
-        var overloaded: Int
         /// The share of the machine's cores that were busy meanwhile (everything on it: the
         /// collector, this load generator, the brokers), 0-1; `nil` without `/proc/stat`.
         var busy: Double?
+
+        var latencies: [Double] { answers.map(\.seconds) }
+        /// The latencies of the answers 200 (stored) and 429 (refused).
+        var stored: [Double] { answers.filter { $0.status == 200 }.map(\.seconds) }
+        var refused: [Double] { answers.filter { $0.status == 429 }.map(\.seconds) }
+        /// Batches answered 429.
+        var overloaded: Int { answers.count { $0.status == 429 } }
     }
 
     /// Posts every batch (NDJSON) over `connections` connections, each on its own thread, as a
@@ -79,7 +82,6 @@ final class CollectorChild {
                             results.fail("HTTP \(response.status): \(response.text.prefix(200))")
                             return
                         }
-                        results.countOverloaded()
                         // The collector's turn (Retry-After-Ms), or never sooner than Retry-After and
                         // spread past it, as the SDK and `send` do.
                         let hint = RetryAfter.hint(retryAfter: response.header("retry-after"), milliseconds: response.header("retry-after-ms"))
@@ -93,9 +95,7 @@ final class CollectorChild {
         let seconds = Double(MonotonicClock.now() - started) / 1e9
         let busy = cpuBefore.flatMap { before in MachineCPU.now().map { $0.busy(since: before) } }
         if let failure = results.failure { throw CommandFailure("a request failed: \(failure)") }
-        return Posted(
-            seconds: seconds, latencies: results.latencies, stored: results.latencies(status: 200), refused: results.latencies(status: 429),
-            deliveries: results.deliveries, overloaded: results.overloaded, busy: busy)
+        return Posted(seconds: seconds, answers: results.answers, deliveries: results.deliveries, busy: busy)
     }
 
     /// Waits until the collector has paired every stored event into operations (its
@@ -175,17 +175,13 @@ final class LatencyLog: @unchecked Sendable {
     private var values: [(seconds: Double, status: Int)] = []
     private var deliveryValues: [Double] = []
     private var firstFailure: String?
-    private var overloadedCount = 0
 
     func record(_ seconds: Double, status: Int) { lock.withLock { values.append((seconds, status)) } }
     func delivered(_ seconds: Double) { lock.withLock { deliveryValues.append(seconds) } }
     func fail(_ message: String) { lock.withLock { if firstFailure == nil { firstFailure = message } } }
-    var latencies: [Double] { lock.withLock { values.map(\.seconds) } }
-    func latencies(status: Int) -> [Double] { lock.withLock { values.filter { $0.status == status }.map(\.seconds) } }
+    var answers: [(seconds: Double, status: Int)] { lock.withLock { values } }
     var deliveries: [Double] { lock.withLock { deliveryValues } }
     var failure: String? { lock.withLock { firstFailure } }
-    func countOverloaded() { lock.withLock { overloadedCount += 1 } }
-    var overloaded: Int { lock.withLock { overloadedCount } }
 }
 
 /// The machine's CPU time so far (`/proc/stat`, every core), to tell a run that kept the cores
