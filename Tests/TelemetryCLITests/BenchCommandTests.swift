@@ -53,6 +53,11 @@ extension BenchCommandTests {
         #expect(lines.contains { $0.hasPrefix("ratio: the emitter delivers at ") })
         #expect(lines.contains { $0.hasPrefix("the collector's CPU per event, by thread: writer ") }, "\(result.stdout)")
         #expect(lines.contains { $0.contains("; the collector's: ") && !$0.hasSuffix("unknown") }, "\(result.stdout)")
+        // The service's side: some CPU an event, and the rate one core's worth of it carries.
+        let client = try #require(lines.first { $0.hasPrefix("this process's CPU per event (the producers, emit, encoding, gzip, sending): ") })
+        let figures = client.split(separator: ": ").last!.split(whereSeparator: { !$0.isNumber && $0 != "." }).compactMap { Double($0) }
+        // (Both are rounded as printed: the µs to a tenth.)
+        #expect(figures.count == 2 && figures[0] > 0 && abs(figures[1] - 1000 / figures[0]) <= 1 + 0.06 * figures[1], "\(client)")
     }
 }
 

@@ -29,9 +29,11 @@ struct EmitterBench: AsyncParsableCommand {
             time it was committing), the rate at which `emit` returned, the rate the collector \
             acknowledged, \
             events dropped because the queue was full (the emitter never blocks its caller), how \
-            busy the cores were while it delivered, the collector's CPU an event by thread, and \
-            the peak RSS of this process (bounded by the queue, whatever the load) and of the \
-            collector.
+            busy the cores were while it delivered, the collector's CPU an event by thread, this \
+            process's CPU an event (the producers' loops, emit, encoding, gzip and sending: what \
+            the SDK costs a service, and so how many events a second one core's worth of it \
+            carries), and the peak RSS of this process (bounded by the queue, whatever the load) \
+            and of the collector.
             """
     )
 
@@ -105,10 +107,12 @@ struct EmitterBench: AsyncParsableCommand {
         let producers = self.producers
         var cpu: [String: Double] = [:]
         var collectorPeak: Int? = nil
-        let (emitSeconds, deliverSeconds, busy) = try await withThrowingTaskGroup(of: Void.self) { tasks -> (Double, Double, Double?) in
+        let (emitSeconds, deliverSeconds, busy, clientCPU) = try await withThrowingTaskGroup(of: Void.self) {
+            tasks -> (Double, Double, Double?, Double) in
             tasks.addTask { try await group.run() }
             let started = MonotonicClock.now()
             let cpuBefore = MachineCPU.now()
+            let clientCPUBefore = processCPUSeconds()
             await withTaskGroup(of: Void.self) { emitting in
                 for p in 0..<producers {
                     emitting.addTask {
@@ -139,6 +143,7 @@ struct EmitterBench: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(5))
             }
             let delivered = Double(MonotonicClock.now() - started) / 1e9
+            let clientCPU = processCPUSeconds() - clientCPUBefore
             let busy = cpuBefore.flatMap { before in MachineCPU.now().map { $0.busy(since: before) } }
             // How the collector's writer spent the run: a writer busy all the time is the limit.
             let commits = try collector.metrics([
@@ -156,7 +161,7 @@ struct EmitterBench: AsyncParsableCommand {
             collectorPeak = collector.peakRSS
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-            return (emitted, delivered, busy)
+            return (emitted, delivered, busy, clientCPU)
         }
         let counts = emitter.counts
         let peak = peakResidentBytes()
@@ -210,6 +215,13 @@ struct EmitterBench: AsyncParsableCommand {
                          100 * busy, ProcessInfo.processInfo.activeProcessorCount))
         }
         print("the collector's CPU per event, by thread: " + IngestBench.cpuPerEvent(cpu, events: counts.sent))
+        // The service's side: what the SDK (and the producers' own loops) cost the machine an event,
+        // and so how many events a second one core's worth of it carries.
+        let clientMicros = clientCPU * 1e6 / Double(max(1, counts.sent))
+        print(
+            String(
+                format: "this process's CPU per event (the producers, emit, encoding%@, sending): %.1f µs, one core's worth for %.0fk events/s",
+                gzip ? ", gzip" : "", clientMicros, 1000 / clientMicros))
         print("this process's peak RSS while emitting: \(peak.map(formatBytes) ?? "unknown"); the collector's: \(collectorPeak.map(formatBytes) ?? "unknown")")
         print(String(format: "ratio: the emitter delivers at %.0f%% of the baseline", 100 * Double(counts.sent) / deliverSeconds / (Double(events) / baselineSeconds)))
     }
