@@ -134,7 +134,7 @@ struct KafkaBench: AsyncParsableCommand {
         let appendSeconds = try sqliteAppendBaseline(batches, path: directory.appendingPathComponent("baseline.sqlite").path, fsync: fsync).seconds
         let grdbSeconds = try sqliteAppendBaseline(
             batches, path: directory.appendingPathComponent("grdb.sqlite").path, fsync: fsync, through: .grdb).seconds
-        let (consumeSeconds, joinedRate) = try await Self.timeConsumer(
+        let (consumeSeconds, joinedRate, consumerCPU) = try await Self.timeConsumer(
             bootstrap: cluster.bootstrap, path: directory.appendingPathComponent("consumed/telemetry.sqlite").path, fsync: fsync, events: events)
 
         func rate(_ seconds: Double) -> String { String(format: "%9.0f messages/s", Double(events) / seconds) }
@@ -152,6 +152,10 @@ struct KafkaBench: AsyncParsableCommand {
         print("consumer baseline: SQLite append             " + rate(appendSeconds))
         print("consumer baseline: GRDB, a row a call        " + rate(grdbSeconds))
         print("consumer: consume into the store             " + rate(consumeSeconds))
+        // This process's threads while it consumed: the loader polls and validates on the pool
+        // ("requests"), and librdkafka's threads are the consumer's and the mock brokers'.
+        print("  consumer CPU per message, by thread (requests: polling and validation; librdkafka: the consumer's and the mock brokers'): "
+              + IngestBench.cpuPerEvent(consumerCPU, events: events))
         print(String(format: "ratio: producer at %.0f%% of kcat, consumer at %.0f%% of the SQLite append (%.0f%% of the GRDB append)",
                      100 * kcatSeconds / serveSeconds, 100 * appendSeconds / consumeSeconds, 100 * grdbSeconds / consumeSeconds))
         if let joinedRate {
@@ -186,7 +190,7 @@ struct KafkaBench: AsyncParsableCommand {
     /// its rate once it has joined its group (from its first stored batch on; nil if there was
     /// only one batch).
     static func timeConsumer(bootstrap: String, path: String, fsync: String, events: Int) async throws
-        -> (seconds: Double, joinedRate: Double?)
+        -> (seconds: Double, joinedRate: Double?, cpuByThread: [String: Double])
     {
         var logger = Logger(label: "bench.kafka")
         logger.logLevel = .error
@@ -197,6 +201,7 @@ struct KafkaBench: AsyncParsableCommand {
         let consumer = try KafkaConsumer(bootstrap: bootstrap, group: "bench", topics: KafkaEventSink.topics(), logger: logger)
         let loader = KafkaStoreLoader(consumer: consumer, store: store, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [loader], logger: logger))
+        let cpuBefore = threadCPUSeconds(pid: getpid())
         let started = MonotonicClock.now()
         return try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -215,6 +220,12 @@ struct KafkaBench: AsyncParsableCommand {
             }
             let now = MonotonicClock.now()
             let seconds = Double(now - started) / 1e9
+            // What each kind of thread used meanwhile (threads that began during it count whole;
+            // none of those that ended did anything for the consumer).
+            var cpu: [String: Double] = [:]
+            for (name, seconds) in threadCPUSeconds(pid: getpid()) {
+                cpu[name] = max(0, seconds - (cpuBefore[name] ?? 0))
+            }
             var joinedRate: Double? = nil
             if let firstBatch, now > firstBatch.at {
                 // Joining the group (the brokers' initial rebalance delay) is a fixed cost of a start.
@@ -224,7 +235,7 @@ struct KafkaBench: AsyncParsableCommand {
             }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-            return (seconds, joinedRate)
+            return (seconds, joinedRate, cpu)
         }
     }
     #endif

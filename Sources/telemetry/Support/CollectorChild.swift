@@ -126,22 +126,7 @@ final class CollectorChild {
     /// CPU seconds (user + system) the collector's threads have used so far, by thread name
     /// (`/proc`): the events writer is GRDB's queue (`…qos.overcommit`), requests run on the
     /// cooperative pool (`…default-qos`).
-    var cpuSecondsByThread: [String: Double] {
-        let tasks = "/proc/\(process.pid)/task"
-        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-        var seconds: [String: Double] = [:]
-        for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
-            guard let stat = try? String(contentsOfFile: "\(tasks)/\(task)/stat", encoding: .utf8),
-                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
-            else { continue }
-            let name = String(stat[stat.index(after: open)..<close])
-            // After the name: state, then 10 fields, then utime and stime (fields 14 and 15).
-            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
-            seconds[name, default: 0] += (user + system) / ticks
-        }
-        return seconds
-    }
+    var cpuSecondsByThread: [String: Double] { threadCPUSeconds(pid: process.pid) }
 
     /// The child's peak resident memory, bytes.
     var peakRSS: Int? {
@@ -159,6 +144,25 @@ final class CollectorChild {
     }
 
     deinit { stop() }
+}
+
+/// CPU seconds (user + system) the threads of process `pid` have used so far, by thread name
+/// (`/proc/PID/task`); threads that have ended are not counted.
+func threadCPUSeconds(pid: Int32) -> [String: Double] {
+    let tasks = "/proc/\(pid)/task"
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    var seconds: [String: Double] = [:]
+    for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+        guard let stat = try? String(contentsOfFile: "\(tasks)/\(task)/stat", encoding: .utf8),
+            let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+        else { continue }
+        let name = String(stat[stat.index(after: open)..<close])
+        // After the name: state, then 10 fields, then utime and stime (fields 14 and 15).
+        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+        seconds[name, default: 0] += (user + system) / ticks
+    }
+    return seconds
 }
 
 /// Percentiles of latencies in seconds, printed in milliseconds: `p50 …, p99 …, max …`.
