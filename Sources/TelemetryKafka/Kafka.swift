@@ -47,7 +47,12 @@ public struct KafkaMessage: Sendable {
 
     /// The first header named `name`, as UTF-8 text.
     public func header(_ name: String) -> String? {
-        headers.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
+        headerBytes(name).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The first header named `name`, as its bytes.
+    public func headerBytes(_ name: String) -> [UInt8]? {
+        headers.first { $0.name == name }?.value
     }
 }
 

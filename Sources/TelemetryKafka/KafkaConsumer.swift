@@ -70,7 +70,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 logger.warning("kafka.consumer.error", metadata: ["error": "\(KafkaError(message.err))"])
                 continue
             }
-            messages.append(Self.read(raw))
+            messages.append(Self.read(raw, after: messages.last))
             if !lingering {
                 lingering = true
                 deadline = min(deadline, ContinuousClock.now + linger)
@@ -79,21 +79,40 @@ public final class KafkaConsumer: @unchecked Sendable {
         return messages
     }
 
-    static func read(_ raw: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaMessage {
+    /// Reads a message, sharing with `previous` (the message read before it) what it repeats: the
+    /// topic, the key, and each header's name and value. A partition's messages mostly come from
+    /// one request of one tenant (the key), so most of a message's headers repeat the one before;
+    /// copying each into an array of its own cost ~8 allocations a message.
+    static func read(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, after previous: KafkaMessage? = nil) -> KafkaMessage {
         let message = raw.pointee
-        let topic = String(cString: rd_kafka_topic_name(message.rkt))
+        /// `candidate` when it holds these bytes, else a copy of them.
+        func bytes(_ pointer: UnsafeRawPointer?, _ count: Int, like candidates: [UInt8]?...) -> [UInt8] {
+            guard let pointer, count > 0 else { return [] }
+            for case let candidate? in candidates where candidate.count == count {
+                if candidate.withUnsafeBytes({ memcmp($0.baseAddress!, pointer, count) == 0 }) { return candidate }
+            }
+            return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+        }
+        /// `candidate` when it is this C string, else the string.
+        func string(_ text: UnsafePointer<CChar>, like candidate: String?) -> String {
+            if let candidate, candidate.withCString({ strcmp($0, text) == 0 }) { return candidate }
+            return String(cString: text)
+        }
+        let topic = string(rd_kafka_topic_name(message.rkt), like: previous?.topic)
         let value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) } ?? []
-        let key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) } ?? []
+        let key = bytes(message.key.map { UnsafeRawPointer($0) }, message.key_len, like: previous?.key)
         var headers: [(name: String, value: [UInt8])] = []
         var list: OpaquePointer? = nil
         if rd_kafka_message_headers(raw, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list {
+            headers.reserveCapacity(previous?.headers.count ?? 0)
             var index = 0
             var name: UnsafePointer<CChar>? = nil
             var pointer: UnsafeRawPointer? = nil
             var size = 0
             while rd_kafka_header_get_all(list, index, &name, &pointer, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let bytes = pointer.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-                headers.append((name.map { String(cString: $0) } ?? "", bytes))
+                let before = previous.flatMap { index < $0.headers.count ? $0.headers[index] : nil }
+                // A header may also repeat the key (`tenant_id`).
+                headers.append((name.map { string($0, like: before?.name) } ?? "", bytes(pointer, size, like: before?.value, key)))
                 index += 1
             }
         }

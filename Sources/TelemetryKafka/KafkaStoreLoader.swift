@@ -130,6 +130,10 @@ public final class KafkaStoreLoader: Service, Sendable {
         var validator = EventValidator(catalog: catalog)
         let now = Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
         prepared.batch.events.reserveCapacity(messages.count)
+        // A request's messages share their header values (KafkaConsumer.read): its id and time
+        // are made once for a run of them.
+        var request: (idBytes: [UInt8], id: String)? = nil
+        var received: (bytes: [UInt8], micros: Int64?)? = nil
         for message in messages {
             if message.topic == rejectedTopic {
                 if let rejected = KafkaEventSink.decode(message.value) {
@@ -141,10 +145,19 @@ public final class KafkaStoreLoader: Service, Sendable {
             }
             switch message.value.withUnsafeBytes({ validator.validate($0) }) {
             case .valid(let event):
-                prepared.batch.events.append(
-                    IncomingEvent(
-                        event: event, receivedMicros: message.header("received_us").flatMap { Int64($0) } ?? now,
-                        requestID: message.header("request_id") ?? "kafka:\(message.topic)/\(message.partition)@\(message.offset)"))
+                var receivedMicros = now
+                if let bytes = message.headerBytes("received_us") {
+                    if received?.bytes != bytes { received = (bytes, Int64(String(decoding: bytes, as: UTF8.self))) }
+                    receivedMicros = received!.micros ?? now
+                }
+                let requestID: String
+                if let bytes = message.headerBytes("request_id") {
+                    if request?.idBytes != bytes { request = (bytes, String(decoding: bytes, as: UTF8.self)) }
+                    requestID = request!.id
+                } else {
+                    requestID = "kafka:\(message.topic)/\(message.partition)@\(message.offset)"
+                }
+                prepared.batch.events.append(IncomingEvent(event: event, receivedMicros: receivedMicros, requestID: requestID))
             case .invalid(let invalid):
                 // Not from a collector of ours (those publish validated events): kept as a rejection.
                 prepared.batch.rejected.append(

@@ -4,7 +4,7 @@ import Logging
 import ServiceLifecycle
 import TelemetryCatalog
 import TelemetryClient
-import TelemetryKafka
+@testable import TelemetryKafka
 import TelemetryPipeline
 import TelemetryProcess
 import TelemetryServer
@@ -285,6 +285,77 @@ import Testing
             return eventID(of: String(parts[2]))
         })
         #expect(ids == Set(lines.map(eventID(of:))))
+    }
+
+    /// What the consumer reads is what was produced, message by message, though it shares with
+    /// the message before whatever a message repeats (topic, key, header names and values).
+    @Test func theConsumerReadsEachMessageAsProducedThoughItSharesRepeats() async throws {
+        let cluster = try Self.cluster()
+        let producer = try KafkaProducer(bootstrap: cluster.bootstrap, logger: Self.logger)
+        defer { producer.close() }
+        let topics = KafkaEventSink.topics()
+        // Runs of repeated keys and header values, broken now and then; a header that repeats the
+        // key; an empty value; headers in another order or number.
+        var sent: [KafkaOutgoingMessage] = []
+        for i in 0..<600 {
+            let tenant = Array("tenant-\(i / 50 % 3)".utf8)
+            var headers: [(name: String, value: [UInt8])] = [
+                ("event_type", Array("type-\(i % 7)".utf8)), ("tenant_id", tenant), ("request_id", Array("request-\(i / 100)".utf8)),
+            ]
+            if i % 5 == 0 { headers.append(("extra", [])) }
+            if i % 11 == 0 { headers.swapAt(0, 2) }
+            sent.append(KafkaOutgoingMessage(topic: topics[i % 3], key: tenant, value: Array("value \(i)".utf8), headers: headers))
+        }
+        try await producer.send(sent)
+        let read = try await Self.readAll(cluster.bootstrap, count: sent.count)
+        #expect(read.count == sent.count)
+        let byValue = Dictionary(uniqueKeysWithValues: sent.map { (String(decoding: $0.value, as: UTF8.self), $0) })
+        for message in read {
+            let original = try #require(byValue[String(decoding: message.value, as: UTF8.self)])
+            #expect(message.topic == original.topic)
+            #expect(message.key == original.key)
+            #expect(message.headers.map(\.name) == original.headers.map(\.name))
+            #expect(message.headers.map(\.value) == original.headers.map(\.value))
+        }
+    }
+
+    /// The loader stores each event under the request id and time its headers carry, one request's
+    /// run after another's, and names a message without them by its place in the topic.
+    @Test func theLoaderKeepsEachMessagesRequestAndTime() async throws {
+        let cluster = try Self.cluster()
+        let consumer = try KafkaConsumer(bootstrap: cluster.bootstrap, group: "prepare", topics: KafkaEventSink.topics(), logger: Self.logger)
+        defer { consumer.close() }
+        let loader = KafkaStoreLoader(consumer: consumer, store: try Self.store(), logger: Self.logger)
+        var sampler = EventSampler(seed: 5)
+        let requests = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"]
+        var messages: [KafkaMessage] = []
+        var expected: [(id: String, micros: Int64?)] = []
+        for i in 0..<40 {
+            let event = sampler.sample(Catalog.builtin.events[i % 19])
+            // Two runs of each request, the second request's time once absent; the last two
+            // messages carry neither header.
+            let request = i < 38 ? requests[(i / 10) % 2] : nil
+            let micros: Int64? = request == nil || i == 25 ? nil : 1_700_000_000_000_000 + Int64(i / 10)
+            var headers: [(name: String, value: [UInt8])] = []
+            if let request { headers.append(("request_id", Array(request.utf8))) }
+            if let micros { headers.append(("received_us", Array(String(micros).utf8))) }
+            messages.append(
+                KafkaMessage(
+                    topic: "xumi_task", partition: 1, offset: Int64(i), key: [], value: Array(event.render().utf8), headers: headers))
+            expected.append((request ?? "kafka:xumi_task/1@\(i)", micros))
+        }
+        let before = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let prepared = loader.prepare(messages)
+        #expect(prepared.batch.events.count == messages.count && prepared.batch.rejected.isEmpty)
+        for (incoming, expected) in zip(prepared.batch.events, expected) {
+            #expect(incoming.requestID == expected.id)
+            if let micros = expected.micros {
+                #expect(incoming.receivedMicros == micros)
+            } else {
+                // No time in the headers: when the loader read it.
+                #expect(incoming.receivedMicros >= before)
+            }
+        }
     }
 }
 #endif
