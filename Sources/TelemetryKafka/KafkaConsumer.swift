@@ -85,12 +85,15 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// copying each into an array of its own cost ~8 allocations a message.
     static func read(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, after previous: KafkaMessage? = nil) -> KafkaMessage {
         let message = raw.pointee
-        /// `candidate` when it holds these bytes, else a copy of them.
-        func bytes(_ pointer: UnsafeRawPointer?, _ count: Int, like candidates: [UInt8]?...) -> [UInt8] {
+        /// `first` or `second` when it holds these bytes, else a copy of them.
+        func bytes(_ pointer: UnsafeRawPointer?, _ count: Int, like first: [UInt8]?, or second: [UInt8]? = nil) -> [UInt8] {
             guard let pointer, count > 0 else { return [] }
-            for case let candidate? in candidates where candidate.count == count {
-                if candidate.withUnsafeBytes({ memcmp($0.baseAddress!, pointer, count) == 0 }) { return candidate }
+            func holds(_ candidate: [UInt8]?) -> Bool {
+                guard let candidate, candidate.count == count else { return false }
+                return candidate.withUnsafeBytes { memcmp($0.baseAddress!, pointer, count) == 0 }
             }
+            if holds(first) { return first! }
+            if holds(second) { return second! }
             return Array(UnsafeRawBufferPointer(start: pointer, count: count))
         }
         /// `candidate` when it is this C string, else the string.
@@ -112,7 +115,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             while rd_kafka_header_get_all(list, index, &name, &pointer, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
                 let before = previous.flatMap { index < $0.headers.count ? $0.headers[index] : nil }
                 // A header may also repeat the key (`tenant_id`).
-                headers.append((name.map { string($0, like: before?.name) } ?? "", bytes(pointer, size, like: before?.value, key)))
+                headers.append((name.map { string($0, like: before?.name) } ?? "", bytes(pointer, size, like: before?.value, or: key)))
                 index += 1
             }
         }
