@@ -36,7 +36,9 @@ struct KafkaBench: AsyncParsableCommand {
             its own, and their medians are reported (a round lasts about a second). It prints \
             messages/s, the producer's request latency, how busy the cores were meanwhile \
             (idle cores mean the collector waits rather than works), the CPU an event cost the \
-            collector's threads (steadier than a rate on a shared machine), and the ratios. Needs kcat \
+            collector's threads and the CPU a message cost this process's threads while it \
+            consumed (the store's, the loader's, librdkafka's with the mock brokers'; both \
+            steadier than a rate on a shared machine), and the ratios. Needs kcat \
             (Debian package) and a build with --traits Kafka.
             """
     )
