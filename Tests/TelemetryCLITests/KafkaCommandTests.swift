@@ -10,6 +10,32 @@ import Testing
 /// brokers on loopback, in the test process): events posted to the collector reach the topics, the
 /// consumer loads them into the store, and the collector over that store answers queries on them.
 @Suite(.timeLimit(.minutes(3))) struct KafkaCommandTests {
+    /// `bench kafka` end to end on a tiny input (its figures are not checked: a test is no
+    /// benchmark): both kcat baselines ran (kcat fails the bench if it cannot produce a line), and
+    /// the producer's ratio is read against each, consistently with the rates printed.
+    @Test func kafkaBenchMeasuresTheProducerAgainstKcatsBareLinesAndTheSameMessages() async throws {
+        let result = try await CLI.runOffPool(["bench", "kafka", "--events", "2000", "--batch-size", "500", "--producer-rounds", "1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        func rate(_ prefix: String) -> Double? {
+            lines.first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count).split(separator: " ").first ?? "") }
+        }
+        let bare = try #require(rate("producer baseline: kcat -P, bare lines (one topic)"), "\(result.stdout)")
+        let same = try #require(rate("producer baseline: kcat -P, the same messages (key, headers)"), "\(result.stdout)")
+        let serve = try #require(rate("producer: serve --kafka (HTTP, validation, 7 topics)"), "\(result.stdout)")
+        #expect(bare > 0 && same > 0 && serve > 0)
+        let ratio = try #require(lines.first { $0.hasPrefix("ratio: producer at ") }, "\(result.stdout)")
+        let percents = ratio.split(whereSeparator: { !$0.isNumber }).compactMap { Double($0) }
+        #expect(percents.count == 2, "\(ratio)")
+        if percents.count == 2 {
+            // The rates are printed rounded to a message a second, the ratios to a percent.
+            #expect(abs(percents[0] - 100 * serve / same) <= 1, "\(ratio)")
+            #expect(abs(percents[1] - 100 * serve / bare) <= 1, "\(ratio)")
+        }
+        #expect(lines.contains { $0.hasPrefix("on the brokers: 2000 messages") }, "\(result.stdout)")
+        #expect(lines.contains { $0.hasPrefix("ratio: consumer at ") && $0.contains("% of the GRDB append") }, "\(result.stdout)")
+    }
+
     /// Into either store: `consume --store clickhouse:…` as well as the SQLite file.
     @Test(arguments: StoreKind.allCases) func serveKafkaThenConsumeIntoTheStoreTheCollectorReads(_ kind: StoreKind) async throws {
         let cluster = try KafkaMockCluster(brokers: 3)

@@ -18,9 +18,13 @@ struct KafkaBench: AsyncParsableCommand {
             Starts a mock cluster of three brokers in this process (librdkafka's, on loopback) and \
             measures, in one run:
 
-              producer baseline: `kcat -P` producing the same events, one message
-                a line, to one topic of the cluster (acks=all, idempotent, lz4,
-                linger 5 ms, Nagle off: the collector's settings)
+              producer baselines: `kcat -P` producing the same events to one
+                topic of the cluster (acks=all, idempotent, lz4, linger 5 ms, Nagle
+                off: the collector's settings), twice: as bare lines (no key, no
+                header), and as the same messages the collector produces: each
+                keyed by its tenant_id, with five headers of the same names and
+                sizes (event_type, tenant_id, version, request_id, received_us;
+                kcat gives every message of a run the same header values)
               producer: a `telemetry serve --kafka` child process fed batches of
                 1000 events from N connections: HTTP, validation, each event to
                 its topic with key and headers, and the answer only after every
@@ -32,13 +36,15 @@ struct KafkaBench: AsyncParsableCommand {
                 validation, typed columns, dedupe, pairing, commit, then the
                 offsets
 
-            The two producers alternate for --producer-rounds rounds, each round to topics of \
+            The producers alternate for --producer-rounds rounds, each round to topics of \
             its own, and their medians are reported (a round lasts about a second). It prints \
             messages/s, the producer's request latency, how busy the cores were meanwhile \
             (idle cores mean the collector waits rather than works), the CPU an event cost the \
             collector's threads and the CPU a message cost this process's threads while it \
             consumed (the store's, the loader's, librdkafka's with the mock brokers'; both \
-            steadier than a rate on a shared machine), and the ratios. Needs kcat \
+            steadier than a rate on a shared machine), and the ratios: the producer against \
+            both kcat baselines (the Kafka issue's goal names "the same messages"), the \
+            consumer against both appends. Needs kcat \
             (Debian package) and a build with --traits Kafka.
             """
     )
@@ -74,7 +80,7 @@ struct KafkaBench: AsyncParsableCommand {
         let cluster = try KafkaMockCluster(brokers: 3)
         // The mock brokers keep only the newest few MiB of each partition (they trim older message
         // sets, as retention would): enough partitions that nothing of the run is trimmed.
-        for topic in KafkaEventSink.topics() + ["bench_kcat"] { try cluster.createTopic(topic, partitions: Self.partitions, replicationFactor: 3) }
+        for topic in KafkaEventSink.topics() + Self.kcatTopics(prefix: "") { try cluster.createTopic(topic, partitions: Self.partitions, replicationFactor: 3) }
 
         var sampler = EventSampler(seed: 1)
         sampler.linksLifecycles = true
@@ -93,16 +99,21 @@ struct KafkaBench: AsyncParsableCommand {
         // round finds partitions the one before filled.
         let lines = directory.appendingPathComponent("events.ndjson")
         try Data(batches.joined()).write(to: lines)
+        let keyedLines = directory.appendingPathComponent("keyed.tsv")
+        try Data(Self.keyedByTenant(batches)).write(to: keyedLines)
         var kcatRuns: [Double] = []
+        var keyedKcatRuns: [Double] = []
         var serveRuns: [(posted: CollectorChild.Posted, cpu: [String: Double])] = []
         for round in 1...producerRounds {
             let prefix = round == 1 ? "" : "r\(round)."
             if round > 1 {
-                for topic in ["\(prefix)bench_kcat"] + KafkaEventSink.topics(prefix: prefix) {
+                for topic in Self.kcatTopics(prefix: prefix) + KafkaEventSink.topics(prefix: prefix) {
                     try cluster.createTopic(topic, partitions: Self.partitions, replicationFactor: 3)
                 }
             }
             kcatRuns.append(try Self.timeKcat(bootstrap: cluster.bootstrap, topic: "\(prefix)bench_kcat", file: lines.path))
+            keyedKcatRuns.append(
+                try Self.timeKcat(bootstrap: cluster.bootstrap, topic: "\(prefix)bench_kcat_keyed", file: keyedLines.path, sameMessages: true))
             let collector = try CollectorChild(
                 data: directory.appendingPathComponent("collector-\(round)"), fsync: fsync,
                 extra: ["--kafka", cluster.bootstrap] + (prefix.isEmpty ? [] : ["--topic-prefix", prefix]))
@@ -110,11 +121,13 @@ struct KafkaBench: AsyncParsableCommand {
             serveRuns.append((posted, collector.cpuSecondsByThread))
             collector.stop()
             if producerRounds > 1 {
-                print(String(format: "producer round %d: kcat %.0f, serve --kafka %.0f messages/s", round,
-                             Double(events) / kcatRuns.last!, Double(events) / serveRuns.last!.posted.seconds))
+                print(String(format: "producer round %d: kcat %.0f (the same messages %.0f), serve --kafka %.0f messages/s", round,
+                             Double(events) / kcatRuns.last!, Double(events) / keyedKcatRuns.last!,
+                             Double(events) / serveRuns.last!.posted.seconds))
             }
         }
         let kcatSeconds = kcatRuns.sorted()[kcatRuns.count / 2]
+        let keyedKcatSeconds = keyedKcatRuns.sorted()[keyedKcatRuns.count / 2]
         let (posted, serveCPU) = serveRuns.sorted { $0.posted.seconds < $1.posted.seconds }[serveRuns.count / 2]
         let (serveSeconds, latencies) = (posted.seconds, posted.latencies)
         // What the first round's topics hold, which the consumer reads (the mock brokers trim
@@ -140,8 +153,9 @@ struct KafkaBench: AsyncParsableCommand {
             bootstrap: cluster.bootstrap, path: directory.appendingPathComponent("consumed/telemetry.sqlite").path, fsync: fsync, events: events)
 
         func rate(_ seconds: Double) -> String { String(format: "%9.0f messages/s", Double(events) / seconds) }
-        print("producer baseline: kcat -P (one topic)      " + rate(kcatSeconds))
-        print("producer: serve --kafka (HTTP, 7 topics)     " + rate(serveSeconds))
+        print("producer baseline: kcat -P, bare lines (one topic)              " + rate(kcatSeconds))
+        print("producer baseline: kcat -P, the same messages (key, headers)    " + rate(keyedKcatSeconds))
+        print("producer: serve --kafka (HTTP, validation, 7 topics)            " + rate(serveSeconds))
         print("  request latency " + latencySummary(latencies))
         if posted.overloaded > 0 { print("  answered 429 (queue full, sent again after Retry-After): \(posted.overloaded)") }
         if let busy = posted.busy {
@@ -158,8 +172,10 @@ struct KafkaBench: AsyncParsableCommand {
         // ("requests"), and librdkafka's threads are the consumer's and the mock brokers'.
         print("  consumer CPU per message, by thread (requests: polling and validation; librdkafka: the consumer's and the mock brokers'): "
               + IngestBench.cpuPerEvent(consumerCPU, events: events))
-        print(String(format: "ratio: producer at %.0f%% of kcat, consumer at %.0f%% of the SQLite append (%.0f%% of the GRDB append)",
-                     100 * kcatSeconds / serveSeconds, 100 * appendSeconds / consumeSeconds, 100 * grdbSeconds / consumeSeconds))
+        print(String(format: "ratio: producer at %.0f%% of kcat's same messages (%.0f%% of its bare lines)",
+                     100 * keyedKcatSeconds / serveSeconds, 100 * kcatSeconds / serveSeconds))
+        print(String(format: "ratio: consumer at %.0f%% of the SQLite append (%.0f%% of the GRDB append)",
+                     100 * appendSeconds / consumeSeconds, 100 * grdbSeconds / consumeSeconds))
         if let joinedRate {
             // The issue's measure is a rate; the group's join is a fixed cost of a start.
             print(String(format: "ratio: consumer after joining at %.0f%% of the SQLite append (%.0f%% of the GRDB append)",
@@ -169,17 +185,51 @@ struct KafkaBench: AsyncParsableCommand {
     }
 
     #if Kafka
-    /// Seconds `kcat -P` takes to produce every line of `file` (and be acknowledged: kcat flushes before exiting).
-    static func timeKcat(bootstrap: String, topic: String, file: String) throws -> Double {
+    /// The topics the kcat baselines write, in a round with topic prefix `prefix`.
+    static func kcatTopics(prefix: String) -> [String] { ["\(prefix)bench_kcat", "\(prefix)bench_kcat_keyed"] }
+
+    /// The headers kcat gives every message of the same-messages baseline: the names the
+    /// collector's messages carry, with values of the same sizes (kcat sets one value a header for
+    /// a whole run; the collector's vary by message).
+    static let sameMessageHeaders = [
+        "event_type=xumi.generation.start", "tenant_id=5c1e7a52-0d6a-4c3e-8b59-1f2d3e4a5b6c", "version=1.0",
+        "request_id=8f0d2b6e-3c1a-4e5f-9a7b-2d4c6e8f0a1b", "received_us=1796044800000000",
+    ]
+
+    /// The events of `batches` as kcat's keyed input: a line each, `tenant_id`, a tab, the event
+    /// (JSON text holds no raw tab). The key is the tenant, as the collector keys its messages.
+    static func keyedByTenant(_ batches: [[UInt8]]) throws -> [UInt8] {
+        let member = Array("\"tenant_id\":\"".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(batches.reduce(0) { $0 + $1.count } + 40 * batches.count * 1000)
+        for batch in batches {
+            for line in batch.split(separator: UInt8(ascii: "\n")) {
+                guard let at = line.firstRange(of: member), line.endIndex >= at.upperBound + 36 else {
+                    throw CommandFailure("a sampled event has no tenant_id: \(String(decoding: line.prefix(120), as: UTF8.self))")
+                }
+                out += line[at.upperBound..<(at.upperBound + 36)]
+                out.append(UInt8(ascii: "\t"))
+                out += line
+                out.append(UInt8(ascii: "\n"))
+            }
+        }
+        return out
+    }
+
+    /// Seconds `kcat -P` takes to produce every line of `file` (and be acknowledged: kcat flushes
+    /// before exiting). With `sameMessages`, each line is a key, a tab and the value, and every
+    /// message gets ``sameMessageHeaders``.
+    static func timeKcat(bootstrap: String, topic: String, file: String, sameMessages: Bool = false) throws -> Double {
         let started = MonotonicClock.now()
         let kcat: ChildProcess
         do {
+            let keyed = sameMessages ? ["-K", "\t"] + sameMessageHeaders.flatMap { ["-H", $0] } : []
             kcat = try ChildProcess(
                 executable: "/usr/bin/env",
                 arguments: [
                     "kcat", "-P", "-b", bootstrap, "-t", topic, "-l", "-X", "acks=all", "-X", "enable.idempotence=true", "-X",
-                    "compression.codec=lz4", "-X", "linger.ms=5", "-X", "socket.nagle.disable=true", file,
-                ])
+                    "compression.codec=lz4", "-X", "linger.ms=5", "-X", "socket.nagle.disable=true",
+                ] + keyed + [file])
         } catch {
             throw CommandFailure("cannot run kcat (Debian package kcat): \(error)")
         }
