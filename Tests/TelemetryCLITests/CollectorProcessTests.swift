@@ -142,6 +142,15 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let table = try await CLI.runOffPool(["query", "--url", server.url, "--limit", "5"])
         #expect(table.stdout.contains("EVENT TYPE"))
         #expect(table.stdout.split(separator: "\n").count == 6)
+        // --since and --until take a duration ago, as `stats` and `query ops` do: the sampled
+        // events are dated 2026-11-18, so none is from the last second, and all are older.
+        let recent = try await CLI.runOffPool(["query", "--url", server.url, "--since", "1s", "--format", "json"])
+        #expect(recent.status == 0 && recent.stdout.isEmpty, "\(recent.stdout)\(recent.stderr)")
+        let older = try await CLI.runOffPool(
+            ["query", "--url", server.url, "--event-type", "pbac.agent.start", "--until", "1s", "--all", "--format", "json"])
+        #expect(older.stdout.split(separator: "\n").count == expected, "\(older.stderr)")
+        let unclear = try await CLI.runOffPool(["query", "--url", server.url, "--since", "yesterday"])
+        #expect(unclear.status != 0 && unclear.stderr.contains("--since"), "\(unclear.stderr)")
 
         // tail prints what arrives after it connects: keep posting fresh events until it has two.
         let finished = Flag()

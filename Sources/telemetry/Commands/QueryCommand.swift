@@ -16,11 +16,11 @@ struct EventFilterOptions: ParsableArguments {
     @Option(help: "Only events from this emitting service.")
     var source: String?
 
-    @Option(help: "Events at or after this ISO 8601 timestamp.")
-    var since: String?
+    @Option(help: "Events at or after this time (ISO 8601 with a zone, or a duration ago such as 1h).")
+    var since: TimeArgument?
 
-    @Option(help: "Events before this ISO 8601 timestamp.")
-    var until: String?
+    @Option(help: "Events before this time (ISO 8601 with a zone, or a duration ago).")
+    var until: TimeArgument?
 
     @Option(name: .customLong("where"), help: ArgumentHelp("A catalog field filter, FIELD=VALUE (repeatable), e.g. --where model=sdxl-1.0.", valueName: "FIELD=VALUE"))
     var filters: [String] = []
@@ -35,8 +35,8 @@ struct EventFilterOptions: ParsableArguments {
         if let topic { items.append(("topic", topic)) }
         if let tenant { items.append(("tenant_id", tenant)) }
         if let source { items.append(("source", source)) }
-        if let since { items.append(("since", since)) }
-        if let until { items.append(("until", until)) }
+        if let since { items.append(("since", since.iso)) }
+        if let until { items.append(("until", until.iso)) }
         for filter in filters {
             let parts = filter.split(separator: "=", maxSplits: 1)
             items.append((String(parts[0]), parts.count > 1 ? String(parts[1]) : ""))
@@ -75,6 +75,7 @@ struct QueryEventsCommand: ParsableCommand {
                   --limit 20
               telemetry query --tenant 5c1e7a52-0d6a-4c3e-8b59-1f2d3e4a5b6c \\
                   --since 2026-11-29T00:00:00Z --all --format json
+              telemetry query --event-type xumi.generation.start --since 15m
             """
     )
 
