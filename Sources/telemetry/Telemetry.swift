@@ -34,6 +34,10 @@ struct Telemetry: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+        } catch let failure as CommandFailure {
+            // An I/O problem found while running: said as the command's own message, exit code 2.
+            writeStandardError("telemetry: \(failure.message)\n")
+            Glibc.exit(2)
         } catch {
             if exitCode(for: error) == .validationFailure {
                 let message = fullMessage(for: error)

@@ -175,6 +175,24 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(printed.allSatisfy { $0.contains(#""event_type":"pbac.agent."#) })
     }
 
+    /// A port already taken is said plainly, with what to do, and exits 2 (an I/O error), for
+    /// `serve` as for `demo`; the socket's own error read `bind(descriptor:ptr:bytes:): Address
+    /// already in use) (errno: 98)`.
+    @Test func aTakenPortIsSaidPlainly() async throws {
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let server = try await ServerProcess.start(data: data.appendingPathComponent("first"))
+        defer { server.stop() }
+        for command in ["serve", "demo"] {
+            let second = try await CLI.runOffPool(
+                [command, "--port", String(server.port), "--data", data.appendingPathComponent(command).path], timeoutSeconds: 60)
+            #expect(second.status == 2, "\(command): \(second.stderr)")
+            #expect(
+                second.stderr.contains("telemetry: cannot listen on 127.0.0.1:\(server.port): the port is taken")
+                    && second.stderr.contains("--port 0"), "\(command): \(second.stderr)")
+        }
+    }
+
     /// `send` has two requests in flight, and the collector stores its batches in the file's
     /// order (within a batch, a transaction, the store orders events by id).
     @Test func sendStoresTheFilesBatchesInOrder() async throws {

@@ -79,7 +79,7 @@ struct DemoCommand: AsyncParsableCommand {
         configured.append(.init(service: platform, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(
             configuration: .init(services: configured, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await ServeCommand.run(group, listeningOn: host, port: port)
         store.close()
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Metrics
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -209,8 +210,25 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await Self.run(group, listeningOn: host, port: port)
         store.close()
+    }
+
+    /// Runs the collector's services; a server that cannot listen is said plainly (the socket's
+    /// own error reads `bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)`).
+    /// Also used by `demo`.
+    static func run(_ group: ServiceGroup, listeningOn host: String, port: Int) async throws {
+        do {
+            try await group.run()
+        } catch let error as IOError where [EADDRINUSE, EACCES, EADDRNOTAVAIL].contains(error.errnoCode) {
+            let why =
+                switch error.errnoCode {
+                case EADDRINUSE: "the port is taken (another collector, or another program); choose another --port, or --port 0 for a free one"
+                case EACCES: "permission denied (ports below 1024 need privileges); choose another --port"
+                default: "\(host) is not an address of this machine; --host takes one of its addresses, or 0.0.0.0 for all"
+                }
+            throw CommandFailure("cannot listen on \(host):\(port): \(why)")
+        }
     }
 
     /// The collector's services (writer, retention, HTTP server) over its store; `onListening` gets
