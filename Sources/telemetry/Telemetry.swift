@@ -19,7 +19,7 @@ struct Telemetry: AsyncParsableCommand {
             """,
         subcommands: [
             ServeCommand.self, DemoCommand.self, ValidateCommand.self, CatalogCommand.self, SampleCommand.self, SendCommand.self, QueryCommand.self,
-            StatsCommand.self, TailCommand.self, KeysCommand.self, ConsumeCommand.self, BenchCommand.self,
+            StatsCommand.self, TailCommand.self, KeysCommand.self, BackupCommand.self, ConsumeCommand.self, BenchCommand.self,
         ]
     )
 

@@ -235,7 +235,7 @@ public final class SQLiteStore: EventStore {
     }
 
     /// The operations file of the store at `path`: `telemetry.sqlite` → `telemetry-operations.sqlite`.
-    static func operationsPath(_ path: String) -> String {
+    public static func operationsPath(_ path: String) -> String {
         (path.hasSuffix(".sqlite") ? String(path.dropLast(7)) : path) + "-operations.sqlite"
     }
 
