@@ -16,6 +16,9 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let headerTimeout: TimeAmount
     private let bodyTimeout: TimeAmount
     private var deadline: Scheduled<Void>?
+    /// Whether the current request has been answered whole (an answer may come before the
+    /// request's body is all in: a refusal on its head, a 404).
+    private var answered = false
 
     init(headerTimeout: TimeAmount, bodyTimeout: TimeAmount) {
         self.headerTimeout = headerTimeout
@@ -40,8 +43,13 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head: arm(context, bodyTimeout)
-        case .end: disarm()
+        case .head:
+            answered = false
+            arm(context, bodyTimeout)
+        case .end:
+            // Answered already: the deadline is the next request's head, armed with the answer's
+            // end, and it stays (dropping it left an idle connection without any deadline).
+            if !answered { disarm() }
         case .body: break
         }
         context.fireChannelRead(data)
@@ -49,7 +57,9 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
-            // The response is complete: the next request's head is due within the header timeout.
+            // The response is complete: the next request's head is due within the header timeout
+            // (and what is left of this request's body, when it was answered first).
+            answered = true
             arm(context, headerTimeout)
         }
         context.write(data, promise: promise)

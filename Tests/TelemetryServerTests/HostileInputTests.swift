@@ -126,6 +126,31 @@ import Glibc
         }
     }
 
+    /// A request answered before its body is in (here a 404, a route that reads no body) still
+    /// leaves its connection a deadline for the next head once the body has come: the request's
+    /// end used to drop it, and an idle connection then stayed open for good.
+    @Test func aConnectionAnsweredBeforeItsBodyStillHasAHeaderDeadline() async throws {
+        try await TestCollector.run(configure: { $0.headerTimeout = .seconds(1); $0.bodyTimeout = .seconds(10) }) { collector in
+            let port = collector.port
+            let (answer, closedAfter) = try await offThePool { () throws -> (String, Double?) in
+                let socket = try RawSocket(port: port, timeoutSeconds: 10)
+                try socket.send(Array("POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n".utf8))
+                let answer = try socket.receive(until: "\r\n\r\n")
+                try socket.send(Array("0123456789".utf8))
+                // Idle from here: the collector closes the connection at its header deadline.
+                let started = Date()
+                var byte: UInt8 = 0
+                while recv(socket.fd, &byte, 1, 0) > 0 {}
+                let seconds = Date().timeIntervalSince(started)
+                return (answer, seconds < 9 ? seconds : nil)
+            }
+            #expect(answer.hasPrefix("HTTP/1.1 404"), "\(answer)")
+            let seconds = try #require(closedAfter, "the idle connection was not closed within 9 s")
+            #expect(seconds >= 0.5 && seconds < 3, "\(seconds) s")
+            try await Self.expectHealthy(collector)
+        }
+    }
+
     /// Sends `bytes` one at a time, `everyMilliseconds` apart, until the server closes the
     /// connection; returns how many were sent and the seconds it took. Blocks.
     static func dribble(_ bytes: [UInt8], port: Int, everyMilliseconds: Int) -> (sent: Int, seconds: Double) {
