@@ -65,6 +65,13 @@ extension Collector {
         _ request: Request, _ context: CollectorRequestContext, requestID: String, idHeader: HTTPFields, after: BatchOrder.Key?
     ) async throws -> Response {
         let received = Self.nowMicros()
+        // A body declared larger than --max-body is refused on its head: none of it is read, and a
+        // sender waiting for `100 Continue` never sends it.
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > configuration.maxBodyBytes {
+            return Self.error(
+                .contentTooLarge, "too_large", "the body is \(length) bytes, more than \(configuration.maxBodyBytes); send smaller batches",
+                headers: idHeader)
+        }
         // Refused before its body is read when the collector is past what it can take: a burst of
         // senders must not have all its bodies in memory at once. A body of no declared length
         // (chunked) is bounded once read, among those being validated.

@@ -277,6 +277,33 @@ import Testing
         }
     }
 
+    /// A body declared larger than the limit is refused on its head, before any of it is sent: a
+    /// sender waiting for `100 Continue` gets the 413 instead (and the connection is not kept, its
+    /// next bytes being unknown); one that did not wait gets it as soon as its head is read.
+    @Test func aBodyDeclaredTooLargeIsRefusedOnItsHead() async throws {
+        try await TestCollector.run(configure: { $0.maxBodyBytes = 64 << 10 }) { collector in
+            let port = collector.port
+            let answers = try await offThePool { () throws -> [String] in
+                var answers: [String] = []
+                for expect in [true, false] {
+                    let socket = try RawSocket(port: port, timeoutSeconds: 10)
+                    var head = "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
+                    head += "Content-Length: \((64 << 10) + 1)\r\n" + (expect ? "Expect: 100-continue\r\n" : "") + "\r\n"
+                    try socket.send(Array(head.utf8))
+                    // Nothing of the body was sent: the answer comes on the head alone.
+                    answers.append(try socket.receive(until: "send smaller batches"))
+                }
+                return answers
+            }
+            for answer in answers {
+                #expect(answer.hasPrefix("HTTP/1.1 413 "), "\(answer)")
+                #expect(answer.contains("65537 bytes, more than 65536"), "\(answer)")
+            }
+            #expect(answers[0].lowercased().contains("connection: close"), "\(answers[0])")
+            #expect(try await collector.connection().post(sampleLines(3, seed: 40).joined(separator: "\n")).status == 200)
+        }
+    }
+
     @Test func statusesOfTheContract() async throws {
         try await TestCollector.run(configure: { $0.maxBodyBytes = 64 << 10 }, limits: .init(maxEventsPerRequest: 5)) { collector in
             let http = collector.connection()
