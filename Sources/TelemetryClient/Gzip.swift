@@ -13,4 +13,11 @@ package enum Gzip {
         guard var compressed = try? buffer.compress(with: .gzip(configuration: configuration)) else { return bytes }
         return compressed.readBytes(length: compressed.readableBytes) ?? bytes
     }
+
+    /// `bytes` inflated; `nil` when they are not gzip.
+    package static func decompress(_ bytes: [UInt8]) -> [UInt8]? {
+        var buffer = ByteBuffer(bytes: bytes)
+        guard var inflated = try? buffer.decompress(with: .gzip()) else { return nil }
+        return inflated.readBytes(length: inflated.readableBytes)
+    }
 }

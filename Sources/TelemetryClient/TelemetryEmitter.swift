@@ -268,7 +268,13 @@ public final class TelemetryEmitter: Service, Sendable {
             }
             guard !flights.isEmpty else { break }
             let flight = flights.removeFirst()
-            if case .later(let hint) = await flight.answer.value {
+            var result = await flight.answer.value
+            if case .tooLarge = result {
+                // Split here, in the batches' order: the batch after it may be too large as well,
+                // and its halves must not overtake these.
+                result = await postHalves(flight.body, count: flight.count, on: connections[flight.connection])
+            }
+            if case .later(let hint) = result {
                 spoolBody(flight.body, count: flight.count)
                 if !failed { backOff(hint) }
                 failed = true
@@ -292,8 +298,10 @@ public final class TelemetryEmitter: Service, Sendable {
     /// Sends the spool's oldest batches until one fails (then backs off) or the spool is empty.
     private func retrySpool() async {
         while let head = spool.head() {
-            switch await post(head.body, count: head.count, on: connections[0], isRetry: true) {
-            case .done:
+            var result = await post(head.body, count: head.count, on: connections[0], isRetry: true)
+            if case .tooLarge = result { result = await postHalves(head.body, count: head.count, on: connections[0]) }
+            switch result {
+            case .done, .tooLarge:
                 spool.removeHead()
                 retryState.withLock { $0.delay = configuration.initialBackoff }
             case .later(let hint):
@@ -318,6 +326,9 @@ public final class TelemetryEmitter: Service, Sendable {
     enum PostResult {
         case done
         case later(RetryAfter.Hint?)
+        /// 413 for a batch of several events: too much for one request, to be sent in halves
+        /// (``postHalves(_:count:on:)``), in the batches' order.
+        case tooLarge
     }
 
     /// One POST of a batch, named `name` and following batch `after` when set. `.done` when the
@@ -362,6 +373,10 @@ public final class TelemetryEmitter: Service, Sendable {
                 "telemetry.emitter.unauthorized",
                 metadata: ["http.status": "\(response.status)", "answer": "\(response.text.prefix(300))"])
             return .later(nil)
+        case 413 where count > 1:
+            // Too much for one request (the collector's --max-body, before or after gzip, or its
+            // --max-events): the events themselves may be fine, so they are not dropped.
+            return .tooLarge
         default:
             // 400/413/415: the same bytes would fail again. Logged, counted, not retried.
             logger.error(
@@ -371,6 +386,40 @@ public final class TelemetryEmitter: Service, Sendable {
             metrics.dropped.increment(by: Int64(count))
             return .done
         }
+    }
+
+    /// Sends a batch the collector found too large as two halves, one after the other on
+    /// `connection`, each split again while it is too large; an event too large alone is dropped
+    /// and counted as any refused batch. A half that must wait makes the whole batch wait
+    /// (`.later`): sent again, the halves already stored are duplicates the collector skips.
+    private func postHalves(_ body: [UInt8], count: Int, on connection: HTTPConnection) async -> PostResult {
+        let lines = Self.lines(of: body)
+        guard lines.count > 1 else {
+            logger.error("telemetry.emitter.batch_refused", metadata: ["http.status": "413", "events": "\(count)"])
+            updateCounts { $0.dropped += count }
+            metrics.dropped.increment(by: Int64(count))
+            return .done
+        }
+        logger.warning("telemetry.emitter.batch_split", metadata: ["events": "\(lines.count)", "bytes": "\(body.count)"])
+        let middle = lines.count / 2
+        for half in [lines[..<middle], lines[middle...]] {
+            var ndjson: [UInt8] = []
+            for line in half {
+                ndjson += line
+                ndjson.append(UInt8(ascii: "\n"))
+            }
+            let encoded = configuration.gzip ? Gzip.compress(ndjson) : ndjson
+            var result = await post(encoded, count: half.count, on: connection)
+            if case .tooLarge = result { result = await postHalves(encoded, count: half.count, on: connection) }
+            if case .later(let hint) = result { return .later(hint) }
+        }
+        return .done
+    }
+
+    /// The NDJSON lines of a batch's body (gzipped or not).
+    static func lines(of body: [UInt8]) -> [ArraySlice<UInt8>] {
+        let ndjson = body.count > 2 && body[0] == 0x1f && body[1] == 0x8b ? Gzip.decompress(body) ?? [] : body
+        return ndjson.split(separator: UInt8(ascii: "\n"))
     }
 
     /// Logs each rejected event with its reasons; returns how many were rejected.

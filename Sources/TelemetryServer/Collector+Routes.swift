@@ -124,6 +124,9 @@ extension Collector {
             do {
                 var compressed = ByteBuffer(bytes: body)
                 var inflated = try compressed.decompress(with: .gzip(), maxSize: configuration.maxBodyBytes)
+                // CompressNIO stops once its buffers pass `maxSize`, but each buffer is rounded up
+                // to a power of two and filled: a body could inflate to ~2x the limit and pass.
+                guard inflated.readableBytes <= configuration.maxBodyBytes else { throw CompressNIOError.bufferOverflow }
                 body = inflated.readBytes(length: inflated.readableBytes) ?? []
             } catch let error as CompressNIOError where error == .bufferOverflow {
                 return Self.error(

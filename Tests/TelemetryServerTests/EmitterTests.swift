@@ -261,6 +261,28 @@ import Testing
         }
     }
 
+    /// A batch larger than the collector takes in one request (its --max-body, here after gzip:
+    /// the prompts compress well) is sent in halves rather than dropped: every event is stored, in
+    /// order. An event too large alone is dropped and counted. (The whole batch was dropped.)
+    @Test func aBatchTooLargeForOneRequestIsSentInHalves() async throws {
+        try await TestCollector.run(configure: { $0.maxBodyBytes = 64 << 10 }) { collector in
+            var configuration = Self.configuration(port: collector.port)
+            configuration.batchSize = 200
+            let emitter = try TelemetryEmitter(configuration: configuration, logger: Self.logger)
+            // ~2.7 KB an event: a batch of 200 is ~540 KB of NDJSON, eight times the limit.
+            let prompt = String(repeating: "p", count: 2_000)
+            let ids = (0..<400).map { _ in
+                emitter.emit(GenerationStarted(model: "sdxl-1.0", prompt: prompt, taskID: UUID())).envelope.eventID!.uuidString.lowercased()
+            }
+            emitter.emit(GenerationStarted(model: "sdxl-1.0", prompt: String(repeating: "q", count: 70_000), taskID: UUID()))
+            try await Self.running(emitter) {
+                try await Self.waitUntil { emitter.counts.sent + emitter.counts.dropped == 401 }
+            }
+            #expect(emitter.counts.sent == 400 && emitter.counts.dropped == 1, "\(emitter.counts)")
+            #expect(try await Self.storedIDs(collector.store) == ids)
+        }
+    }
+
     @Test func rejectionsAreCountedAndNotRetried() async throws {
         try await TestCollector.run { collector in
             var configuration = Self.configuration(port: collector.port)
