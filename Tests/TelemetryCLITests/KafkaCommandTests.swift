@@ -10,6 +10,31 @@ import Testing
 /// brokers on loopback, in the test process): events posted to the collector reach the topics, the
 /// consumer loads them into the store, and the collector over that store answers queries on them.
 @Suite(.timeLimit(.minutes(3))) struct KafkaCommandTests {
+    /// An event under the collector's 1 MiB but over librdkafka's 1,000,000-byte messages used to
+    /// make the whole request a 503 that every retry met again (`MSG_SIZE_TOO_LARGE`): a sender
+    /// retried it for good. In Kafka mode the per-event limit is now below the message limit, so
+    /// it is rejected (`too_large`) and the request's other events are produced.
+    @Test func anEventTooLargeForAKafkaMessageIsRejectedAndTheRestProduced() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        for topic in KafkaEventSink.topics() { try cluster.createTopic(topic, partitions: 3, replicationFactor: 3) }
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let server = try await ServerProcess.start(data: data, extraArguments: ["--kafka", cluster.bootstrap, "--fsync", "normal"])
+        defer { server.stop() }
+        var sampler = EventSampler(seed: 23)
+        let definition = Catalog.builtin.latest("xumi.generation.start")!
+        var big = sampler.sample(definition)
+        big["metadata"] = .object((0..<5).map { ("k\($0)", .string(String(repeating: "v", count: 203_000))) })
+        var fits = sampler.sample(definition)
+        fits["metadata"] = .object((0..<5).map { ("k\($0)", .string(String(repeating: "v", count: 190_000))) })
+        let body = Array((big.render() + "\n" + fits.render()).utf8)
+        let http = HTTPConnection(host: "127.0.0.1", port: server.port)
+        let posted = try await http.request("POST", "/v1/events", headers: [("Content-Type", "application/x-ndjson")], body: body)
+        #expect(posted.status == 200, "\(posted.status): \(posted.text)")
+        #expect(posted.text.contains(#""accepted":1"#) && posted.text.contains(#""code":"too_large""#), "\(posted.text)")
+        #expect(posted.text.contains("over the limit of 983616 bytes per event"), "\(posted.text)")
+    }
+
     /// `bench kafka` end to end on a tiny input (its figures are not checked: a test is no
     /// benchmark): both kcat baselines ran (kcat fails the bench if it cannot produce a line), and
     /// the producer's ratio is read against each, consistently with the rates printed.

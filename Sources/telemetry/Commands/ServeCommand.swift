@@ -67,7 +67,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Deepest nesting of an event's JSON.")
     var maxDepth: Int = 64
 
-    @Option(help: "Largest event (NDJSON line or array element), bytes.")
+    @Option(help: "Largest event (NDJSON line or array element), bytes. With --kafka, at most librdkafka's message.max.bytes less 16 KiB (983616 by default): an event must fit a Kafka message.")
     var maxEventBytes: Int = 1 << 20
 
     @Option(help: "Longest string value of a field, bytes.")
@@ -277,8 +277,18 @@ struct ServeCommand: AsyncParsableCommand {
         // bound, 114k-149k without). 50,000 stays below librdkafka's own queue (100,000
         // messages, past which producing fails).
         let queueBound = (maxQueuedEvents ?? (kafka == nil ? 6_000 : 50_000)).nonZero
+        var eventLimit = maxEventBytes
+        if kafka != nil {
+            let cap = KafkaSupport.maxEventBytes(properties: (try? KafkaSupport.properties(kafkaOption)) ?? [:])
+            if eventLimit > cap {
+                logger.notice(
+                    "serve.kafka.event_limit",
+                    metadata: ["max_event_bytes": "\(cap)", "why": "an event must fit librdkafka's message.max.bytes (--kafka-option message.max.bytes=N raises it)"])
+                eventLimit = cap
+            }
+        }
         let limits = IngestLimits(
-            maxEventsPerRequest: maxEvents, maxDepth: maxDepth, maxEventBytes: maxEventBytes, maxStringBytes: maxStringBytes,
+            maxEventsPerRequest: maxEvents, maxDepth: maxDepth, maxEventBytes: eventLimit, maxStringBytes: maxStringBytes,
             maxQueuedEvents: queueBound, maxValidatingBytes: maxValidatingBytes.nonZero)
         let policy: PrivacyPolicy
         do {

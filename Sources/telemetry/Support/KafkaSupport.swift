@@ -31,6 +31,17 @@ enum KafkaSupport {
         return properties
     }
 
+    /// The largest event (its bytes as sent) the collector takes in Kafka mode with `properties`:
+    /// one must fit a Kafka message, and librdkafka refuses a message over its
+    /// `message.max.bytes` (1,000,000 by default, less than the 1 MiB an event may otherwise have).
+    /// That refusal comes back on every retry, so a sender would retry such an event for good; it
+    /// is rejected (`too_large`) with the request's other problems instead. The margin leaves room
+    /// for the key, the headers, the record's framing and what normalisation may add.
+    static func maxEventBytes(properties: [String: String]) -> Int {
+        let messageMax = properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000
+        return max(1, messageMax - 16 << 10)
+    }
+
     /// The collector's Kafka sink and the service that flushes its producer at shutdown.
     static func sink(bootstrap: String, topicPrefix: String, properties: [String: String], logger: Logger) throws -> (any EventSink, any Service) {
         #if Kafka
