@@ -129,14 +129,20 @@ public final class BatchSender: @unchecked Sendable {
     /// with exponential backoff and jitter (never sooner than Retry-After, and spread past it; the
     /// collector's own turn when it sends Retry-After-Ms: ``RetryAfter/wait(_:backoff:)``), and
     /// a 409 (the batch it follows was not stored) once that batch has been; its answer.
-    private func post(_ batch: Batch, after: String?, on connection: HTTPConnection) throws -> SendSummary {
+    ///
+    /// A batch too large for one request (413: the collector's `--max-body`, before or after gzip,
+    /// or `--max-events`) is sent as two halves, one after the other, each halved again while it
+    /// is too large (`named` false: the halves carry no batch name, and the batch after this one
+    /// waits for them here, as for a retry). A single line too large is refused for good.
+    private func post(_ batch: Batch, after: String?, on connection: HTTPConnection, named: Bool = true) throws -> SendSummary {
         let lines = batch.lines
         var after = after
         var attempt = 0
         var delay = 0.1
         while true {
             attempt += 1
-            var headers = [("Content-Type", "application/x-ndjson"), ("Telemetry-Batch", name(batch.number))]
+            var headers = [("Content-Type", "application/x-ndjson")]
+            if named { headers.append(("Telemetry-Batch", name(batch.number))) }
             if batch.body.count > 2, batch.body[0] == 0x1f, batch.body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
             if let after { headers.append(("Telemetry-After", after)) }
             var hint: RetryAfter.Hint? = nil
@@ -156,6 +162,10 @@ public final class BatchSender: @unchecked Sendable {
                     after = nil
                     attempt -= 1
                     continue
+                }
+                if response.status == 413 && lines.count > 1 {
+                    withLock { _ = retrying.insert(batch.number) }
+                    return try postHalves(of: batch, on: connection)
                 }
                 reason = "HTTP \(response.status): \(response.text.prefix(300))"
                 guard response.status == 429 || response.status == 503 else {
@@ -178,6 +188,30 @@ public final class BatchSender: @unchecked Sendable {
             usleep(UInt32(min(wait, 30) * 1_000_000))
             delay = min(delay * 2, 10)
         }
+    }
+
+    /// ``post(_:after:on:named:)`` of each half of `batch`, in order; their answers merged. Once
+    /// the batch before it is finished: it may be too large as well (refused before the collector
+    /// waited for its predecessor), and its halves must not be overtaken.
+    private func postHalves(of batch: Batch, on connection: HTTPConnection) throws -> SendSummary {
+        try waitForPrevious(of: batch.number)
+        let gzipped = batch.body.count > 2 && batch.body[0] == 0x1f && batch.body[1] == 0x8b
+        let events = (gzipped ? Gzip.decompress(batch.body) ?? [] : batch.body).split(separator: UInt8(ascii: "\n"))
+        guard events.count == batch.lines.count else {
+            throw SendFailure("the collector refused a batch (lines \(batch.lines.first!)-\(batch.lines.last!)) as too large, and it could not be split")
+        }
+        let middle = events.count / 2
+        var summary = SendSummary()
+        for range in [0..<middle, middle..<events.count] {
+            var ndjson: [UInt8] = []
+            for event in events[range] {
+                ndjson += event
+                ndjson.append(UInt8(ascii: "\n"))
+            }
+            let half = Batch(number: batch.number, body: gzipped ? Gzip.compress(ndjson) : ndjson, lines: Array(batch.lines[range]))
+            summary.merge(try post(half, after: nil, on: connection, named: false))
+        }
+        return summary
     }
 
     /// Waits until batch `number - 1` is finished; throws when a batch failed meanwhile.

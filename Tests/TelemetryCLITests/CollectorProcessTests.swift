@@ -216,6 +216,35 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         }
     }
 
+    /// Batches too large for the collector's --max-body (here after gzip: the padding compresses
+    /// well) are sent in halves, in the file's order, rather than stopping the run.
+    @Test func sendSplitsBatchesTooLargeForOneRequest() async throws {
+        let data = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let server = try await ServerProcess.start(data: data, extraArguments: ["--max-body", "65536"])
+        defer { server.stop() }
+        var sampler = EventSampler(seed: 35)
+        let lines = (0..<600).map { _ -> String in
+            var event = sampler.sample()
+            event["metadata"] = .object([("pad", .string(String(repeating: "x", count: 3_000)))])
+            return event.render()
+        }
+        let file = data.appendingPathComponent("events.ndjson")
+        try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        // 250 events of ~3.9 KB a batch: ~1 MB, 15 times the limit.
+        let sent = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--batch-size", "250"])
+        #expect(sent.status == 0, "\(sent.stdout)\(sent.stderr)")
+        #expect(sent.stdout.contains("600 events: 600 accepted, 0 duplicate, 0 rejected"), "\(sent.stdout)")
+        let query = try await CLI.runOffPool(["query", "--url", server.url, "--all", "--format", "json"])
+        let stored = query.stdout.split(separator: "\n").reversed().map { Self.id(String($0)) }
+        #expect(stored.count == 600)
+        // In the file's order batch by batch (within a transaction the store orders events by id).
+        for batch in 0..<3 where stored.count == 600 {
+            let range = (batch * 250)..<min(600, batch * 250 + 250)
+            #expect(Set(stored[range]) == Set(lines[range].map(Self.id)), "batch \(batch) in its place")
+        }
+    }
+
     /// The collector is down when `send` starts: it retries with backoff until the collector is up.
     @Test func sendRetriesUntilTheCollectorIsUp() async throws {
         let data = try CLI.temporaryDirectory()
