@@ -202,18 +202,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         defer { server.stop() }
         var sampler = EventSampler(seed: 34)
         let lines = (0..<2_000).map { _ in sampler.sample().render() }
-        let file = data.appendingPathComponent("events.ndjson")
-        try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
-        let sent = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--batch-size", "100"])
-        #expect(sent.status == 0, "\(sent.stderr)")
-        #expect(sent.stdout.contains("2000 events: 2000 accepted, 0 duplicate, 0 rejected"), "\(sent.stdout)")
-        let query = try await CLI.runOffPool(["query", "--url", server.url, "--all", "--format", "json"])
-        let stored = query.stdout.split(separator: "\n").reversed().map { Self.id(String($0)) }
-        #expect(stored.count == 2_000)
-        for batch in 0..<20 {
-            let range = (batch * 100)..<(batch * 100 + 100)
-            #expect(Set(stored[range]) == Set(lines[range].map(Self.id)), "batch \(batch) in its place")
-        }
+        try await Self.sendAndExpectTheFilesBatchesInOrder(lines, batchSize: 100, to: server, in: data)
     }
 
     /// Batches too large for the collector's --max-body (here after gzip: the padding compresses
@@ -229,19 +218,25 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
             event["metadata"] = .object([("pad", .string(String(repeating: "x", count: 3_000)))])
             return event.render()
         }
+        // 250 events of ~3.9 KB a batch: ~1 MB, 15 times the limit.
+        try await Self.sendAndExpectTheFilesBatchesInOrder(lines, batchSize: 250, to: server, in: data)
+    }
+
+    /// Sends `lines` as a file with `send --batch-size batchSize`, and expects every line accepted
+    /// and each batch stored in its place (within a transaction the store orders events by id).
+    static func sendAndExpectTheFilesBatchesInOrder(_ lines: [String], batchSize: Int, to server: ServerProcess, in data: URL) async throws {
         let file = data.appendingPathComponent("events.ndjson")
         try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
-        // 250 events of ~3.9 KB a batch: ~1 MB, 15 times the limit.
-        let sent = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--batch-size", "250"])
+        let sent = try await CLI.runOffPool(["send", file.path, "--url", server.url, "--batch-size", String(batchSize)])
         #expect(sent.status == 0, "\(sent.stdout)\(sent.stderr)")
-        #expect(sent.stdout.contains("600 events: 600 accepted, 0 duplicate, 0 rejected"), "\(sent.stdout)")
+        #expect(sent.stdout.contains("\(lines.count) events: \(lines.count) accepted, 0 duplicate, 0 rejected"), "\(sent.stdout)")
         let query = try await CLI.runOffPool(["query", "--url", server.url, "--all", "--format", "json"])
-        let stored = query.stdout.split(separator: "\n").reversed().map { Self.id(String($0)) }
-        #expect(stored.count == 600)
-        // In the file's order batch by batch (within a transaction the store orders events by id).
-        for batch in 0..<3 where stored.count == 600 {
-            let range = (batch * 250)..<min(600, batch * 250 + 250)
-            #expect(Set(stored[range]) == Set(lines[range].map(Self.id)), "batch \(batch) in its place")
+        let stored = query.stdout.split(separator: "\n").reversed().map { id(String($0)) }
+        #expect(stored.count == lines.count)
+        guard stored.count == lines.count else { return }
+        for start in stride(from: 0, to: lines.count, by: batchSize) {
+            let range = start..<min(lines.count, start + batchSize)
+            #expect(Set(stored[range]) == Set(lines[range].map(id)), "the batch of lines \(range) in its place")
         }
     }
 
