@@ -143,7 +143,7 @@ public final class BatchSender: @unchecked Sendable {
             attempt += 1
             var headers = [("Content-Type", "application/x-ndjson")]
             if named { headers.append(("Telemetry-Batch", name(batch.number))) }
-            if batch.body.count > 2, batch.body[0] == 0x1f, batch.body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
+            if Gzip.isGzip(batch.body) { headers.append(("Content-Encoding", "gzip")) }
             if let after { headers.append(("Telemetry-After", after)) }
             var hint: RetryAfter.Hint? = nil
             var reason: String
@@ -195,21 +195,13 @@ public final class BatchSender: @unchecked Sendable {
     /// waited for its predecessor), and its halves must not be overtaken.
     private func postHalves(of batch: Batch, on connection: HTTPConnection) throws -> SendSummary {
         try waitForPrevious(of: batch.number)
-        let gzipped = batch.body.count > 2 && batch.body[0] == 0x1f && batch.body[1] == 0x8b
-        let events = (gzipped ? Gzip.decompress(batch.body) ?? [] : batch.body).split(separator: UInt8(ascii: "\n"))
-        guard events.count == batch.lines.count else {
+        guard let halves = Gzip.halves(of: batch.body, count: batch.lines.count) else {
             throw SendFailure("the collector refused a batch (lines \(batch.lines.first!)-\(batch.lines.last!)) as too large, and it could not be split")
         }
-        let middle = events.count / 2
         var summary = SendSummary()
-        for range in [0..<middle, middle..<events.count] {
-            var ndjson: [UInt8] = []
-            for event in events[range] {
-                ndjson += event
-                ndjson.append(UInt8(ascii: "\n"))
-            }
-            let half = Batch(number: batch.number, body: gzipped ? Gzip.compress(ndjson) : ndjson, lines: Array(batch.lines[range]))
-            summary.merge(try post(half, after: nil, on: connection, named: false))
+        for half in halves {
+            let part = Batch(number: batch.number, body: half.body, lines: Array(batch.lines[half.events]))
+            summary.merge(try post(part, after: nil, on: connection, named: false))
         }
         return summary
     }

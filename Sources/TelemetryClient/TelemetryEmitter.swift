@@ -342,7 +342,7 @@ public final class TelemetryEmitter: Service, Sendable {
             metrics.retried.increment()
         }
         var headers = [("Content-Type", "application/x-ndjson")]
-        if body.count > 2, body[0] == 0x1f, body[1] == 0x8b { headers.append(("Content-Encoding", "gzip")) }
+        if Gzip.isGzip(body) { headers.append(("Content-Encoding", "gzip")) }
         if let name { headers.append(("Telemetry-Batch", name)) }
         if let after { headers.append(("Telemetry-After", after)) }
         let response: HTTPResponse
@@ -393,33 +393,19 @@ public final class TelemetryEmitter: Service, Sendable {
     /// and counted as any refused batch. A half that must wait makes the whole batch wait
     /// (`.later`): sent again, the halves already stored are duplicates the collector skips.
     private func postHalves(_ body: [UInt8], count: Int, on connection: HTTPConnection) async -> PostResult {
-        let lines = Self.lines(of: body)
-        guard lines.count > 1 else {
+        guard let halves = Gzip.halves(of: body, count: count) else {
             logger.error("telemetry.emitter.batch_refused", metadata: ["http.status": "413", "events": "\(count)"])
             updateCounts { $0.dropped += count }
             metrics.dropped.increment(by: Int64(count))
             return .done
         }
-        logger.warning("telemetry.emitter.batch_split", metadata: ["events": "\(lines.count)", "bytes": "\(body.count)"])
-        let middle = lines.count / 2
-        for half in [lines[..<middle], lines[middle...]] {
-            var ndjson: [UInt8] = []
-            for line in half {
-                ndjson += line
-                ndjson.append(UInt8(ascii: "\n"))
-            }
-            let encoded = configuration.gzip ? Gzip.compress(ndjson) : ndjson
-            var result = await post(encoded, count: half.count, on: connection)
-            if case .tooLarge = result { result = await postHalves(encoded, count: half.count, on: connection) }
+        logger.warning("telemetry.emitter.batch_split", metadata: ["events": "\(count)", "bytes": "\(body.count)"])
+        for half in halves {
+            var result = await post(half.body, count: half.events.count, on: connection)
+            if case .tooLarge = result { result = await postHalves(half.body, count: half.events.count, on: connection) }
             if case .later(let hint) = result { return .later(hint) }
         }
         return .done
-    }
-
-    /// The NDJSON lines of a batch's body (gzipped or not).
-    static func lines(of body: [UInt8]) -> [ArraySlice<UInt8>] {
-        let ndjson = body.count > 2 && body[0] == 0x1f && body[1] == 0x8b ? Gzip.decompress(body) ?? [] : body
-        return ndjson.split(separator: UInt8(ascii: "\n"))
     }
 
     /// Logs each rejected event with its reasons; returns how many were rejected.
